@@ -205,6 +205,11 @@ def test_undecodable_video(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(DatasetError, match="does not exist"):
         read_video(src / "missing.mp4")
+    root = write_lerobot(tmp_path / "ds")
+    (root / "videos/observation.images.wrist/chunk-000/file-000.mp4").write_bytes(b"\x00garbage" * 100)
+    _, episodes = read_lerobot(root, camera="observation.images.wrist")
+    with pytest.raises(DatasetError, match=r"episode 0 .*file-000\.mp4.*ffmpeg"):
+        next(episodes)
 
 
 def test_failure_mid_import_removes_only_what_it_created(tmp_path):
@@ -247,3 +252,15 @@ def test_write_video_refuses_overwrite_and_pads_odd_sizes(tmp_path):
     decoded, _ = read_video(path)
     assert decoded.shape == (3, 32, 48, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]  # no temporary files left
+
+
+def test_gif_keeps_repeated_frames_and_loops(tmp_path):
+    from PIL import Image
+
+    frames = render(0, 6, (40, 40, 220))
+    frames[3] = frames[4] = frames[2]  # a pause: Pillow's own GIF writer would merge these
+    path = write_video(tmp_path / "pause.gif", frames, FPS)
+    decoded, fps = read_video(path)
+    assert decoded.shape == frames.shape and fps == FPS
+    assert np.abs(decoded.astype(int) - frames).mean() < 2
+    assert Image.open(path).info.get("loop") == 0  # loop forever

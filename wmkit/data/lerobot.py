@@ -186,7 +186,10 @@ def _episodes(folder: Path, plan: list, features: dict, size: int | None) -> Ite
         rows = rows[np.argsort(cols["frame_index"][rows], kind="stable")]
         if len(rows) != length:
             raise DatasetError(f"episode {ep} of {folder}: {data_path} holds {len(rows)} rows for it but meta/episodes says its length is {length}")
-        frames, _ = decode_frames(video_path, size, t0, t1)
+        try:
+            frames, _ = decode_frames(video_path, size, t0, t1)
+        except DatasetError as exc:
+            raise DatasetError(f"episode {ep} of {folder}: {exc}") from exc
         # Timestamps rounded to the video time base can gain or lose one boundary frame.
         if abs(len(frames) - length) > 1 or len(frames) == 0:
             raise DatasetError(

@@ -106,7 +106,10 @@ def write_chunk(path: Path, episodes: list[Episode], meta: dict, first_id: int =
         f.create_dataset("actions", data=np.concatenate([pad(ep.actions, (a_dim,)) for ep in episodes]))
         rewards = [pad(ep.rewards if ep.rewards is not None else np.zeros(ep.num_steps, np.float32), ()) for ep in episodes]
         f.create_dataset("rewards", data=np.concatenate(rewards))
-        if all(ep.state is not None for ep in episodes):
+        has_state = [ep.state is not None for ep in episodes]
+        if any(has_state) and not all(has_state):
+            raise DatasetError("episodes in one chunk must all have a state or all have none")
+        if all(has_state):
             f.create_dataset("state", data=np.concatenate([ep.state for ep in episodes]))
         ids = [first_id + i for i in range(len(episodes))]
         f.create_dataset("episode_index", data=np.repeat(np.array(ids, dtype=np.int64), lengths))
@@ -150,6 +153,7 @@ class EpisodeStore:
         if self.meta is not None and self.meta.get("format") != FORMAT:
             raise DatasetError(f"{self.path}/{META_FILE} has format {self.meta.get('format')!r}, expected {FORMAT!r}")
         self._handles: dict[int, object] = {}
+        self._datasets: dict[tuple[int, str], object] = {}
         self._pid = os.getpid()
         tables = [self._read_table(i) for i in range(len(self.chunk_paths))]
         if self.meta is None:
@@ -164,7 +168,7 @@ class EpisodeStore:
     # ----- low level ------------------------------------------------------------------------
     def _file(self, chunk: int):
         if os.getpid() != self._pid:  # forked into a DataLoader worker: never share HDF5 handles
-            self._handles, self._pid = {}, os.getpid()
+            self._handles, self._datasets, self._pid = {}, {}, os.getpid()
         handle = self._handles.get(chunk)
         if handle is None:
             path = self.chunk_paths[chunk]
@@ -202,11 +206,11 @@ class EpisodeStore:
     def close(self) -> None:
         for handle in self._handles.values():
             handle.close()
-        self._handles = {}
+        self._handles, self._datasets = {}, {}
 
     def __getstate__(self):  # DataLoader workers pickle the store; handles are reopened there
         state = dict(self.__dict__)
-        state["_handles"] = {}
+        state["_handles"], state["_datasets"] = {}, {}
         return state
 
     # ----- queries --------------------------------------------------------------------------
@@ -226,9 +230,26 @@ class EpisodeStore:
     def has_state(self) -> bool:
         return bool(self.chunk_paths) and "state" in self._file(0)
 
-    def read(self, chunk: int, key: str, start: int, stop: int) -> np.ndarray:
+    def read(self, chunk: int, key: str, start: int, stop: int | None) -> np.ndarray:
         """Frames ``[start, stop)`` of one chunk's dataset ``key`` (e.g. ``obs/rgb``, ``actions``)."""
-        return self._file(chunk)[key][start:stop]
+        return self._dataset(chunk, key)[start:stop]
+
+    def _dataset(self, chunk: int, key: str):
+        f = self._file(chunk)  # also resets the caches in a freshly forked process
+        dataset = self._datasets.get((chunk, key))
+        if dataset is None:  # resolving a path in HDF5 costs as much as a small read: cache it
+            dataset = self._datasets[(chunk, key)] = f[key]
+        return dataset
+
+    def read_into(self, chunk: int, key: str, start: int, out: np.ndarray) -> None:
+        """Read ``len(out)`` frames from ``start`` straight into ``out`` (no temporary array)."""
+        self._dataset(chunk, key).read_direct(out, np.s_[start : start + len(out)])
+
+    def frame_shape(self, key: str) -> tuple:
+        return tuple(self._dataset(0, key).shape[1:])
+
+    def frame_dtype(self, key: str):
+        return self._dataset(0, key).dtype
 
     def load_episode(self, index: int) -> Episode:
         """The ``index``-th episode (in id order) as an :class:`Episode`."""

@@ -126,7 +126,7 @@ def read_video(path: str | os.PathLike, size: int | None = None, start_s: float 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, overwrite: bool = False) -> Path:
     """Write ``frames`` (T, H, W, 3) uint8 to ``.mp4`` (H.264, yuv420p), ``.webm`` (VP9) or
-    ``.gif`` (looping forever). The file is written under a temporary name in the same folder and
+    ``.gif`` (256 colours, looping forever). The file is written under a temporary name in the same folder and
     renamed into place, so a reader never sees a half-written video."""
     path = Path(path)
     frames = np.asarray(frames)
@@ -153,11 +153,28 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, overwri
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
+    # Through ffmpeg rather than Pillow: Pillow merges identical consecutive frames into one longer
+    # frame, which changes the frame count a reader gets back.
+    av = _av()
     from PIL import Image
 
-    images = [Image.fromarray(f) for f in frames]
-    # GIF delays are whole centiseconds; Pillow rounds the millisecond duration for us.
-    images[0].save(path, save_all=True, append_images=images[1:], duration=max(10, round(1000 / fps)), loop=0)
+    # One palette for the whole clip (from up to 16 frames) so colours do not flicker between frames.
+    sample = Image.fromarray(np.concatenate(list(frames[:: max(1, len(frames) // 16)][:16]), axis=0))
+    palette_img = sample.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    rgb = np.array(palette_img.getpalette()[: 256 * 3], np.uint8).reshape(-1, 3)
+    argb = np.concatenate([np.full((256, 1), 255, np.uint8), np.pad(rgb, ((0, 256 - len(rgb)), (0, 0)))], axis=1)
+    container = av.open(str(path), "w", format="gif", options={"loop": "0"})  # loop 0: forever
+    try:
+        stream = container.add_stream("gif", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "pal8"
+        for frame in frames:
+            index = np.asarray(Image.fromarray(frame).quantize(palette=palette_img, dither=Image.Dither.NONE))
+            for packet in stream.encode(av.VideoFrame.from_ndarray((index, argb), format="pal8")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    finally:
+        container.close()
 
 
 def _write_av(path: Path, frames: np.ndarray, fps: float, codec: str) -> None:

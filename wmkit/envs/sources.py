@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.episode import Episode
+from ..data.video import square_resize
 from ..errors import UnknownEnvError, WmkitError
 from . import is_world, make_world
 
@@ -95,15 +96,6 @@ def make_gym_env(env_id: str):
     return env
 
 
-def _square_resize(frame: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    h, w = frame.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return cv2.resize(np.ascontiguousarray(frame[top : top + side, left : left + side, :3]), (size, size), interpolation=cv2.INTER_AREA)
-
-
 def _flat_numbers(value) -> np.ndarray | None:
     arr = np.asarray(value)
     return arr.astype(np.float32).reshape(-1) if arr.dtype.kind in "biuf" else None
@@ -155,12 +147,12 @@ class GymSource:
         for seed in seeds:
             obs, info = self.env.reset(seed=int(seed))
             self.env.action_space.seed(int(seed))
-            frames, states, actions, rewards = [_square_resize(self.env.render(), self.size)], [self._state(obs, info)], [], []
+            frames, states, actions, rewards = [square_resize(self.env.render()[..., :3], self.size)], [self._state(obs, info)], [], []
             success = info.get("is_success")
             for _ in range(num_steps):
                 act = self.env.action_space.sample()
                 obs, reward, terminated, truncated, info = self.env.step(act)
-                frames.append(_square_resize(self.env.render(), self.size))
+                frames.append(square_resize(self.env.render()[..., :3], self.size))
                 states.append(self._state(obs, info))
                 actions.append(np.asarray(act, np.float32).reshape(-1))
                 rewards.append(float(reward))

@@ -1,0 +1,122 @@
+"""``wmkit bench``: throughput of the data path, each number beside a baseline run in the same
+command (this machine is shared and noisy: ratios and medians travel better than raw numbers).
+
+- ``collect-two-room``: batched, vectorised two-room collection into the store with 2 workers,
+  against the same world stepped one copy at a time (batch 1) in one worker.
+- ``collect-push-t``: push-t collection with 2 workers against 1 worker.
+- ``read-windows``: training windows from the store through a DataLoader (2 workers, whole-batch
+  reads), against per-window reads with the default collate in the same loader setup.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from .config import CollectConfig
+from .log import logger
+
+
+def _collect_rate(out: Path, **cfg) -> float:
+    from .envs.collect import collect
+
+    if out.exists():
+        shutil.rmtree(out)
+    summary = collect(CollectConfig(**cfg), out, show_progress=False)
+    return summary["frames_per_s"]
+
+
+def _median(fn, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def bench_collect(tmp: Path, env: str, quick: bool, repeats: int) -> dict:
+    episodes = 64 if quick else (1024 if env == "two-room" else 256)
+    per_chunk = 32 if env == "two-room" else 16
+    main = _median(lambda: _collect_rate(tmp / env, env=env, episodes=episodes, workers=2, episodes_per_chunk=per_chunk), repeats)
+    if env == "two-room":
+        name = "batch 1, 1 worker"
+        base = _median(lambda: _collect_rate(tmp / env, env=env, episodes=max(8, episodes // 8), workers=1, episodes_per_chunk=1), repeats)
+    else:
+        name = "1 worker"
+        base = _median(lambda: _collect_rate(tmp / env, env=env, episodes=episodes // 2, workers=1, episodes_per_chunk=per_chunk), repeats)
+    return {"frames_per_s": round(main, 1), "baseline": name, "baseline_frames_per_s": round(base, 1),
+            "ratio": round(main / base, 2), "episodes": episodes, "workers": 2, "size": 64}
+
+
+class _PerWindow:
+    """The dataset without its whole-batch read: the baseline of ``read-windows``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+def _loader_rate(dataset, batch_size: int, num_batches: int, batched: bool) -> float:
+    from torch.utils.data import DataLoader
+
+    from .data.windows import WindowSampler, make_loader, worker_context
+
+    if batched:
+        loader = make_loader(dataset, batch_size, num_workers=2)
+    else:
+        loader = DataLoader(_PerWindow(dataset), batch_size=batch_size, sampler=WindowSampler(len(dataset)),
+                            num_workers=2, drop_last=True, persistent_workers=True, multiprocessing_context=worker_context())
+    frames, start = 0, None
+    for i, batch in enumerate(loader):
+        if i == 2:  # workers are warm: start the clock
+            start, frames = time.perf_counter(), 0
+        frames += batch["rgb"].shape[0] * batch["rgb"].shape[1]
+        if i == num_batches + 2:
+            break
+    return frames / (time.perf_counter() - start)
+
+
+def bench_read(tmp: Path, quick: bool, repeats: int) -> dict:
+    from .data.windows import WindowDataset
+
+    data = tmp / "read-data"
+    if not data.exists():
+        _collect_rate(data, env="two-room", episodes=64 if quick else 512, workers=2)
+    dataset = WindowDataset(data, length=16)
+    num_batches = 10 if quick else 150
+    main = _median(lambda: _loader_rate(dataset, 32, num_batches, True), repeats)
+    base = _median(lambda: _loader_rate(dataset, 32, num_batches, False), repeats)
+    return {"frames_per_s": round(main, 1), "baseline": "per-window reads + default collate",
+            "baseline_frames_per_s": round(base, 1), "ratio": round(main / base, 2),
+            "window": 16, "batch": 32, "loader_workers": 2, "compression": "lzf"}
+
+
+BENCHMARKS = {
+    "collect-two-room": lambda tmp, quick, r: bench_collect(tmp, "two-room", quick, r),
+    "collect-push-t": lambda tmp, quick, r: bench_collect(tmp, "push-t", quick, r),
+    "read-windows": bench_read,
+}
+
+
+def run_bench(quick: bool = False, only: str | None = None) -> dict:
+    """Run the benchmarks (median of 3 repeats, 1 with ``quick``); print a table; return results."""
+    from .errors import WmkitError
+
+    names = list(BENCHMARKS) if not only else [n.strip() for n in only.split(",")]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise WmkitError(f"unknown benchmark(s) {unknown}; available: {', '.join(BENCHMARKS)}")
+    repeats = 1 if quick else 3
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="wmkit-bench-") as tmp:
+        for name in names:
+            logger.info(f"bench {name} ...")
+            results[name] = BENCHMARKS[name](Path(tmp), quick, repeats)
+    print(f"{'benchmark':<18} {'frames/s':>10}  {'baseline':<36} {'frames/s':>10} {'ratio':>6}")
+    for name, r in results.items():
+        print(f"{name:<18} {r['frames_per_s']:>10.0f}  {r['baseline']:<36} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
+    return {"quick": quick, "repeats": repeats, "results": results}

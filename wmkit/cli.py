@@ -1,0 +1,159 @@
+"""The ``wmkit`` command line. Each subcommand parses its flags and calls one library function;
+heavy modules (torch, h5py, simulators) are imported inside the handlers so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from . import __version__
+from .errors import WmkitError
+
+
+def _print_json(obj, path: str | None = None) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True)
+    if path:
+        from pathlib import Path
+
+        from .data.store import write_json_atomic
+
+        write_json_atomic(Path(path), obj)
+    print(text)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One ``--field`` flag per dataclass field, help text from the field's docstring."""
+    from .config import field_docs
+
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        shown = ",".join(default) if isinstance(default, tuple) else json.dumps(default) if isinstance(default, dict) else default
+        parser.add_argument(flag, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                            help=f"{docs.get(f.name, '')} (default: {shown})")
+
+
+# ----- handlers ---------------------------------------------------------------------------------
+def cmd_collect(args) -> None:
+    from .config import CollectConfig, build, parse_overrides
+    from .envs.collect import collect
+
+    from .config import field_docs
+
+    values = {name: getattr(args, name) for name in field_docs(CollectConfig) if hasattr(args, name)}
+    values.update(parse_overrides(args.overrides))
+    cfg = build(CollectConfig, args.preset, "collect", **values)
+    summary = collect(cfg, args.out, resume=args.resume)
+    print(f"collected {summary['episodes']} episodes, {summary['frames']} frames in {summary['seconds']} s "
+          f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}")
+
+
+def cmd_data_info(args) -> None:
+    from .data.store import EpisodeStore
+
+    info = EpisodeStore(args.data).info()
+    if args.json:
+        _print_json(info, args.json)
+        return
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def cmd_data_preview(args) -> None:
+    from .data.preview import preview
+
+    path = preview(args.data, args.out, num_episodes=args.episodes, scale=args.scale, overwrite=args.overwrite)
+    print(f"wrote {path}")
+
+
+def cmd_data_import(args) -> None:
+    from .data.importer import import_recordings
+
+    meta = import_recordings(args.src, args.out, size=args.size, camera=args.camera)
+    print(f"imported {meta['import']['episodes']} episodes ({meta['import']['frames']} frames) from {args.src} into {args.out}")
+
+
+def cmd_bench(args) -> None:
+    from .bench import run_bench
+
+    results = run_bench(quick=args.quick, only=args.only)
+    if args.json:
+        from pathlib import Path
+
+        from .data.store import write_json_atomic
+
+        write_json_atomic(Path(args.json), results)
+
+
+# ----- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .config import CollectConfig, PRESETS
+
+    parser = argparse.ArgumentParser(prog="wmkit", description="World models from video and actions.")
+    parser.add_argument("--version", action="version", version=f"wmkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="roll out a world or Gymnasium env into an episode store")
+    p.add_argument("--out", required=True, help="output dataset folder (must not exist, unless --resume)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="start from a named preset")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted collection in --out")
+    _add_config_flags(p, CollectConfig)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="further config overrides")
+    p.set_defaults(func=cmd_collect)
+
+    data = sub.add_parser("data", help="inspect, preview and import datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("info", help="summarise a dataset")
+    p.add_argument("data")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the summary to FILE")
+    p.set_defaults(func=cmd_data_info)
+    p = dsub.add_parser("preview", help="write a GIF/MP4 of a few episodes")
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="output .gif, .mp4 or .webm")
+    p.add_argument("--episodes", type=int, default=4, help="number of episodes in the grid (default 4)")
+    p.add_argument("--scale", type=int, default=2, help="pixel upscaling factor (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_data_preview)
+    p = dsub.add_parser("import", help="import a LeRobot v3 folder, a folder of videos or one video")
+    p.add_argument("src")
+    p.add_argument("--out", required=True, help="output dataset folder (must not exist)")
+    p.add_argument("--size", type=int, default=64, help="frame size in pixels after center-crop (default 64)")
+    p.add_argument("--camera", default=None, help="LeRobot video key to use (default: the first)")
+    p.set_defaults(func=cmd_data_import)
+
+    p = sub.add_parser("bench", help="measure collection and data-loading throughput")
+    p.add_argument("--quick", action="store_true", help="a short run (seconds) for smoke tests")
+    p.add_argument("--only", default=None, help="comma-separated benchmark names")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results to FILE")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .log import setup_logging
+
+    setup_logging()
+    try:
+        args.func(args)
+    except WmkitError as exc:
+        if args.debug:
+            raise
+        print(f"wmkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wmkit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
