@@ -10,7 +10,7 @@ matched physics clips are built on that).
 Observations are a dict of arrays with a leading batch axis::
 
     rgb      (B, H, W, 3) uint8
-    depth    (B, H, W)    float32, distance from a top-down camera, world units
+    depth    (B, H, W)    float32, distance from a top-down camera (units per world, in spec.extra)
     proprio  (B, P)       float32, the agent's own body state (only worlds with an agent)
 """
 
@@ -152,6 +152,9 @@ class World:
         raise NotImplementedError
 
     def set_state(self, state: np.ndarray) -> None:
+        """Put every copy in the given state. Worlds built on a physics engine (push-t) restore
+        bodies exactly but not the engine's cached contacts, so a replay from a restored state
+        can drift by a small fraction of a pixel."""
         raise NotImplementedError
 
     def goal_state(self) -> np.ndarray:
