@@ -69,6 +69,12 @@ class WorldSource:
         ]
 
 
+def gym_error():
+    import gymnasium.error
+
+    return gymnasium.error
+
+
 def make_gym_env(env_id: str):
     """``gymnasium.make`` with ``module:Id`` support and clear errors for bad ids or renderers."""
     from ..errors import require
@@ -118,6 +124,10 @@ class GymSource:
         self.discrete = hasattr(space, "n")
         self.action_dim = 1 if self.discrete else int(np.prod(space.shape))
         obs, info = self.env.reset(seed=0)
+        try:
+            self.env.render()
+        except gym_error().DependencyNotInstalled as exc:
+            raise WmkitError(f"Gymnasium env '{env_id}' cannot render: {exc}") from exc
         # the numeric info entries present at reset fix the state layout for the whole dataset
         self.info_sizes = {k: _flat_numbers(v).size for k, v in sorted(info.items())
                            if k != "is_success" and _flat_numbers(v) is not None}

@@ -93,12 +93,15 @@ class TwoRoom(World):
         start = self.pos.copy()
         delta = actions * self.max_step / self.substeps
         for _ in range(self.substeps):
-            # try the full move, then slide along x or y alone (walls are axis-aligned)
+            # try the full move, then slide along x or y alone (walls are axis-aligned); each
+            # copy takes the first alternative that is free
+            moved = np.zeros(self.num_envs, dtype=bool)
             for move in (delta, delta * [1.0, 0.0], delta * [0.0, 1.0]):
                 cand = self.pos + move
-                ok = self._free(cand)
+                ok = self._free(cand) & ~moved
                 self.pos = np.where(ok[:, None], cand, self.pos)
-                if ok.all():
+                moved |= ok
+                if moved.all():
                     break
         self.vel = self.pos - start
 
