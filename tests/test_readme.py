@@ -1,0 +1,37 @@
+"""The README's commands and code are executed here, so they never go stale."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_quick_start_main_job(tmp_path):
+    setup = blocks("bash")[0].strip()
+    assert "pip install torch==2.13.0" in setup and 'pip install -e ".[dev]"' in setup
+    commands = [c.strip() for c in setup.split("&&") if c.strip().startswith("wmkit ")]
+    assert [c.split()[1] for c in commands] == ["collect", "data", "data"]
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+    assert (tmp_path / "runs" / "two-room.gif").stat().st_size > 1000
+
+
+def test_ci_runs_the_readme_test_command():
+    test_command = blocks("bash")[1].strip().split("&&")[-1].strip()
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_python_examples(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for code in blocks("python"):
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
