@@ -108,8 +108,6 @@ class PushT(World):
                        height_block=HEIGHT_BLOCK, height_agent=HEIGHT_AGENT),
         )
         super().__init__(num_envs, size, obs_keys)
-        # filling a canvas with a per-channel colour is slow (3-wide inner loop); copying a
-        # prepared background image is not
         self._bg = background(self.size, self.size, TABLE)
         m_bar, m_stem = (block_mass * w * h / (BAR[0] * BAR[1] + STEM[0] * STEM[1]) for w, h in (BAR, STEM))
         self.moment = sum(m * ((2 * hw) ** 2 + (2 * hh) ** 2) / 12 + m * cy**2
