@@ -103,7 +103,7 @@ BENCHMARKS = {
 
 
 def run_bench(quick: bool = False, only: str | None = None) -> dict:
-    """Run the benchmarks (median of 3 repeats, 1 with ``quick``); print a table; return results."""
+    """Run the benchmarks (median of 3 repeats, 1 with ``quick``) and return their results."""
     from .errors import WmkitError
 
     names = list(BENCHMARKS) if not only else [n.strip() for n in only.split(",")]
@@ -116,7 +116,11 @@ def run_bench(quick: bool = False, only: str | None = None) -> dict:
         for name in names:
             logger.info(f"bench {name} ...")
             results[name] = BENCHMARKS[name](Path(tmp), quick, repeats)
-    print(f"{'benchmark':<18} {'frames/s':>10}  {'baseline':<36} {'frames/s':>10} {'ratio':>6}")
-    for name, r in results.items():
-        print(f"{name:<18} {r['frames_per_s']:>10.0f}  {r['baseline']:<36} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
     return {"quick": quick, "repeats": repeats, "results": results}
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'benchmark':<18} {'frames/s':>10}  {'baseline':<36} {'frames/s':>10} {'ratio':>6}"]
+    for name, r in report["results"].items():
+        lines.append(f"{name:<18} {r['frames_per_s']:>10.0f}  {r['baseline']:<36} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
+    return "\n".join(lines)

@@ -80,15 +80,16 @@ def cmd_data_import(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_bench
+    from .bench import format_table, run_bench
 
-    results = run_bench(quick=args.quick, only=args.only)
+    report = run_bench(quick=args.quick, only=args.only)
+    print(format_table(report))
     if args.json:
         from pathlib import Path
 
         from .data.store import write_json_atomic
 
-        write_json_atomic(Path(args.json), results)
+        write_json_atomic(Path(args.json), report)
 
 
 # ----- parser -----------------------------------------------------------------------------------
