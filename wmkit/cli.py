@@ -53,6 +53,20 @@ def cmd_collect(args) -> None:
           f"({summary['frames_per_s']:.0f} frames/s) into {summary['out']}")
 
 
+def cmd_train(args) -> None:
+    from .config import ModelConfig, TrainConfig, build, parse_overrides
+    from .train import train
+
+    overrides = parse_overrides(args.overrides)
+    model_over = {k[len("model."):]: v for k, v in overrides.items() if k.startswith("model.")}
+    train_over = {k: v for k, v in overrides.items() if not k.startswith("model.")}
+    tcfg = build(TrainConfig, args.preset, "train", **train_over)
+    mcfg = build(ModelConfig, args.preset, "model", **model_over)
+    summary = train(tcfg, mcfg, args.data, args.out, resume=args.resume)
+    shown = {k: round(v, 5) for k, v in summary.items() if isinstance(v, float)}
+    print(f"trained {summary['step']} steps into {summary['run']}: {shown}")
+
+
 def cmd_data_info(args) -> None:
     from .data.store import EpisodeStore
 
@@ -108,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, CollectConfig)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="further config overrides")
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("train", help="train a world model on a dataset",
+                       description="Train a world model. Overrides: train fields as key=value (lr=3e-4), model fields "
+                                   "as model.key=value (model.predictor=mlp); see wmkit/config.py for every field.")
+    p.add_argument("--data", required=True, help="dataset folder (wmkit collect / wmkit data import)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl, config.json)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="size preset (default: small)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="inspect, preview and import datasets")
     dsub = data.add_subparsers(dest="data_command", required=True)

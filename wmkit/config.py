@@ -76,13 +76,137 @@ class WindowConfig:
     """DataLoader worker processes."""
 
 
+@dataclass
+class ModelConfig:
+    """The world model's architecture. Data-dependent fields (action_dim, image_size, ...) are filled
+    from the dataset by ``wmkit train``; the rest comes from the preset."""
+
+    encoder: str = "cnn"
+    """Image encoder: 'cnn' (fast on CPU) or 'vit' (patch tokens, attention-pooled)."""
+    channels: int = 32
+    """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
+    embed_dim: int = 128
+    """Latent size D: the representation that is predicted, regularised and planned in."""
+    patch_size: int = 8
+    """ViT patch size in pixels."""
+    vit_depth: int = 4
+    """ViT transformer blocks."""
+    predictor: str = "transformer"
+    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov) or 'gru'."""
+    predictor_width: int = 256
+    """Hidden width of the predictor."""
+    predictor_depth: int = 2
+    """Transformer blocks (or MLP hidden layers / GRU layers) of the predictor."""
+    predictor_heads: int = 4
+    """Attention heads of the transformer predictor."""
+    history: int = 4
+    """Most past latents the predictor attends to (its context length)."""
+    dropout: float = 0.0
+    """Dropout in the predictor."""
+    obs_keys: tuple = ("rgb",)
+    """Observation keys the encoder fuses: rgb, plus depth and/or proprio when the data has them."""
+    action_dim: int = 0
+    """Action size per model step (dataset action dim x frame skip); 0 for action-free video."""
+    image_size: int = 64
+    """Frame size in pixels (from the dataset)."""
+    proprio_dim: int = 0
+    """Proprioception size (from the dataset; 0 when not used)."""
+    decoder: bool = False
+    """Build a pixel decoder (the pixel-reconstruction baseline objective needs one)."""
+    inverse_head: bool = False
+    """Build an inverse-dynamics head (the inverse loss term needs one)."""
+
+
+@dataclass
+class TrainConfig:
+    """How a world model is trained: objective, optimisation, data windows, logging."""
+
+    objective: str = "jepa"
+    """'jepa' (predict the next latent) or 'pixel' (predict the next frame through a decoder: the baseline)."""
+    regularizer: str = "sigreg"
+    """Anti-collapse: 'sigreg' (LeJEPA), 'vicreg' (variance + covariance) or 'ema' (EMA target encoder)."""
+    sigreg_weight: float = 0.1
+    """Weight of the SIGReg term."""
+    sigreg_projections: int = 256
+    """Random 1-D directions per SIGReg evaluation."""
+    sigreg_knots: int = 17
+    """Quadrature knots of the Epps-Pulley integral on [0, 3]."""
+    vicreg_var_weight: float = 1.0
+    """Weight of the VICReg variance (hinge on per-dimension std) term."""
+    vicreg_cov_weight: float = 0.04
+    """Weight of the VICReg covariance (off-diagonal) term."""
+    ema_decay: float = 0.996
+    """Decay of the EMA target encoder (regularizer='ema')."""
+    rollout_steps: int = 2
+    """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
+    rollout_weight: float = 0.5
+    """Weight of the multi-step rollout loss."""
+    inverse_weight: float = 0.0
+    """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
+    window: int = 4
+    """Frames per training window (T)."""
+    frame_skip: int = 1
+    """Model step = this many environment steps; their actions are concatenated."""
+    batch_size: int = 64
+    """Global batch size in windows (split evenly over ranks)."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to norms and biases)."""
+    warmup_steps: int = 100
+    """Linear warm-up steps, then cosine decay to 10% of the peak."""
+    max_steps: int = 2000
+    """Optimisation steps in total."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 turns it off)."""
+    val_every: int = 250
+    """Validate on held-out episodes every this many steps (0: only at the end)."""
+    val_batches: int = 8
+    """Batches per validation."""
+    val_fraction: float = 0.1
+    """Share of episodes held out for validation."""
+    ckpt_every: int = 500
+    """Save a checkpoint every this many steps (and always at the end)."""
+    keep_last: int = 3
+    """Checkpoints kept on disk."""
+    log_every: int = 10
+    """Write metrics every this many steps."""
+    num_workers: int = 2
+    """DataLoader worker processes per rank."""
+    seed: int = 0
+    """Seed of initialisation, data order and regulariser sampling."""
+    device: str = "auto"
+    """'auto' (CUDA if available), 'cpu' or 'cuda'."""
+    amp: str = "auto"
+    """'auto': bf16 autocast on CUDA only (this CPU has no bf16 units); 'off' to disable."""
+    channels_last: bool = True
+    """Channels-last memory format for convolutions (about +25% on CPU)."""
+    compile: bool = False
+    """torch.compile the model (costs ~1 min cold on CPU; pays off for long runs)."""
+    threads: int = 0
+    """torch intra-op threads (0: leave torch's default)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (needs the tensorboard package)."""
+
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "debug": {"collect": {"episodes": 16, "steps": 20, "workers": 1, "episodes_per_chunk": 8},
-              "windows": {"length": 3, "batch_size": 8, "num_workers": 0}},
+              "windows": {"length": 3, "batch_size": 8, "num_workers": 0},
+              "model": {"channels": 8, "embed_dim": 32, "predictor_width": 64, "predictor_depth": 1,
+                        "predictor_heads": 2, "history": 3, "patch_size": 16, "vit_depth": 1},
+              "train": {"window": 3, "batch_size": 8, "max_steps": 20, "warmup_steps": 5, "val_every": 10,
+                        "val_batches": 2, "ckpt_every": 10, "log_every": 1, "num_workers": 0, "val_fraction": 0.25,
+                        "sigreg_projections": 64}},
     "small": {"collect": {"episodes": 512, "workers": 2},
-              "windows": {"length": 4, "batch_size": 64}},
+              "windows": {"length": 4, "batch_size": 64},
+              "model": {},
+              "train": {"max_steps": 1200, "val_every": 200, "ckpt_every": 200}},
     "base": {"collect": {"episodes": 4096, "workers": 2},
-             "windows": {"length": 8, "batch_size": 128}},
+             "windows": {"length": 8, "batch_size": 128},
+             "model": {"channels": 48, "embed_dim": 192, "predictor_width": 384, "predictor_depth": 4,
+                       "predictor_heads": 6, "history": 8},
+             "train": {"window": 8, "batch_size": 128, "max_steps": 20000, "lr": 5e-4, "val_every": 1000,
+                       "ckpt_every": 1000, "warmup_steps": 500}},
 }
 
 

@@ -1,0 +1,54 @@
+"""Losses on inputs whose answers are known."""
+
+import torch
+
+from wmkit.losses import effective_rank, prediction_loss, sigreg, vicreg_terms
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_sigreg_is_zero_for_isotropic_gaussians_and_large_for_collapse():
+    z = torch.randn(8192, 32, generator=gen(1))
+    gaussian = sigreg(z, 256, 17, gen(2)).item()
+    collapsed = sigreg(torch.zeros(8192, 32), 256, 17, gen(2)).item()
+    line = sigreg(torch.randn(8192, 1, generator=gen(3)) * torch.ones(1, 32), 256, 17, gen(2)).item()
+    shifted = sigreg(z + 2.0, 256, 17, gen(2)).item()
+    wide = sigreg(z * 4.0, 256, 17, gen(2)).item()
+    assert gaussian < 1e-3
+    for bad in (collapsed, line, shifted, wide):
+        assert bad > 50 * gaussian
+    # all of a collapse's mass at 0: |1 - exp(-t^2/2)|^2 weighted by exp(-t^2/2), over [-3, 3]
+    t = torch.linspace(0, 3, 17)
+    expected = 2 * torch.trapezoid((1 - torch.exp(-t**2 / 2)) ** 2 * torch.exp(-t**2 / 2), t)
+    assert abs(collapsed - expected.item()) < 1e-5
+
+
+def test_sigreg_gradient_pulls_toward_the_gaussian():
+    z = (torch.randn(2048, 8, generator=gen(4)) * 0.2).requires_grad_()
+    opt = torch.optim.SGD([z], lr=50.0)
+    start = sigreg(z, 64, 17, gen(5)).item()
+    for step in range(100):
+        loss = sigreg(z, 64, 17, gen(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert sigreg(z, 64, 17, gen(999)).item() < 0.1 * start
+    assert 0.7 < z.detach().std().item() < 1.3
+
+
+def test_vicreg_terms():
+    z = torch.randn(4096, 16, generator=gen(6))
+    var, cov = vicreg_terms(z)
+    assert var.item() < 0.02 and cov.item() < 0.02
+    var, cov = vicreg_terms(torch.zeros(100, 16))
+    assert abs(var.item() - (1 - 1e-2)) < 1e-3  # std = sqrt(eps): the hinge is nearly 1
+    dup = torch.randn(4096, 1, generator=gen(7)).repeat(1, 16)
+    assert vicreg_terms(dup)[1].item() > 10  # 16 x 15 off-diagonal covariances of 1, over D = 16
+
+
+def test_prediction_loss_and_effective_rank():
+    assert prediction_loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 1.0
+    assert effective_rank(torch.randn(4096, 16, generator=gen(8))) > 15
+    assert effective_rank(torch.randn(4096, 1, generator=gen(9)) * torch.ones(1, 16)) < 1.1

@@ -1,0 +1,100 @@
+"""World-model variants: shapes, gradients, causality, rollout, checkpoint round trip, bad input."""
+
+import itertools
+
+import pytest
+import torch
+
+from wmkit.config import ModelConfig
+from wmkit.errors import WmkitError
+from wmkit.models import WorldModel
+
+SMALL = dict(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1, predictor_heads=2, history=4,
+             patch_size=16, vit_depth=1, image_size=32)
+
+
+def batch(b=3, t=4, keys=("rgb",), action_dim=2, size=32):
+    g = torch.Generator().manual_seed(0)
+    obs = {"rgb": torch.randint(0, 256, (b, t, 3, size, size), dtype=torch.uint8, generator=g)}
+    if "depth" in keys:
+        obs["depth"] = torch.rand(b, t, 1, size, size, generator=g)
+    if "proprio" in keys:
+        obs["proprio"] = torch.randn(b, t, 5, generator=g)
+    return obs, torch.randn(b, t, action_dim, generator=g)
+
+
+@pytest.mark.parametrize("encoder, predictor", list(itertools.product(["cnn", "vit"], ["transformer", "mlp", "gru"])))
+def test_shapes_and_gradients(encoder, predictor):
+    model = WorldModel(ModelConfig(encoder=encoder, predictor=predictor, action_dim=2, **SMALL))
+    obs, actions = batch()
+    z = model.encode(obs)
+    assert z.shape == (3, 4, 16)
+    pred = model.predict(z, actions)
+    assert pred.shape == (3, 4, 16)
+    future = model.rollout(z[:, :2], torch.randn(3, 5, 2), past_actions=actions[:, :1])
+    assert future.shape == (3, 5, 16)
+    (pred.square().mean() + future.square().mean()).backward()
+    without_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not without_grad, f"parameters without a finite gradient: {without_grad}"
+
+
+@pytest.mark.parametrize("keys", [("rgb", "depth"), ("rgb", "proprio"), ("rgb", "depth", "proprio")])
+def test_multi_key_fusion(keys):
+    model = WorldModel(ModelConfig(obs_keys=keys, proprio_dim=5, action_dim=2, **SMALL))
+    obs, _ = batch(keys=keys)
+    z = model.encode(obs)
+    changed = dict(obs)
+    key = keys[-1]
+    changed[key] = obs[key] + 1.0
+    assert not torch.allclose(model.encode(changed), z), f"'{key}' must influence the latent"
+
+
+def test_action_free_and_decoder():
+    model = WorldModel(ModelConfig(action_dim=0, decoder=True, **SMALL))
+    obs, _ = batch()
+    z = model.encode(obs)
+    assert model.predict(z, torch.zeros(3, 4, 0)).shape == z.shape
+    frames = model.decode(z)
+    assert frames.shape == (3, 4, 3, 32, 32) and frames.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("predictor", ["transformer", "mlp", "gru"])
+def test_future_never_leaks(predictor):
+    model = WorldModel(ModelConfig(predictor=predictor, action_dim=2, **SMALL)).eval()
+    z = torch.randn(2, 4, 16)
+    actions = torch.randn(2, 4, 2)
+    base = model.predict(z, actions)
+    z2, a2 = z.clone(), actions.clone()
+    z2[:, 2:] += 5.0
+    a2[:, 2:] -= 3.0
+    changed = model.predict(z2, a2)
+    torch.testing.assert_close(changed[:, :2], base[:, :2], rtol=0, atol=1e-6)
+    assert not torch.allclose(changed[:, 2:], base[:, 2:])
+
+
+def test_actions_matter():
+    model = WorldModel(ModelConfig(action_dim=2, **SMALL)).eval()
+    for p in model.parameters():  # adaLN-Zero starts as the identity; give the gates some weight
+        torch.nn.init.normal_(p, std=0.1) if p.ndim > 1 else None
+    z = torch.randn(2, 3, 16)
+    a = torch.randn(2, 3, 2)
+    assert not torch.allclose(model.predict(z, a), model.predict(z, a + 1.0))
+
+
+def test_rollout_first_step_is_predict():
+    model = WorldModel(ModelConfig(action_dim=2, **SMALL)).eval()
+    z, actions = torch.randn(2, 3, 16), torch.randn(2, 3, 2)
+    one = model.rollout(z, actions[:, 2:3], past_actions=actions[:, :2])
+    torch.testing.assert_close(one[:, 0], model.predict(z, actions)[:, -1])
+
+
+def test_bad_inputs_are_clear():
+    model = WorldModel(ModelConfig(action_dim=2, **SMALL))
+    with pytest.raises(WmkitError, match=r"takes \(3, 32, 32\) frames, got \(3, 64, 64\)"):
+        model.encode(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(WmkitError, match="actions must be"):
+        model.predict(torch.randn(2, 3, 16), torch.randn(2, 3, 5))
+    with pytest.raises(WmkitError, match="missing \\['depth'\\]"):
+        WorldModel(ModelConfig(obs_keys=("rgb", "depth"), **SMALL)).encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(WmkitError, match="unknown predictor"):
+        WorldModel(ModelConfig(predictor="lstm", **SMALL))

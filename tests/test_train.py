@@ -1,0 +1,125 @@
+"""The real training command: smoke run, exact resume after SIGTERM, and clear failures."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from wmkit.checkpoint import CheckpointError
+from wmkit.cli import main
+from wmkit.config import ModelConfig, TrainConfig, build
+from wmkit.models import WorldModel
+from wmkit.train import TrainingError, train
+
+
+def train_curve(run):
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {x["step"]: x["loss"] for x in lines if x["event"] == "train"}
+
+
+def test_debug_smoke_run_and_checkpoint_round_trip(two_room_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(two_room_data), "--preset", "debug", "--out", str(run)]) == 0
+    assert "trained 20 steps" in capsys.readouterr().out
+    curve = train_curve(run)
+    assert sorted(curve) == list(range(1, 21)) and all(torch.isfinite(torch.tensor(v)) for v in curve.values())
+    events = [json.loads(x)["event"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert events.count("val") == 2
+    model = WorldModel.from_checkpoint(run)
+    again = WorldModel.from_checkpoint(run / "checkpoints" / "step-00000020")
+    frames = torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8)
+    torch.testing.assert_close(model.encode(frames), again.encode(frames), rtol=0, atol=0)
+    z = model.encode(frames)
+    assert model.predict(z, torch.zeros(2, 3, 2)).shape == (2, 3, 32)
+
+
+def run_cli_until(args, step, timeout=120):
+    """Start `wmkit train`, send SIGTERM once metrics reach `step`, return the exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "wmkit", "train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    metrics = __import__("pathlib").Path(args[args.index("--out") + 1]) / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if metrics.exists() and any(json.loads(x).get("step", 0) >= step for x in metrics.read_text().splitlines() if x):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err.decode()
+
+
+def test_sigterm_then_resume_reproduces_the_curve(two_room_data, tmp_path):
+    common = ["--data", str(two_room_data), "--preset", "debug", "max_steps=30", "ckpt_every=1000", "val_every=0"]
+    full = tmp_path / "full"
+    assert main([*common[:4], "--out", str(full), *common[4:]]) == 0
+    part = tmp_path / "part"
+    code, err = run_cli_until([*common[:4], "--out", str(part), *common[4:]], step=8)
+    assert code == 0, err
+    saved = sorted(p.name for p in (part / "checkpoints").glob("step-*"))
+    assert len(saved) == 1 and 8 <= int(saved[0].split("-")[1]) < 30, saved
+    assert main([*common[:4], "--out", str(part), "--resume", *common[4:]]) == 0
+    a, b = train_curve(full), train_curve(part)
+    assert sorted(a) == sorted(b) == list(range(1, 31))
+    for s in a:
+        assert a[s] == pytest.approx(b[s], rel=1e-6, abs=1e-9), f"step {s}: {a[s]} vs {b[s]}"
+    m1, m2 = WorldModel.from_checkpoint(full), WorldModel.from_checkpoint(part)
+    for (n, p1), (_, p2) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        torch.testing.assert_close(p1, p2, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def configs(**train_over):
+    return build(TrainConfig, "debug", "train", **train_over), build(ModelConfig, "debug", "model")
+
+
+def test_nan_loss_names_the_step_and_term(two_room_data, tmp_path):
+    tcfg, mcfg = configs(lr=1e12, warmup_steps=1, grad_clip=0.0, max_steps=20)
+    with pytest.raises(TrainingError, match=r"step \d+: loss term '\w+' is (nan|inf)"):
+        train(tcfg, mcfg, two_room_data, tmp_path / "nan", show_progress=False)
+
+
+def test_dataset_model_mismatch(two_room_data, tmp_path):
+    tcfg, mcfg = configs()
+    import dataclasses
+
+    from wmkit.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="the model reads observation keys"):
+        train(tcfg, dataclasses.replace(mcfg, obs_keys=("rgb", "segmentation")), two_room_data, tmp_path / "x", show_progress=False)
+
+
+def test_resume_refuses_other_data_and_empty_runs(two_room_data, tmp_path):
+    from wmkit.config import CollectConfig
+    from wmkit.envs.collect import collect
+    from wmkit.errors import WmkitError
+
+    tcfg, mcfg = configs(max_steps=4, ckpt_every=2)
+    train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
+    other = tmp_path / "other"
+    collect(CollectConfig(env="two-room", episodes=8, steps=12, workers=1), other, show_progress=False)
+    with pytest.raises(TrainingError, match="trained on other data"):
+        train(tcfg, mcfg, other, tmp_path / "r", resume=True, show_progress=False)
+    with pytest.raises(WmkitError, match="holds no checkpoint"):
+        train(tcfg, mcfg, two_room_data, tmp_path / "empty", resume=True, show_progress=False)
+    with pytest.raises(WmkitError, match="already exists"):
+        train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
+
+
+def test_pickle_checkpoint_is_refused(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"w": torch.zeros(2)}, tmp_path / "ckpt" / "model.pt")
+    with pytest.raises(CheckpointError, match="pickle"):
+        WorldModel.from_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("regularizer, objective, extra", [("vicreg", "jepa", {}), ("ema", "jepa", {}),
+                                                           ("sigreg", "jepa", {"inverse_weight": 0.5}),
+                                                           ("sigreg", "pixel", {})])
+def test_every_objective_trains(two_room_data, tmp_path, regularizer, objective, extra):
+    tcfg, mcfg = configs(regularizer=regularizer, objective=objective, max_steps=4, val_every=4, **extra)
+    summary = train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
+    assert summary["step"] == 4
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    assert (model.decoder is not None) == (objective == "pixel")

@@ -1,0 +1,1 @@
+"""Evaluation: probes of the physical state, and (in later issues) planning and physics suites."""

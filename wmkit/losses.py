@@ -1,0 +1,142 @@
+"""Objectives as pure functions of tensors. Each returns a tensor; :func:`world_model_losses`
+returns a dict of named terms; the trainer weights them (weights are config) and logs every one.
+
+Batch statistics (SIGReg's characteristic function, VICReg's moments) are summed over ranks with
+:func:`wmkit.dist.all_reduce_sum`, so on N processes each term is the one a single process would
+compute on the whole global batch, values and gradients alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .dist import all_reduce_sum
+
+
+def sigreg(z: torch.Tensor, num_projections: int = 256, num_knots: int = 17, generator: torch.Generator | None = None,
+           t_max: float = 3.0) -> torch.Tensor:
+    """Sketched isotropic-Gaussian regulariser (SIGReg; Balestriero & LeCun 2025, "LeJEPA").
+
+    For random unit directions ``u``, the 1-D projections ``x = z u`` are compared with N(0, 1)
+    through the Epps-Pulley statistic: the weighted squared distance between the empirical
+    characteristic function ``phi_N(t) = mean_n exp(i t x_n)`` and ``exp(-t^2 / 2)``,
+    ``int |phi_N(t) - exp(-t^2/2)|^2 w(t) dt`` with ``w(t) = exp(-t^2 / 2)``, integrated by the
+    trapezoid rule on ``num_knots`` knots over ``[-t_max, t_max]`` (even integrand: twice ``[0, t_max]``).
+    Averaged over directions. About 0 for isotropic standard Gaussian embeddings, large when they
+    collapse. ``z`` is ``(N, D)``; the directions come from ``generator`` (same seed on every rank).
+    """
+    n, d = z.shape
+    z = z.float()
+    u = torch.randn(d, num_projections, generator=generator, device="cpu").to(z.device)
+    u = u / u.norm(dim=0, keepdim=True)
+    t = torch.linspace(0.0, t_max, num_knots, device=z.device)
+    xt = (z @ u).unsqueeze(-1) * t  # (N, M, K)
+    # the empirical characteristic function is a mean over samples: sum locally, then over ranks
+    stats = torch.stack([torch.cos(xt).sum(0), torch.sin(xt).sum(0)])  # (2, M, K)
+    count = torch.tensor(float(n), device=z.device)
+    stats, count = all_reduce_sum(stats), all_reduce_sum(count)
+    real, imag = stats[0] / count, stats[1] / count
+    gauss = torch.exp(-0.5 * t**2)
+    err = ((real - gauss) ** 2 + imag**2) * gauss  # (M, K)
+    integral = 2.0 * torch.trapezoid(err, t, dim=-1)
+    return integral.mean()
+
+
+def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance and covariance terms (Bardes et al. 2022, eqs. 1-4) on ``(N, D)`` embeddings,
+    from global-batch moments: hinge on the per-dimension std (target 1), and the mean squared
+    off-diagonal covariance scaled by 1/D."""
+    n, d = z.shape
+    z = z.float()
+    count = all_reduce_sum(torch.tensor(float(n), device=z.device))
+    total = all_reduce_sum(z.sum(0))
+    outer = all_reduce_sum(z.T @ z)
+    mean = total / count
+    cov = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    std = torch.sqrt(torch.diagonal(cov) + eps)
+    var_loss = F.relu(1.0 - std).mean()
+    off = cov - torch.diag(torch.diagonal(cov))
+    cov_loss = (off**2).sum() / d
+    return var_loss, cov_loss
+
+
+def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted and target latents (any matching shapes)."""
+    return F.mse_loss(pred.float(), target.float())
+
+
+def effective_rank(z: torch.Tensor) -> float:
+    """exp(entropy) of the normalised singular values of centred ``(N, D)`` embeddings
+    (Roy & Vetterli 2007): D for isotropic embeddings, near 1 when they collapse to a line."""
+    z = z.detach().float()
+    s = torch.linalg.svdvals(z - z.mean(0))
+    p = s / s.sum().clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    return float(math.exp(entropy.item()))
+
+
+def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: torch.Generator,
+                       target_encoder=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """All loss terms of one batch, by name, and the latents ``(B, T, D)`` (for monitoring).
+
+    ``model`` is a :class:`~wmkit.models.WorldModel`; ``cfg`` a :class:`~wmkit.config.TrainConfig`.
+    - ``pred``: teacher-forced next-latent error, predictor(z_<=t, a_<=t) vs z_t+1;
+    - ``rollout``: open-loop error over ``cfg.rollout_steps`` steps from z_0;
+    - ``sigreg`` / ``vic_var`` + ``vic_cov``: anti-collapse on all B*T latents;
+      with ``ema``, targets come from the EMA encoder instead (no gradient);
+    - ``inverse``: a_t from (z_t, z_t+1), when ``cfg.inverse_weight > 0``;
+    - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
+    """
+    obs = {k: batch[k] for k in model.cfg.obs_keys}
+    actions = batch["actions"]
+    z = model.encode(obs)  # (B, T, D)
+    terms: dict[str, torch.Tensor] = {}
+    if cfg.objective == "pixel":
+        frames = obs["rgb"].float() * (2.0 / 255.0) - 1.0  # (B, T, 3, H, W)
+        pred = model.predict(z[:, :-1], actions[:, :-1])
+        terms["pixel"] = F.mse_loss(model.decode(pred), frames[:, 1:]) + F.mse_loss(model.decode(z), frames)
+        return terms, z
+    if target_encoder is not None:
+        with torch.no_grad():
+            target = target_encoder(obs)
+    else:
+        target = z
+    pred = model.predict(z[:, :-1], actions[:, :-1])
+    terms["pred"] = prediction_loss(pred, target[:, 1:])
+    k = min(cfg.rollout_steps, z.shape[1] - 1)
+    if k >= 2 and cfg.rollout_weight > 0:
+        imagined = model.rollout(z[:, :1], actions[:, :k])
+        terms["rollout"] = prediction_loss(imagined, target[:, 1 : k + 1])
+    flat = z.reshape(-1, z.shape[-1])
+    if cfg.regularizer == "sigreg":
+        terms["sigreg"] = sigreg(flat, cfg.sigreg_projections, cfg.sigreg_knots, generator)
+    elif cfg.regularizer == "vicreg":
+        terms["vic_var"], terms["vic_cov"] = vicreg_terms(flat)
+    if cfg.inverse_weight > 0:
+        if model.inverse is None:
+            raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
+        guess = model.inverse(torch.cat([z[:, :-1], z[:, 1:]], dim=-1))
+        terms["inverse"] = F.mse_loss(guess, actions[:, :-1].float())
+    return terms, z
+
+
+class WorldModelObjective(torch.nn.Module):
+    """The model plus its training objective as one module whose ``forward`` returns the loss terms,
+    so that DDP (and torch.compile) see a single forward per step."""
+
+    def __init__(self, model, cfg, target_encoder=None):
+        super().__init__()
+        self.model, self.cfg, self.target_encoder = model, cfg, target_encoder
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
+        return world_model_losses(self.model, batch, self.cfg, generator, self.target_encoder)
+
+
+def loss_weights(cfg) -> dict[str, float]:
+    """The weight of every term :func:`world_model_losses` can return."""
+    return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
+            "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
+            "inverse": cfg.inverse_weight, "pixel": 1.0}

@@ -1,0 +1,112 @@
+"""Action-conditioned predictors: latents ``(B, T, D)`` and actions ``(B, T, A)`` -> the next
+latent at every position, ``(B, T, D)``; output ``t`` depends only on latents and actions ``<= t``.
+
+- ``TransformerPredictor``: causal self-attention over the history; each block is modulated by
+  the action of its own time step through adaptive LayerNorm with zero-initialised gates
+  (adaLN-Zero, Peebles & Xie 2023, "Scalable Diffusion Models with Transformers", sec. 3.2).
+- ``MLPPredictor``: Markov, ``z_t+1 = z_t + f(z_t, a_t)``; the cheapest for planning on a CPU.
+- ``GRUPredictor``: a recurrent alternative, causal by construction.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ActionEncoder(nn.Module):
+    """Actions ``(B, T, A)`` -> conditioning vectors ``(B, T, width)``; a learned constant for A = 0."""
+
+    def __init__(self, action_dim: int, width: int):
+        super().__init__()
+        self.action_dim = action_dim
+        if action_dim > 0:
+            self.mlp = nn.Sequential(nn.Linear(action_dim, width), nn.SiLU(), nn.Linear(width, width))
+        else:
+            self.const = nn.Parameter(torch.zeros(width))
+
+    def forward(self, actions: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        if self.action_dim == 0:
+            return self.const.expand(*shape, -1)
+        return self.mlp(actions.float())
+
+
+class AdaLNBlock(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * width, width))
+        self.dropout = dropout
+        # shift, scale and gate for both sub-layers from the step's action; zero init makes every
+        # block start as the identity (adaLN-Zero)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        b, t, w = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond).chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
+        q, k, v = self.qkv(h).view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        x = x + gate1 * self.proj(attn.transpose(1, 2).reshape(b, t, w))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.mlp(h)
+
+
+class TransformerPredictor(nn.Module):
+    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, heads: int, history: int, dropout: float):
+        super().__init__()
+        self.history = history
+        self.inp = nn.Linear(embed_dim, width)
+        self.pos = nn.Parameter(torch.zeros(1, history, width))
+        self.actions = ActionEncoder(action_dim, width)
+        self.blocks = nn.ModuleList(AdaLNBlock(width, heads, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, embed_dim)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        b, t, _ = z.shape
+        if t > self.history:
+            raise ValueError(f"the transformer predictor attends to at most {self.history} latents, got {t}")
+        cond = self.actions(actions, (b, t))
+        x = self.inp(z) + self.pos[:, :t]
+        for block in self.blocks:
+            x = block(x, cond)
+        return z + self.out(self.norm(x))  # predict the change: the next latent is near the last
+
+
+class MLPPredictor(nn.Module):
+    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, dropout: float):
+        super().__init__()
+        self.history = 1
+        self.actions = ActionEncoder(action_dim, width)
+        layers, c = [], embed_dim + width
+        for _ in range(max(depth, 1)):
+            layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.GELU(), nn.Dropout(dropout)]
+            c = width
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, embed_dim))
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        cond = self.actions(actions, z.shape[:2])
+        return z + self.mlp(torch.cat([z, cond], dim=-1))
+
+
+class GRUPredictor(nn.Module):
+    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, history: int, dropout: float):
+        super().__init__()
+        self.history = history
+        self.actions = ActionEncoder(action_dim, width)
+        self.gru = nn.GRU(embed_dim + width, width, num_layers=max(depth, 1), batch_first=True,
+                          dropout=dropout if depth > 1 else 0.0)
+        self.out = nn.Linear(width, embed_dim)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        cond = self.actions(actions, z.shape[:2])
+        h, _ = self.gru(torch.cat([z, cond], dim=-1))
+        return z + self.out(h)

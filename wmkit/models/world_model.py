@@ -1,0 +1,151 @@
+"""The action-conditioned world model: encoder -> projector -> latent ``z``; predictor(z, a) -> next z.
+
+    z = model.encode(obs)                   # (B, T, D)
+    z_next = model.predict(z, actions)      # (B, T, D): the latent after each (z_t, a_t), causal
+    z_future = model.rollout(z, actions)    # (B, H, D): open loop from the last latent of z
+
+The projector ends in BatchNorm: SIGReg pushes the latents toward an isotropic Gaussian and a
+BatchNorm projector lets it (a LayerNorm there blocks it, as LeWM reports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import WmkitError
+from .encoders import ConvEncoder, PixelDecoder, ViTEncoder
+from .norm import GlobalBatchNorm1d
+from .predictors import GRUPredictor, MLPPredictor, TransformerPredictor
+
+
+def _check(name: str, x: torch.Tensor, ndim: tuple[int, ...], what: str) -> None:
+    if x.ndim not in ndim:
+        raise WmkitError(f"{name} must be {what}, got shape {tuple(x.shape)}")
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        keys = tuple(cfg.obs_keys)
+        if "rgb" not in keys:
+            raise WmkitError(f"model obs_keys must include 'rgb', got {keys}")
+        feat = max(cfg.embed_dim * 2, 128)
+        if cfg.encoder == "cnn":
+            self.encoder = ConvEncoder(cfg.image_size, cfg.channels, feat, keys, cfg.proprio_dim)
+        elif cfg.encoder == "vit":
+            self.encoder = ViTEncoder(cfg.image_size, cfg.patch_size, cfg.channels * 4, cfg.vit_depth, feat, keys, cfg.proprio_dim)
+        else:
+            raise WmkitError(f"unknown encoder {cfg.encoder!r}; expected 'cnn' or 'vit'")
+        self.projector = nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim))
+        d, a, w = cfg.embed_dim, cfg.action_dim, cfg.predictor_width
+        if cfg.predictor == "transformer":
+            self.predictor = TransformerPredictor(d, a, w, cfg.predictor_depth, cfg.predictor_heads, cfg.history, cfg.dropout)
+        elif cfg.predictor == "mlp":
+            self.predictor = MLPPredictor(d, a, w, cfg.predictor_depth, cfg.dropout)
+        elif cfg.predictor == "gru":
+            self.predictor = GRUPredictor(d, a, w, cfg.predictor_depth, cfg.history, cfg.dropout)
+        else:
+            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp' or 'gru'")
+        self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d) if cfg.decoder else None
+        # inverse dynamics (z_t, z_t+1) -> a_t: an optional training signal (PLDM) that keeps
+        # action-relevant information in the latent
+        self.inverse = (nn.Sequential(nn.Linear(2 * d, w), nn.GELU(), nn.Linear(w, a))
+                        if cfg.inverse_head and a > 0 else None)
+
+    @property
+    def history(self) -> int:
+        return self.predictor.history
+
+    def encode(self, obs) -> torch.Tensor:
+        """Observations -> latents. ``obs`` is a dict (``rgb`` uint8 ``(B, T, 3, H, W)`` or
+        ``(B, 3, H, W)``, plus ``depth``/``proprio`` if the model uses them) or the rgb tensor alone.
+        Returns ``(B, T, D)`` or ``(B, D)`` to match."""
+        if isinstance(obs, torch.Tensor):
+            obs = {"rgb": obs}
+        missing = [k for k in self.cfg.obs_keys if k not in obs]
+        if missing:
+            raise WmkitError(f"the model needs observation keys {list(self.cfg.obs_keys)}; missing {missing}")
+        rgb = obs["rgb"]
+        _check("obs['rgb']", rgb, (4, 5), "(B, 3, H, W) or (B, T, 3, H, W) uint8")
+        size = self.cfg.image_size
+        if rgb.shape[-3:] != (3, size, size):
+            raise WmkitError(f"the model takes (3, {size}, {size}) frames, got {tuple(rgb.shape[-3:])} "
+                             f"(images must be channels-first, {size}x{size}, RGB)")
+        lead = rgb.shape[:-3]
+        flat = {k: obs[k].reshape(-1, *obs[k].shape[len(lead):]) for k in self.cfg.obs_keys}
+        z = self.projector(self.encoder(flat))  # (B*T, D)
+        return z.view(*lead, -1)
+
+    def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Next latents after each step: ``z`` (B, T, D), ``actions`` (B, T, A) -> (B, T, D).
+        Output ``t`` sees only ``z[:, :t+1]`` and ``actions[:, :t+1]``."""
+        _check("z", z, (3,), "(B, T, D)")
+        if actions.shape[:2] != z.shape[:2] or actions.shape[-1] != self.cfg.action_dim:
+            raise WmkitError(f"actions must be (B, T, A) = ({z.shape[0]}, {z.shape[1]}, {self.cfg.action_dim}) "
+                             f"to match z {tuple(z.shape)}, got {tuple(actions.shape)}")
+        if self.cfg.predictor != "mlp" and z.shape[1] > self.history:
+            raise WmkitError(f"the predictor attends to at most history={self.history} steps, got {z.shape[1]}; "
+                             f"pass the last {self.history} latents, or use rollout()")
+        return self.predictor(z, actions)
+
+    def rollout(self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Open-loop imagination. ``z``: context latents (B, D) or (B, T0, D); ``past_actions``:
+        the (B, T0-1, A) actions between them (zeros if omitted); ``actions``: (B, H, A) to apply
+        from the last context latent. Returns the H imagined latents (B, H, D)."""
+        if z.ndim == 2:
+            z = z[:, None]
+        b, t0, _ = z.shape
+        if past_actions is None:
+            past_actions = actions.new_zeros(b, t0 - 1, actions.shape[-1])
+        zs, acts = list(z.unbind(1)), list(past_actions.unbind(1))
+        out = []
+        k = self.history
+        for h in range(actions.shape[1]):
+            acts.append(actions[:, h])
+            z_win, a_win = torch.stack(zs[-k:], 1), torch.stack(acts[-k:], 1)
+            nxt = self.predictor(z_win, a_win)[:, -1]
+            zs.append(nxt)
+            out.append(nxt)
+        return torch.stack(out, 1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (..., D) -> frames (..., 3, H, W) in [-1, 1] (pixel-baseline models only)."""
+        if self.decoder is None:
+            raise WmkitError("this model has no pixel decoder (it was not trained with objective=pixel)")
+        lead = z.shape[:-1]
+        x = self.decoder(z.reshape(-1, z.shape[-1]))
+        return x.view(*lead, *x.shape[1:])
+
+    @classmethod
+    def from_checkpoint(cls, path, map_location="cpu") -> "WorldModel":
+        """Rebuild a trained model from a run folder or a checkpoint folder alone (no pickle)."""
+        from ..checkpoint import CheckpointError, load_checkpoint
+
+        ckpt = load_checkpoint(path, map_location=map_location)
+        if "model_config" not in ckpt.meta:
+            raise CheckpointError(f"{ckpt.path} has no model_config in trainer.json; it was not written by wmkit train")
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        raw = ckpt.meta["model_config"]
+        unknown = sorted(set(raw) - fields)
+        if unknown:
+            raise CheckpointError(f"{ckpt.path}: model_config has fields {unknown} this wmkit does not know; upgrade wmkit")
+        cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        model = cls(cfg)
+        try:
+            model.load_state_dict(ckpt.model_state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{ckpt.path}: the weights do not fit the model its config describes ({exc})") from exc
+        model.eval()
+        model.checkpoint_path = Path(ckpt.path)
+        model.checkpoint_meta = ckpt.meta
+        return model
+
+
+def model_size(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,323 @@
+"""``wmkit train``: the whole training loop, top to bottom.
+
+    setup      distributed context, data (train/val windows), model, optimiser, schedule
+    resume     weights, optimiser, schedule, RNG and the exact position in the data order
+    loop       batch -> loss terms -> one weighted total -> backward -> clip -> step
+               log every ``log_every``; validate + collapse monitor every ``val_every``;
+               checkpoint every ``ckpt_every``, at the end, and on SIGTERM
+The same function runs on one CPU process or under ``torchrun`` on many (DDP); only rank 0 logs
+and saves.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__, dist
+from .config import ModelConfig, TrainConfig
+from .data.store import EpisodeStore, write_json_atomic
+from .data.windows import WindowDataset, make_loader
+from .errors import DatasetError, WmkitError
+from .log import MetricsWriter, logger, progress
+from .losses import WorldModelObjective, effective_rank, loss_weights, prediction_loss
+from .models import WorldModel, model_size
+
+
+class TrainingError(WmkitError):
+    """Training cannot go on (a non-finite batch or loss, an incompatible resume)."""
+
+
+# ----- setup helpers --------------------------------------------------------------------------
+def dataset_fingerprint(store: EpisodeStore) -> str:
+    """A short hash of what decides the data: metadata, chunk names and sizes."""
+    h = hashlib.sha256(json.dumps(store.meta, sort_keys=True).encode())
+    for path in store.chunk_paths:
+        h.update(f"{path.name}:{path.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStore) -> ModelConfig:
+    """Fill the data-dependent fields of the model config and check the model fits the data."""
+    keys = tuple(cfg.obs_keys)
+    missing = [k for k in keys if k not in store.obs_keys]
+    if missing:
+        raise DatasetError(f"the model reads observation keys {list(keys)} but {store.path} has {store.obs_keys}; "
+                           f"set model.obs_keys to a subset of them (e.g. obs_keys=rgb)")
+    rgb = store.frame_shape("obs/rgb")
+    if rgb[0] != rgb[1]:
+        raise DatasetError(f"{store.path} has non-square frames {rgb}; wmkit models take square frames (re-import with --size)")
+    action_dim = int(store.meta.get("action_dim", 0)) * tcfg.frame_skip
+    proprio_dim = store.frame_shape("obs/proprio")[0] if "proprio" in keys else 0
+    if cfg.predictor == "transformer" and cfg.history < tcfg.window - 1:
+        raise WmkitError(f"model.history={cfg.history} is shorter than the window's {tcfg.window - 1} prediction "
+                         f"steps; raise history or lower train.window")
+    return dataclasses.replace(cfg, obs_keys=keys, image_size=int(rgb[0]), action_dim=action_dim, proprio_dim=proprio_dim,
+                               decoder=tcfg.objective == "pixel", inverse_head=tcfg.inverse_weight > 0)
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    choices = {"objective": ("jepa", "pixel"), "regularizer": ("sigreg", "vicreg", "ema"), "amp": ("auto", "off")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise WmkitError(f"train config '{name}' = {getattr(cfg, name)!r}; expected one of {allowed}")
+    if cfg.window < 2:
+        raise WmkitError(f"train config 'window' = {cfg.window}: a window needs at least 2 frames to predict one")
+    if cfg.max_steps < 1 or cfg.batch_size < 1:
+        raise WmkitError("train config 'max_steps' and 'batch_size' must be >= 1")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to the peak, then cosine decay to 10% of it at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress_ = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "pos" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def to_device(batch: dict, device: torch.device, step: int) -> dict:
+    out = {}
+    for key, value in batch.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise TrainingError(f"step {step}: the batch's '{key}' holds NaN or inf values; clean the dataset (wmkit data info shows it)")
+        out[key] = value.to(device, non_blocking=True)
+    return out
+
+
+@torch.no_grad()
+def validate(model: WorldModel, loader, cfg: TrainConfig, device) -> dict:
+    """Held-out prediction error against the copy-last baseline, and collapse statistics."""
+    model.eval()
+    pred_err = copy_err = 0.0
+    latents = []
+    for i, batch in enumerate(loader):
+        if i >= cfg.val_batches:
+            break
+        batch = to_device(batch, device, -1)
+        z = model.encode({k: batch[k] for k in model.cfg.obs_keys})
+        pred = model.predict(z[:, :-1], batch["actions"][:, :-1])
+        pred_err += prediction_loss(pred, z[:, 1:]).item()
+        copy_err += prediction_loss(z[:, :-1], z[:, 1:]).item()
+        latents.append(z.reshape(-1, z.shape[-1]).float().cpu())
+    model.train()
+    n = max(1, min(cfg.val_batches, i + 1))
+    z = torch.cat(latents)
+    std = z.std(0)
+    values = {"val_pred": pred_err / n, "val_copy": copy_err / n, "std_min": std.min().item(),
+              "std_mean": std.mean().item(), "erank": effective_rank(z)}
+    values = dist.mean_over_ranks(values, device)
+    values["val_ratio"] = values["val_pred"] / max(values["val_copy"], 1e-12)
+    return values
+
+
+def collapsed(stats: dict, dim: int) -> bool:
+    """The representation has (nearly) collapsed: tiny spread, or a rank far below D."""
+    return stats["std_mean"] < 0.05 or stats["erank"] < max(2.0, 0.05 * dim)
+
+
+# ----- the loop -------------------------------------------------------------------------------
+def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: bool = False,
+          show_progress: bool | None = None) -> dict:
+    """Train a world model on the dataset ``data`` into the run folder ``out``; returns a summary."""
+    from .checkpoint import find_latest, load_checkpoint, save_checkpoint
+
+    # -- setup: processes, data, model ----------------------------------------------------------
+    check_train_config(tcfg)
+    ctx = dist.init_distributed(tcfg.device)
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    out = Path(out)
+    if ctx.is_main and not resume and out.exists() and any(out.iterdir()):
+        raise WmkitError(f"run folder {out} already exists and is not empty; pass --resume to continue it, or choose another --out")
+    if tcfg.batch_size % ctx.world_size:
+        raise WmkitError(f"batch_size {tcfg.batch_size} must divide evenly over {ctx.world_size} processes")
+    store = EpisodeStore(data)
+    mcfg = resolve_model_config(mcfg, tcfg, store)
+    keys = tuple(mcfg.obs_keys)
+    train_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", tcfg.val_fraction, keys)
+    val_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "val", tcfg.val_fraction, keys)
+    per_rank = tcfg.batch_size // ctx.world_size
+    loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, tcfg.num_workers)
+    val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
+                             ctx.world_size, 0, shuffle=False)
+    torch.manual_seed(tcfg.seed)
+    model = WorldModel(mcfg).to(ctx.device)
+    if tcfg.channels_last and mcfg.encoder == "cnn":
+        model = model.to(memory_format=torch.channels_last)
+        model.encoder.channels_last = True
+    target_encoder = None
+    if tcfg.regularizer == "ema":  # V-JEPA-style target: an EMA copy of encoder + projector, no gradient
+        target_encoder = nn.Sequential()
+        target_encoder.encoder, target_encoder.projector = copy.deepcopy(model.encoder), copy.deepcopy(model.projector)
+        target_encoder.requires_grad_(False)
+    optimizer = make_optimizer(model, tcfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tcfg))
+    fingerprint = dataset_fingerprint(store)
+
+    # -- resume -----------------------------------------------------------------------------------
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if resume:
+        latest = find_latest(out)
+        if latest is None:
+            raise WmkitError(f"--resume: {out} holds no checkpoint to resume from; drop --resume to start a new run")
+        ckpt = load_checkpoint(latest)
+        meta = ckpt.meta
+        if meta["dataset"]["fingerprint"] != fingerprint:
+            raise TrainingError(f"--resume: {latest} was trained on other data (fingerprint {meta['dataset']['fingerprint']}, "
+                                f"this dataset {fingerprint}); resume with the original --data")
+        saved_model = meta["model_config"]
+        if saved_model != json.loads(json.dumps(dataclasses.asdict(mcfg))):
+            raise TrainingError(f"--resume: the model config differs from the checkpoint's ({saved_model}); use the original settings")
+        model.load_state_dict(ckpt.model_state)
+        optimizer.load_state_dict(ckpt.optimizer_state)
+        scheduler.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(ckpt.extra["rng.torch"])
+        if target_encoder is not None:
+            target_encoder.load_state_dict({k[4:]: v for k, v in ckpt.extra.items() if k.startswith("ema.")})
+        step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        if ctx.is_main:
+            logger.info(f"resuming {out} from step {step} ({latest.name})")
+
+    objective = WorldModelObjective(model, tcfg, target_encoder)
+    if ctx.distributed:
+        objective = nn.parallel.DistributedDataParallel(objective, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if tcfg.compile:
+        objective = torch.compile(objective)
+    autocast_on = tcfg.amp == "auto" and ctx.device.type == "cuda"
+    weights = loss_weights(tcfg)
+
+    def save(reason: str) -> None:
+        if not ctx.is_main:
+            return
+        extra = {"rng.torch": torch.get_rng_state()}
+        if target_encoder is not None:
+            extra.update({f"ema.{k}": v for k, v in target_encoder.state_dict().items()})
+        meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "reason": reason,
+                "train_config": dataclasses.asdict(tcfg), "model_config": dataclasses.asdict(mcfg),
+                "dataset": {"path": str(store.path), "fingerprint": fingerprint, "env": store.meta.get("env"),
+                            "state_names": store.meta.get("state_names")},
+                "scheduler": scheduler.state_dict(), "wmkit_version": __version__}
+        save_checkpoint(out, step, model.state_dict(), meta, optimizer.state_dict(), extra, keep_last=tcfg.keep_last)
+
+    stop = {"requested": False}
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    metrics = tboard = None
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", {"train": dataclasses.asdict(tcfg), "model": dataclasses.asdict(mcfg),
+                                                "data": str(store.path), "world_size": ctx.world_size})
+        metrics = MetricsWriter(out / "metrics.jsonl")
+        if tcfg.tensorboard:
+            from .errors import require
+
+            require("tensorboard", "tensorboard", "TensorBoard logging")
+            from torch.utils.tensorboard import SummaryWriter
+
+            tboard = SummaryWriter(str(out / "tensorboard"))
+        logger.info(f"model: {model_size(model) / 1e6:.2f}M parameters ({mcfg.encoder} encoder, {mcfg.predictor} predictor); "
+                    f"{len(train_set)} train / {len(val_set)} val windows; {ctx.world_size} process(es) on {ctx.device}")
+
+    # -- the loop -------------------------------------------------------------------------------
+    loader.sampler.set_epoch(epoch, skip=batch_in_epoch * per_rank)
+    batches = iter(loader)
+    generator = torch.Generator()
+    bar = progress(tcfg.max_steps, "train", "step", None if show_progress is None else not show_progress) if ctx.is_main else None
+    if bar is not None:
+        bar.update(step)
+    frames_per_step = tcfg.batch_size * tcfg.window
+    last = {"time": time.perf_counter(), "step": step}
+    val_stats: dict = {}
+    logged: dict = {}
+    try:
+        while step < tcfg.max_steps:
+            if dist.broadcast_flag(stop["requested"], ctx.device):
+                logger.warning(f"SIGTERM received: saving a checkpoint at step {step} and stopping")
+                save("sigterm")
+                return {"run": str(out), "step": step, "stopped": "sigterm", **logged, **val_stats}
+            try:
+                batch = next(batches)
+            except StopIteration:  # epoch boundary: a new permutation, same for every rank
+                epoch, batch_in_epoch = epoch + 1, 0
+                loader.sampler.set_epoch(epoch)
+                batches = iter(loader)
+                batch = next(batches)
+            batch_in_epoch += 1
+            batch = to_device(batch, ctx.device, step)
+
+            generator.manual_seed(tcfg.seed * 1_000_003 + step)  # SIGReg directions: same on every rank
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=autocast_on):
+                terms, z = objective(batch, generator)
+            loss = sum(weights[k] * v for k, v in terms.items())
+            for name, value in terms.items():
+                if not torch.isfinite(value):
+                    raise TrainingError(f"step {step}: loss term '{name}' is {value.item()}; lower the learning rate "
+                                        f"(lr={tcfg.lr}) or check the data. The last checkpoint is in {out}/checkpoints")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip if tcfg.grad_clip > 0 else float("inf"))
+            optimizer.step()
+            scheduler.step()
+            if target_encoder is not None:
+                with torch.no_grad():
+                    for (_, t), (_, s) in zip(target_encoder.named_parameters(), _encoder_params(model)):
+                        t.lerp_(s, 1.0 - tcfg.ema_decay)
+            step += 1
+
+            if step % tcfg.log_every == 0 or step == tcfg.max_steps:
+                now = time.perf_counter()
+                rate = (step - last["step"]) / max(now - last["time"], 1e-9)
+                last.update(time=now, step=step)
+                values = {k: v.item() for k, v in terms.items()}
+                values.update(loss=loss.item(), grad_norm=float(grad_norm))
+                logged = dist.mean_over_ranks(values, ctx.device)
+                if ctx.is_main:
+                    metrics.write(event="train", step=step, epoch=epoch, lr=scheduler.get_last_lr()[0], **logged,
+                                  steps_per_s=round(rate, 3), frames_per_s=round(rate * frames_per_step, 1))
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logged.items() if k != "grad_norm"}, refresh=False)
+                    if tboard is not None:
+                        for k, v in logged.items():
+                            tboard.add_scalar(f"train/{k}", v, step)
+            if bar is not None:
+                bar.update(1)
+            if (tcfg.val_every and step % tcfg.val_every == 0) or step == tcfg.max_steps:
+                val_stats = validate(model, val_loader, tcfg, ctx.device)
+                if ctx.is_main:
+                    metrics.write(event="val", step=step, **val_stats)
+                    if collapsed(val_stats, mcfg.embed_dim):
+                        logger.warning(f"!!! REPRESENTATION COLLAPSE at step {step}: mean per-dim std {val_stats['std_mean']:.3g}, "
+                                       f"effective rank {val_stats['erank']:.1f} of {mcfg.embed_dim}. Raise the regulariser weight "
+                                       f"or lower the learning rate !!!")
+                        metrics.write(event="collapse", step=step, **val_stats)
+            if step % tcfg.ckpt_every == 0 or step == tcfg.max_steps:
+                save("periodic" if step < tcfg.max_steps else "final")
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if bar is not None:
+            bar.close()
+        if metrics is not None:
+            metrics.close()
+        if tboard is not None:
+            tboard.close()
+    return {"run": str(out), "step": step, **logged, **val_stats}
+
+
+def _encoder_params(model: WorldModel):
+    yield from model.encoder.named_parameters()
+    yield from model.projector.named_parameters()
