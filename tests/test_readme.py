@@ -31,7 +31,19 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
-def test_python_examples(tmp_path, monkeypatch):
+def test_python_examples(tmp_path, monkeypatch, two_room_data):
+    """Every python block runs; blocks that use a trained run get a debug-trained one at the path
+    the README names, and example tensors of the shapes it describes."""
+    import torch
+
+    from wmkit.config import ModelConfig, TrainConfig, build
+    from wmkit.train import train
+
     monkeypatch.chdir(tmp_path)
+    train(build(TrainConfig, "debug", "train", max_steps=2), build(ModelConfig, "debug", "model"), two_room_data,
+          tmp_path / "runs" / "two-room", show_progress=False)
+    namespace = {"__name__": "readme", "frames": torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8),
+                 "actions": torch.zeros(2, 3, 2), "future_actions": torch.zeros(2, 5, 2)}
     for code in blocks("python"):
-        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(code, "README.md", "exec"), dict(namespace))
+    assert namespace["frames"].shape == (2, 3, 3, 64, 64)

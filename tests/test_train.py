@@ -52,15 +52,16 @@ def run_cli_until(args, step, timeout=120):
 
 
 def test_sigterm_then_resume_reproduces_the_curve(two_room_data, tmp_path):
-    common = ["--data", str(two_room_data), "--preset", "debug", "max_steps=30", "ckpt_every=1000", "val_every=0"]
+    common = ["--data", str(two_room_data), "--preset", "debug"]
+    overrides = ["max_steps=30", "ckpt_every=1000", "val_every=0"]
     full = tmp_path / "full"
-    assert main([*common[:4], "--out", str(full), *common[4:]]) == 0
+    assert main(["train", *common, "--out", str(full), *overrides]) == 0
     part = tmp_path / "part"
-    code, err = run_cli_until([*common[:4], "--out", str(part), *common[4:]], step=8)
+    code, err = run_cli_until([*common, "--out", str(part), *overrides], step=8)
     assert code == 0, err
     saved = sorted(p.name for p in (part / "checkpoints").glob("step-*"))
     assert len(saved) == 1 and 8 <= int(saved[0].split("-")[1]) < 30, saved
-    assert main([*common[:4], "--out", str(part), "--resume", *common[4:]]) == 0
+    assert main(["train", *common, "--out", str(part), "--resume", *overrides]) == 0
     a, b = train_curve(full), train_curve(part)
     assert sorted(a) == sorted(b) == list(range(1, 31))
     for s in a:

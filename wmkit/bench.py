@@ -6,6 +6,8 @@ command (this machine is shared and noisy: ratios and medians travel better than
 - ``collect-push-t``: push-t collection with 2 workers against 1 worker.
 - ``read-windows``: training windows from the store through a DataLoader (2 workers, whole-batch
   reads), against per-window reads with the default collate in the same loader setup.
+- ``train-small``: optimisation steps of the ``small`` preset (64x64 frames), channels-last
+  convolutions against the same model in eager float32 with the default memory format.
 """
 
 from __future__ import annotations
@@ -95,10 +97,60 @@ def bench_read(tmp: Path, quick: bool, repeats: int) -> dict:
             "window": 16, "batch": 32, "loader_workers": 2, "compression": "lzf"}
 
 
+def _train_step_time(channels_last: bool, steps: int, compile_model: bool = False) -> float:
+    """Median seconds per optimisation step of the small preset on one synthetic batch (data
+    loading excluded: the read benchmark covers it)."""
+    import torch
+
+    from .config import ModelConfig, TrainConfig, build
+    from .losses import WorldModelObjective, loss_weights
+    from .models import WorldModel
+
+    tcfg, mcfg = build(TrainConfig, "small", "train"), build(ModelConfig, "small", "model", action_dim=2)
+    torch.manual_seed(0)
+    model = WorldModel(mcfg)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        model.encoder.channels_last = True
+    objective = WorldModelObjective(model, tcfg)
+    if compile_model:
+        objective = torch.compile(objective)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    weights = loss_weights(tcfg)
+    g = torch.Generator().manual_seed(0)
+    batch = {"rgb": torch.randint(0, 256, (tcfg.batch_size, tcfg.window, 3, 64, 64), dtype=torch.uint8, generator=g),
+             "actions": torch.rand(tcfg.batch_size, tcfg.window, 2, generator=g) * 2 - 1}
+    times = []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        terms, _ = objective(batch, g)
+        loss = sum(weights[k] * v for k, v in terms.items())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= 2:  # the first steps allocate and warm up
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_train(tmp: Path, quick: bool, repeats: int) -> dict:
+    from .config import TrainConfig, build
+
+    tcfg = build(TrainConfig, "small", "train")
+    frames = tcfg.batch_size * tcfg.window
+    steps = 3 if quick else 20
+    main = _median(lambda: _train_step_time(True, steps), repeats)
+    base = _median(lambda: _train_step_time(False, steps), repeats)
+    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
+            "baseline": "eager float32, default memory format", "baseline_frames_per_s": round(frames / base, 1),
+            "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
+
+
 BENCHMARKS = {
     "collect-two-room": lambda tmp, quick, r: bench_collect(tmp, "two-room", quick, r),
     "collect-push-t": lambda tmp, quick, r: bench_collect(tmp, "push-t", quick, r),
     "read-windows": bench_read,
+    "train-small": bench_train,
 }
 
 

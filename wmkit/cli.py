@@ -67,6 +67,24 @@ def cmd_train(args) -> None:
     print(f"trained {summary['step']} steps into {summary['run']}: {shown}")
 
 
+def cmd_eval_probe(args) -> None:
+    from .eval.probe import probe_state
+    from .models import WorldModel
+
+    model = WorldModel.from_checkpoint(args.ckpt)
+    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames)
+    width = max(len(k) for k in r2)
+    print(f"{'state':<{width}}  R2 (linear probe, held-out episodes)")
+    for name, value in r2.items():
+        print(f"{name:<{width}}  {value:.4f}")
+    if args.json:
+        from pathlib import Path
+
+        from .data.store import write_json_atomic
+
+        write_json_atomic(Path(args.json), {"ckpt": str(args.ckpt), "data": str(args.data), "r2": r2})
+
+
 def cmd_data_info(args) -> None:
     from .data.store import EpisodeStore
 
@@ -152,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="frame size in pixels after center-crop (default 64)")
     p.add_argument("--camera", default=None, help="LeRobot video key to use (default: the first)")
     p.set_defaults(func=cmd_data_import)
+
+    ev = sub.add_parser("eval", help="evaluate a trained world model")
+    esub = ev.add_subparsers(dest="eval_command", required=True)
+    p = esub.add_parser("probe", help="R2 of linear probes from latents to the true state, on held-out episodes")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--data", required=True, help="dataset with ground-truth state")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of episodes (default 0.1, as in training)")
+    p.add_argument("--max-frames", type=int, default=20000, help="frames encoded for fitting (default 20000)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    p.set_defaults(func=cmd_eval_probe)
 
     p = sub.add_parser("bench", help="measure collection and data-loading throughput")
     p.add_argument("--quick", action="store_true", help="a short run (seconds) for smoke tests")

@@ -86,9 +86,22 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed():
         return tensor
-    from torch.distributed.nn.functional import all_reduce
+    return _AllReduceSum.apply(tensor)
 
-    return all_reduce(tensor)
+
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        # d(sum_r x_r)/dx_q = 1 for every rank's loss: this rank's input collects all ranks' gradients
+        out = grad.clone()
+        torch.distributed.all_reduce(out)
+        return out
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:

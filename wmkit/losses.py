@@ -101,7 +101,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         return terms, z
     if target_encoder is not None:
         with torch.no_grad():
-            target = target_encoder(obs)
+            target = target_encoder.encode(obs)
     else:
         target = z
     pred = model.predict(z[:, :-1], actions[:, :-1])

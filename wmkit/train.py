@@ -127,9 +127,11 @@ def validate(model: WorldModel, loader, cfg: TrainConfig, device) -> dict:
     return values
 
 
-def collapsed(stats: dict, dim: int) -> bool:
-    """The representation has (nearly) collapsed: tiny spread, or a rank far below D."""
-    return stats["std_mean"] < 0.05 or stats["erank"] < max(2.0, 0.05 * dim)
+def collapsed(stats: dict) -> bool:
+    """The representation has (nearly) collapsed: almost no spread, or all of it along one line.
+    A low effective rank alone is no alarm: a world with few degrees of freedom (two-room: 4)
+    legitimately occupies few directions of D."""
+    return stats["std_mean"] < 0.05 or stats["erank"] < 1.5
 
 
 # ----- the loop -------------------------------------------------------------------------------
@@ -163,10 +165,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
     target_encoder = None
-    if tcfg.regularizer == "ema":  # V-JEPA-style target: an EMA copy of encoder + projector, no gradient
-        target_encoder = nn.Sequential()
-        target_encoder.encoder, target_encoder.projector = copy.deepcopy(model.encoder), copy.deepcopy(model.projector)
-        target_encoder.requires_grad_(False)
+    if tcfg.regularizer == "ema":  # V-JEPA-style target: an EMA copy whose encoder gives the targets, no gradient
+        target_encoder = copy.deepcopy(model).requires_grad_(False)
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tcfg))
     fingerprint = dataset_fingerprint(store)
@@ -276,7 +276,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
             scheduler.step()
             if target_encoder is not None:
                 with torch.no_grad():
-                    for (_, t), (_, s) in zip(target_encoder.named_parameters(), _encoder_params(model)):
+                    for (_, t), (_, s) in zip(_encoder_params(target_encoder), _encoder_params(model)):
                         t.lerp_(s, 1.0 - tcfg.ema_decay)
             step += 1
 
@@ -300,7 +300,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
                 val_stats = validate(model, val_loader, tcfg, ctx.device)
                 if ctx.is_main:
                     metrics.write(event="val", step=step, **val_stats)
-                    if collapsed(val_stats, mcfg.embed_dim):
+                    if collapsed(val_stats):
                         logger.warning(f"!!! REPRESENTATION COLLAPSE at step {step}: mean per-dim std {val_stats['std_mean']:.3g}, "
                                        f"effective rank {val_stats['erank']:.1f} of {mcfg.embed_dim}. Raise the regulariser weight "
                                        f"or lower the learning rate !!!")
@@ -315,6 +315,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
             metrics.close()
         if tboard is not None:
             tboard.close()
+        if ctx.distributed:
+            dist.cleanup()
     return {"run": str(out), "step": step, **logged, **val_stats}
 
 
