@@ -75,7 +75,9 @@ def test_success_and_reward():
     far[0, 2] += 100.0
     turned[0, 4] += math.pi / 4
     assert not world.success(far, goal)[0] and not world.success(turned, goal)[0]
-    assert world._reward(far)[0] == pytest.approx(-100 / 512)
+    # reward = -goal distance, in units of the tolerances: 100 units off with a 20-unit tolerance
+    assert world._reward(far)[0] == pytest.approx(-100 / world.success_pos)
+    assert world.goal_distance(turned, goal)[0] == pytest.approx((math.pi / 4) / world.success_angle)
     assert not world.success(world.state(), goal)[0]  # episodes never start solved
 
 

@@ -124,3 +124,35 @@ def test_every_objective_trains(two_room_data, tmp_path, regularizer, objective,
     assert summary["step"] == 4
     model = WorldModel.from_checkpoint(tmp_path / "r")
     assert (model.decoder is not None) == (objective == "pixel")
+
+
+def test_nan_in_a_batch_names_the_step_and_key(tmp_path):
+    import numpy as np
+
+    from wmkit.data.episode import Episode
+    from wmkit.data.store import chunk_path, write_chunk, write_json_atomic
+
+    rng = np.random.default_rng(0)
+    episodes = []
+    for seed in range(8):
+        actions = rng.uniform(-1, 1, (12, 2)).astype(np.float32)
+        actions[5] = np.nan  # a corrupt recording
+        episodes.append(Episode(obs={"rgb": rng.integers(0, 255, (13, 64, 64, 3), dtype=np.uint8)}, actions=actions, seed=seed))
+    data = tmp_path / "bad"
+    write_json_atomic(data / "wmkit.json", {"format": "wmkit-episodes", "format_version": 1, "action_dim": 2, "env": "test"})
+    write_chunk(chunk_path(data, 0), episodes, {})
+    tcfg, mcfg = configs(max_steps=3)
+    with pytest.raises(TrainingError, match=r"step 0: the batch's 'actions' holds NaN"):
+        train(tcfg, mcfg, data, tmp_path / "r", show_progress=False)
+
+
+def test_action_free_video_trains(tmp_path):
+    from wmkit.config import CollectConfig
+    from wmkit.envs.collect import collect
+
+    collect(CollectConfig(env="balls", episodes=8, steps=12, workers=1), tmp_path / "balls", show_progress=False)
+    tcfg, mcfg = configs(max_steps=3, val_every=3)
+    summary = train(tcfg, mcfg, tmp_path / "balls", tmp_path / "r", show_progress=False)
+    assert summary["step"] == 3
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    assert model.cfg.action_dim == 0

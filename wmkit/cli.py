@@ -85,6 +85,46 @@ def cmd_eval_probe(args) -> None:
         write_json_atomic(Path(args.json), {"ckpt": str(args.ckpt), "data": str(args.data), "r2": r2})
 
 
+def _plan_config(args):
+    from .config import PlanEvalConfig, build, field_docs
+
+    values = {name: getattr(args, name) for name in field_docs(PlanEvalConfig) if getattr(args, name, None) is not None}
+    return build(PlanEvalConfig, None, None, **values)
+
+
+def cmd_eval_plan(args) -> None:
+    from .eval.plan import eval_plan, format_table
+    from .models import WorldModel
+
+    report = eval_plan(WorldModel.from_checkpoint(args.ckpt), args.env, _plan_config(args))
+    print(format_table(report))
+    if args.json:
+        from pathlib import Path
+
+        from .data.store import write_json_atomic
+
+        write_json_atomic(Path(args.json), report)
+
+
+def cmd_plan(args) -> None:
+    from .eval.plan import plan_episode
+    from .models import WorldModel
+
+    result = plan_episode(WorldModel.from_checkpoint(args.ckpt), args.env, args.seed, args.out, _plan_config(args),
+                          bank_data=args.bank, overwrite=args.overwrite)
+    print(f"{'reached' if result['success'] else 'did not reach'} the goal; final distance {result['final_distance']:.4f}; "
+          f"median plan {result['latency_ms_median']:.0f} ms; video: {result['video']}")
+
+
+def cmd_demo(args) -> None:
+    from .demo import demo
+
+    summary = demo(args.preset, args.out)
+    print(summary["table"])
+    print(f"probe R2: x {summary['probe_r2']['x']:.4f}, y {summary['probe_r2']['y']:.4f}; "
+          f"video {summary['video']['video']}; {summary['seconds']['total_s'] / 60:.1f} min; summary in {args.out}/summary.md")
+
+
 def cmd_data_info(args) -> None:
     from .data.store import EpisodeStore
 
@@ -126,7 +166,7 @@ def cmd_bench(args) -> None:
 
 # ----- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from .config import CollectConfig, PRESETS
+    from .config import PRESETS, CollectConfig, PlanEvalConfig
 
     parser = argparse.ArgumentParser(prog="wmkit", description="World models from video and actions.")
     parser.add_argument("--version", action="version", version=f"wmkit {__version__}")
@@ -180,6 +220,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=20000, help="frames encoded for fitting (default 20000)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_probe)
+
+    p = esub.add_parser("plan", help="goal-reaching success of model-predictive control, beside random and oracle baselines")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--env", required=True, help="built-in world the model was trained on")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    _add_config_flags(p, PlanEvalConfig)
+    p.set_defaults(func=cmd_eval_plan)
+
+    p = sub.add_parser("plan", help="plan one episode toward a goal image and write a video")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--env", required=True, help="built-in world the model was trained on")
+    p.add_argument("--out", required=True, help="output video (.mp4, .gif, .webm)")
+    p.add_argument("--seed", type=int, default=0, help="which held-out start/goal pair (default 0)")
+    p.add_argument("--bank", default=None, help="dataset whose frames show the imagined latents (default: the training data)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations"))
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("demo", help="collect two-room data, train, evaluate planning, write a video and a summary")
+    p.add_argument("--preset", choices=["debug", "small"], default="small", help="debug: seconds; small: ~15 min on 2 CPU cores")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure collection and data-loading throughput")
     p.add_argument("--quick", action="store_true", help="a short run (seconds) for smoke tests")

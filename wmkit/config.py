@@ -189,6 +189,40 @@ class TrainConfig:
     """Also write TensorBoard event files (needs the tensorboard package)."""
 
 
+@dataclass
+class PlanEvalConfig:
+    """How goal-reaching is evaluated (wmkit eval plan, wmkit plan)."""
+
+    episodes: int = 50
+    """Start/goal pairs (all run as one batch)."""
+    budget: int = 0
+    """Env steps per episode; 0 uses the world's default (two-room 60, reacher 60, push-t 200)."""
+    seed: int = 0
+    """Selects the held-out pair set (and the planners' generators)."""
+    planner: str = "cem"
+    """cem, mppi or gradient."""
+    horizon: int = 5
+    """Model steps planned ahead (each = frame_skip env steps)."""
+    replan_every: int = 1
+    """Model steps executed before planning again."""
+    samples: int = 300
+    """Candidate action sequences per iteration (CEM/MPPI) or restarts (gradient)."""
+    iterations: int = 30
+    """Planner iterations per plan."""
+    elites: int = 30
+    """CEM/MPPI elites."""
+    metric: str = "l2"
+    """Latent distance to the goal: l2, l1, cosine."""
+    reduce: str = "min"
+    """Distances along the horizon -> cost: 'last', 'sum', or 'min' (closest approach + 0.1 x mean)."""
+    baselines: tuple = ("random", "oracle")
+    """Baselines run beside the model on the same pairs."""
+    oracle_samples: int = 300
+    """Oracle candidates per iteration."""
+    oracle_iterations: int = 10
+    """Oracle planner iterations."""
+
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "debug": {"collect": {"episodes": 16, "steps": 20, "workers": 1, "episodes_per_chunk": 8},
               "windows": {"length": 3, "batch_size": 8, "num_workers": 0},
@@ -200,7 +234,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "small": {"collect": {"episodes": 512, "workers": 2},
               "windows": {"length": 4, "batch_size": 64},
               "model": {},
-              "train": {"max_steps": 1200, "val_every": 200, "ckpt_every": 200}},
+              "train": {"max_steps": 1000, "val_every": 200, "ckpt_every": 200}},
     "base": {"collect": {"episodes": 4096, "workers": 2},
              "windows": {"length": 8, "batch_size": 128},
              "model": {"channels": 48, "embed_dim": 192, "predictor_width": 384, "predictor_depth": 4,

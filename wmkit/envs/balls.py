@@ -126,6 +126,9 @@ class Balls(World):
     def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
         return np.zeros(len(state), dtype=bool)
 
+    def goal_distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.zeros(len(state))
+
     def sample_actions(self) -> np.ndarray:
         return np.zeros((self.num_envs, 0))
 

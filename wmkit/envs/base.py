@@ -109,6 +109,10 @@ class World:
         terminated = np.zeros(self.num_envs, dtype=bool)
         return self.observe(), reward, terminated, {"success": success, "state": state}
 
+    def simulate(self, actions: np.ndarray) -> None:
+        """Advance the physics by one control step without rendering (for simulator-based planning)."""
+        self._step(np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0))
+
     def observe(self) -> dict[str, np.ndarray]:
         obs = {}
         if "rgb" in self.obs_keys:
@@ -163,6 +167,11 @@ class World:
 
     def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """``(B,)`` bool: whether each state meets the world's success test for its goal."""
+        raise NotImplementedError
+
+    def goal_distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """``(B,)`` float: how far each state is from meeting its goal, in the quantity the success
+        test thresholds (0 at the goal). Oracle planners minimise it; rewards are its negative."""
         raise NotImplementedError
 
     def render(self) -> np.ndarray:

@@ -201,8 +201,12 @@ class PushT(World):
         self._push_len[:] = 0
 
     def _reward(self, state: np.ndarray) -> np.ndarray:
-        pos_err, ang_err = self._errors(state, self.goal_state())
-        return -(pos_err / ARENA + ang_err / math.pi)
+        return -self.goal_distance(state, self.goal_state())
+
+    def goal_distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        # both errors in units of their tolerance: 1 means one error is exactly at its threshold
+        pos_err, ang_err = self._errors(np.asarray(state, np.float64), np.asarray(goal, np.float64))
+        return np.maximum(pos_err / self.success_pos, ang_err / self.success_angle)
 
     def _errors(self, state: np.ndarray, goal: np.ndarray):
         d = state[:, 2:4] - goal[:, 2:4]

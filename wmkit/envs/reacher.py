@@ -102,7 +102,10 @@ class Reacher(World):
         self.q[:, 0] = (self.q[:, 0] + np.pi) % (2 * np.pi) - np.pi
 
     def _reward(self, state: np.ndarray) -> np.ndarray:
-        return -np.linalg.norm(state[:, 4:6] - state[:, 8:10], axis=1)
+        return -self.goal_distance(state, self.goal_state())
+
+    def goal_distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(state[:, 4:6] - goal[:, 8:10], axis=1)
 
     def state(self) -> np.ndarray:
         _, tip = self._joints(self.q)
@@ -119,7 +122,7 @@ class Reacher(World):
         return np.concatenate([self.target_q, zeros, target, self.target_q, target], axis=1)
 
     def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(state[:, 4:6] - goal[:, 8:10], axis=1) <= self.success_radius
+        return self.goal_distance(state, goal) <= self.success_radius
 
     def proprio(self) -> np.ndarray:
         return np.concatenate([self.q, self.dq], axis=1).astype(np.float32)

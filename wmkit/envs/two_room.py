@@ -106,7 +106,10 @@ class TwoRoom(World):
         self.vel = self.pos - start
 
     def _reward(self, state: np.ndarray) -> np.ndarray:
-        return -np.linalg.norm(state[:, :2] - self.goal, axis=1)
+        return -self.goal_distance(state, self.goal_state())
+
+    def goal_distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(state[:, :2] - goal[:, :2], axis=1)
 
     def state(self) -> np.ndarray:
         return np.concatenate([self.pos, self.vel], axis=1)
@@ -119,7 +122,7 @@ class TwoRoom(World):
         return np.concatenate([self.goal, np.zeros_like(self.goal)], axis=1)
 
     def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(state[:, :2] - goal[:, :2], axis=1) <= self.success_radius
+        return self.goal_distance(state, goal) <= self.success_radius
 
     def proprio(self) -> np.ndarray:
         return self.state().astype(np.float32)

@@ -1,0 +1,109 @@
+"""MPC agents and the planning evaluation: the oracle reaches goals, the model agent runs end to
+end, bad inputs are refused, and the README's main job (`wmkit demo`) works."""
+
+import json
+
+import numpy as np
+import pytest
+
+from wmkit.cli import main
+from wmkit.config import ModelConfig, PlanEvalConfig, TrainConfig, build
+from wmkit.envs import make_world
+from wmkit.errors import WmkitError
+from wmkit.eval.plan import eval_plan, format_table, run_batch
+from wmkit.eval.stats import wilson_interval
+from wmkit.models import WorldModel
+from wmkit.planning.agent import MPCAgent, OracleAgent, RandomAgent
+from wmkit.train import train
+
+
+@pytest.fixture(scope="module")
+def debug_model(two_room_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=6), build(ModelConfig, "debug", "model", predictor="mlp"),
+          two_room_data, run, show_progress=False)
+    return WorldModel.from_checkpoint(run)
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(0, 50)
+    assert low == 0.0 and high == pytest.approx(0.0713, abs=1e-3)
+    low, high = wilson_interval(50, 50)
+    assert high == 1.0 and low == pytest.approx(0.9287, abs=1e-3)
+    low, high = wilson_interval(40, 50)
+    assert low < 0.8 < high
+
+
+def test_oracle_mpc_reaches_goals():
+    world = make_world("two-room", num_envs=8, size=32)
+    world.reset([101 + i for i in range(8)])
+    oracle = OracleAgent("cem", horizon=8, frame_skip=5, planner_options={"num_samples": 64, "num_elites": 8, "iterations": 4})
+    result = run_batch(world, oracle, budget=60)
+    assert result["success"].mean() >= 7 / 8
+    assert np.median(result["final_distance"]) < world.success_radius  # it stays at the goal
+    world.reset([101 + i for i in range(8)])
+    random_result = run_batch(world, RandomAgent(), budget=60)
+    assert random_result["success"].mean() < result["success"].mean()
+
+
+def test_model_agent_plans_within_bounds(debug_model):
+    world = make_world("two-room", num_envs=3)
+    world.reset([1, 2, 3])
+    agent = MPCAgent(debug_model, "cem", horizon=3, planner_options={"num_samples": 16, "num_elites": 4, "iterations": 2})
+    obs = world.observe()
+    agent.reset(world, obs)
+    for _ in range(5):
+        action = agent.act(world, obs)
+        assert action.shape == (3, 2) and np.all(np.abs(action) <= 1.0)
+        obs, *_ = world.step(action)
+    assert agent.frame_skip == 2 and len(agent.latencies) == 3  # one plan per 2-step action block
+    assert agent.imagined.shape == (3, 3, debug_model.cfg.embed_dim)
+
+
+def test_eval_plan_report(debug_model):
+    cfg = PlanEvalConfig(episodes=3, budget=6, samples=16, iterations=2, elites=4, oracle_samples=8, oracle_iterations=1)
+    report = eval_plan(debug_model, "two-room", cfg, show_progress=False)
+    assert [r["agent"] for r in report["results"]] == ["model", "random", "oracle"]
+    for row in report["results"]:
+        assert row["episodes"] == 3 and 0 <= row["ci95"][0] <= row["success_rate"] <= row["ci95"][1] <= 1
+    assert report["results"][0]["latency_ms_median"] > 0
+    assert "model / oracle" in format_table(report) or report["relative_to_oracle"] is None
+    again = eval_plan(debug_model, "two-room", cfg, show_progress=False)
+    assert again["results"][0]["final_distance"] == report["results"][0]["final_distance"]  # seeded
+
+
+def test_bad_planning_inputs(debug_model):
+    cfg = PlanEvalConfig(episodes=2, budget=2, samples=8, iterations=1, elites=2, baselines=())
+    with pytest.raises(WmkitError, match="trained on 'two-room' data, not 'reacher'"):
+        eval_plan(debug_model, "reacher", cfg, show_progress=False)
+    with pytest.raises(WmkitError, match="not a built-in world"):
+        eval_plan(debug_model, "Pendulum-v1", cfg, show_progress=False)
+    with pytest.raises(WmkitError, match="no success test"):
+        eval_plan(debug_model, "balls", cfg, show_progress=False)
+    with pytest.raises(WmkitError, match="horizon >= 1"):
+        MPCAgent(debug_model, horizon=0)
+    agent = MPCAgent(debug_model)
+    with pytest.raises(WmkitError, match=r"goal images must be \(B, 64, 64, 3\) uint8"):
+        agent.set_goal(np.zeros((1, 32, 32, 3), np.uint8))
+    with pytest.raises(WmkitError, match="unknown planner"):
+        MPCAgent(debug_model, planner="astar")
+
+
+def test_plan_command_writes_a_video(debug_model, tmp_path, capsys):
+    out = tmp_path / "plan.mp4"
+    assert main(["plan", "--ckpt", str(debug_model.checkpoint_path), "--env", "two-room", "--seed", "1", "--out", str(out),
+                 "--budget", "6", "--samples", "16", "--iterations", "2", "--elites", "4"]) == 0
+    assert "the goal" in capsys.readouterr().out
+    from wmkit.data.video import read_video
+
+    frames, _ = read_video(out)
+    assert frames.shape == (7, 256, 768, 3)  # (actual | goal | imagined) x 4 upscaling, budget + 1 frames
+
+
+def test_demo_debug_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--preset", "debug", "--out", str(tmp_path / "demo")]) == 0
+    printed = capsys.readouterr().out
+    assert "model" in printed and "oracle" in printed and "random" in printed
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["planning"]["results"][0]["episodes"] == 4
+    assert (tmp_path / "demo" / "plan.mp4").stat().st_size > 0 and (tmp_path / "demo" / "summary.md").exists()

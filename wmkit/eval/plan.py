@@ -1,0 +1,178 @@
+"""``wmkit eval plan`` and ``wmkit plan``: goal-reaching by model-predictive control, measured.
+
+Protocol: a fixed, seeded set of start/goal pairs per world (seeds disjoint from data collection's),
+the goal given to the agent only as an image, a step budget, the world's own success test (reached
+at any step within the budget). In the same run, on the same pairs: the model's MPC agent, a random
+policy and an oracle that plans with the true simulator. Reported: success rate with a 95% Wilson
+interval, mean final goal distance, and planning latency per replanning step.
+"""
+
+from __future__ import annotations
+
+import statistics
+import numpy as np
+
+from ..envs import is_world, make_world
+from ..envs.sources import episode_seed
+from ..config import PlanEvalConfig
+from ..errors import WmkitError
+from ..log import progress
+from ..planning.agent import MPCAgent, OracleAgent, RandomAgent
+from ..planning.costs import CostConfig
+from .stats import wilson_interval
+
+EVAL_SEED_BASE = 1_000_003  # collection uses episode_seed(seed, i) with small seeds: these pairs are held out
+DEFAULT_BUDGET = {"two-room": 60, "push-t": 200, "reacher": 60}
+
+
+def planner_options(name: str, samples: int, iterations: int, elites: int) -> dict:
+    if name == "gradient":
+        return {"num_samples": min(samples, 64), "iterations": iterations}
+    return {"num_samples": samples, "iterations": iterations, "num_elites": min(elites, samples)}
+
+
+def run_batch(world, agent, budget: int, record: bool = False) -> dict:
+    """Run every copy of ``world`` for ``budget`` steps with ``agent``; success = reached at any step."""
+    obs = world.observe()
+    agent.reset(world, obs)
+    goal = world.goal_state()
+    reached = world.success(world.state(), goal)
+    frames = [obs["rgb"]] if record else None
+    for _ in range(budget):
+        obs, _, _, info = world.step(agent.act(world, obs))
+        reached |= info["success"]
+        if record:
+            frames.append(obs["rgb"])
+    return {"success": reached, "final_distance": world.goal_distance(world.state(), goal),
+            "latency": list(agent.latencies), "frames": frames}
+
+
+def summarise(name: str, result: dict) -> dict:
+    n, k = len(result["success"]), int(result["success"].sum())
+    low, high = wilson_interval(k, n)
+    lat = result["latency"]
+    return {"agent": name, "episodes": n, "successes": k, "success_rate": k / n, "ci95": [low, high],
+            "final_distance": float(np.mean(result["final_distance"])),
+            "latency_ms_median": 1000 * statistics.median(lat) if lat else None, "plans": len(lat)}
+
+
+def eval_plan(model, env: str, cfg: PlanEvalConfig, show_progress: bool | None = None) -> dict:
+    """Evaluate goal-reaching of ``model`` on the built-in world ``env``; returns a results dict."""
+    if not is_world(env):
+        raise WmkitError(f"'{env}' is not a built-in world; planning evaluation needs a world with a success test "
+                         f"and goal images (two-room, push-t, reacher)")
+    budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
+    if budget < 1 or cfg.horizon < 1 or cfg.episodes < 1:
+        raise WmkitError(f"budget, horizon and episodes must be >= 1 (got {budget}, {cfg.horizon}, {cfg.episodes})")
+    seeds = [episode_seed(EVAL_SEED_BASE + cfg.seed, i) for i in range(cfg.episodes)]
+    size = model.cfg.image_size
+    probe = make_world(env, 1, size)
+    if not probe.spec.has_success:
+        raise WmkitError(f"world '{env}' has no success test to plan toward")
+    cost = CostConfig(metric=cfg.metric, reduce=cfg.reduce)
+    agents = {"model": MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost,
+                                planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)}
+    frame_skip = agents["model"].frame_skip
+    if cfg.horizon * frame_skip * probe.spec.action_dim == 0:
+        raise WmkitError("planning needs actions: this world or model has none")
+    for name in cfg.baselines:
+        if name == "random":
+            agents[name] = RandomAgent()
+        elif name == "oracle":
+            agents[name] = OracleAgent(cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
+                                       planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
+                                       seed=cfg.seed, reduce=cfg.reduce)
+        else:
+            raise WmkitError(f"unknown baseline {name!r}; expected random and/or oracle")
+    rows = []
+    bar = progress(len(agents), f"eval plan {env}", "agent", None if show_progress is None else not show_progress)
+    with bar:
+        for name, agent in agents.items():
+            world = make_world(env, len(seeds), size)
+            world.reset(seeds)
+            rows.append(summarise(name, run_batch(world, agent, budget)))
+            bar.update(1)
+    model_rate = rows[0]["success_rate"]
+    oracle = next((r for r in rows if r["agent"] == "oracle"), None)
+    return {"env": env, "budget": budget, "frame_skip": frame_skip, "planner": cfg.planner, "horizon": cfg.horizon,
+            "samples": cfg.samples, "iterations": cfg.iterations, "seed": cfg.seed, "results": rows,
+            "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs, budget {report['budget']} steps, "
+             f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']})",
+             f"{'agent':<8} {'success':>8} {'95% CI':>15} {'final dist':>11} {'plan ms':>9}"]
+    for r in report["results"]:
+        ci = f"[{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]%"
+        lat = f"{r['latency_ms_median']:.0f}" if r["latency_ms_median"] is not None else "-"
+        lines.append(f"{r['agent']:<8} {100 * r['success_rate']:>7.1f}% {ci:>15} {r['final_distance']:>11.4f} {lat:>9}")
+    if report["relative_to_oracle"] is not None:
+        lines.append(f"model / oracle success: {report['relative_to_oracle']:.2f}")
+    return "\n".join(lines)
+
+
+def frame_bank(model, data, max_frames: int = 3000, seed: int = 0):
+    """Frames of a dataset ``(N, H, W, 3)`` and their latents ``(N, D)``: imagined latents are shown
+    as their nearest real frame."""
+    import torch
+
+    from ..data.store import EpisodeStore
+
+    store = EpisodeStore(data)
+    chunks, total = [], 0
+    for row in np.random.default_rng(seed).permutation(store.num_episodes):
+        obs = store.load_episode(int(row)).obs
+        chunks.append({k: obs[k] for k in model.cfg.obs_keys})
+        total += len(obs["rgb"])
+        if total >= max_frames:
+            break
+    obs = {k: np.concatenate([c[k] for c in chunks])[:max_frames] for k in model.cfg.obs_keys}
+    latents = []
+    with torch.no_grad():
+        for i in range(0, len(obs["rgb"]), 256):
+            part = {k: torch.from_numpy(v[i : i + 256]) for k, v in obs.items()}
+            part["rgb"] = part["rgb"].permute(0, 3, 1, 2)
+            if "depth" in part:
+                part["depth"] = part["depth"][:, None]
+            latents.append(model.encode(part))
+    return obs["rgb"], torch.cat(latents).float()
+
+
+def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank_data: str | None = None,
+                 scale: int = 4, overwrite: bool = False) -> dict:
+    """One MPC episode written as a video: what happened | the goal | what the model imagined (the
+    end of its current plan, shown as the nearest frame of the training data)."""
+    import torch
+
+    from ..data.video import write_video
+
+    if not is_world(env):
+        raise WmkitError(f"'{env}' is not a built-in world (two-room, push-t, reacher)")
+    bank_data = bank_data or (getattr(model, "checkpoint_meta", {}) or {}).get("dataset", {}).get("path")
+    if not bank_data:
+        raise WmkitError("the imagined panel needs frames to show latents with: pass --bank DATA (the training dataset)")
+    frames_bank, z_bank = frame_bank(model, bank_data)
+    budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
+    world = make_world(env, 1, model.cfg.image_size)
+    world.reset([episode_seed(EVAL_SEED_BASE + cfg.seed, seed)])
+    agent = MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, CostConfig(cfg.metric, cfg.reduce),
+                     planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)
+    obs = world.observe()
+    agent.reset(world, obs)
+    goal_img = world.render_goal()[0]
+    panels, success, imagined = [], False, frames_bank[0] * 0
+    for _ in range(budget):
+        action = agent.act(world, obs)
+        if agent.imagined is not None:
+            d = torch.cdist(agent.imagined[0, -1:].float(), z_bank)  # the plan's end point
+            imagined = frames_bank[int(d.argmin())]
+        panels.append(np.concatenate([obs["rgb"][0], goal_img, imagined], axis=1))
+        obs, _, _, info = world.step(action)
+        success |= bool(info["success"][0])
+    panels.append(np.concatenate([obs["rgb"][0], goal_img, imagined], axis=1))
+    video = np.stack(panels).repeat(scale, 1).repeat(scale, 2)
+    path = write_video(out, video, fps=world.spec.fps, overwrite=overwrite)
+    return {"video": str(path), "success": success, "steps": budget,
+            "final_distance": float(world.goal_distance(world.state(), world.goal_state())[0]),
+            "latency_ms_median": 1000 * statistics.median(agent.latencies)}
