@@ -15,10 +15,21 @@ def blocks(lang):
 
 
 def test_quick_start_main_job(tmp_path):
+    """The main job is `wmkit demo` (~15 min with its default preset); here it runs exactly as
+    written but with `--preset debug`, the same code path at toy sizes."""
     setup = blocks("bash")[0].strip()
     assert "pip install torch==2.13.0" in setup and 'pip install -e ".[dev]"' in setup
     commands = [c.strip() for c in setup.split("&&") if c.strip().startswith("wmkit ")]
-    assert [c.split()[1] for c in commands] == ["collect", "data", "data"]
+    assert commands == ["wmkit demo"]
+    argv = shlex.split(commands[0])[1:] + ["--preset", "debug"]
+    result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "demo" / "summary.md").exists() and (tmp_path / "runs" / "demo" / "plan.mp4").exists()
+
+
+def test_getting_data_commands(tmp_path):
+    block = next(b for b in blocks("bash") if "wmkit data preview runs/two-room" in b)
+    commands = [c.strip() for line in block.splitlines()[:2] for c in line.split("#")[0].split("&&") if c.strip()]
     for command in commands:
         argv = shlex.split(command)[1:]
         result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -8,6 +8,11 @@ command (this machine is shared and noisy: ratios and medians travel better than
   reads), against per-window reads with the default collate in the same loader setup.
 - ``train-small``: optimisation steps of the ``small`` preset (64x64 frames), channels-last
   convolutions against the same model in eager float32 with the default memory format.
+- ``ddp-equality``: not a speed — the largest relative difference between the loss curves of 2 gloo
+  processes and 1 process with the same global batch (20 steps), and SIGReg on one batch split over
+  2 ranks against 1 process.
+- ``plan-cem``: one full CEM plan (300 samples x horizon 5 x 30 iterations, B=1) through the small
+  model with the MLP predictor, against the same plan with the transformer predictor.
 """
 
 from __future__ import annotations
@@ -146,11 +151,102 @@ def bench_train(tmp: Path, quick: bool, repeats: int) -> dict:
             "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
 
 
+def _plan_time(predictor: str, repeats: int, iterations: int) -> float:
+    """Median seconds of one full CEM plan (B=1, 300 samples x horizon 5 x ``iterations``) through a
+    small-preset world model with the given predictor."""
+    import torch
+
+    from .config import ModelConfig, build
+    from .models import WorldModel
+    from .planning.costs import CostConfig, model_cost
+    from .planning.planners import cem
+
+    torch.manual_seed(0)
+    model = WorldModel(build(ModelConfig, "small", "model", action_dim=2, predictor=predictor)).eval()
+    d = model.cfg.embed_dim
+    context, goal = torch.randn(1, 1, d), torch.randn(1, d)
+    cost = model_cost(model, context, torch.zeros(1, 0, 2), goal, CostConfig())
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            cem(cost, 1, 5, 2, low=-1.0, high=1.0, num_samples=300, num_elites=30, iterations=iterations,
+                generator=torch.Generator().manual_seed(i))
+            if i:  # the first plan warms up the allocator
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_plan(tmp: Path, quick: bool, repeats: int) -> dict:
+    iterations = 5 if quick else 30
+    n = 2 if quick else 5
+    main = _plan_time("mlp", n, iterations)
+    base = _plan_time("transformer", 1 if quick else 3, iterations)
+    return {"seconds_per_plan": round(main, 4), "baseline": "same plan, transformer predictor",
+            "baseline_seconds_per_plan": round(base, 4), "ratio": round(base / main, 2),
+            "frames_per_s": round(300 * 5 * iterations / main, 1), "baseline_frames_per_s": round(300 * 5 * iterations / base, 1),
+            "samples": 300, "horizon": 5, "iterations": iterations, "note": "frames_per_s = imagined latent steps per second"}
+
+
+def _ddp_worker(rank, world, port, z, out):
+    import os
+
+    import torch
+    import torch.distributed as tdist
+
+    from .losses import sigreg
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    out[rank] = sigreg(z.chunk(world)[rank], 256, 17, torch.Generator().manual_seed(3)).item()
+    tdist.destroy_process_group()
+
+
+def bench_ddp(tmp: Path, quick: bool, repeats: int) -> dict:
+    """Not a speed: how exactly 2 gloo processes reproduce 1 process with the same global batch."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import torch
+    import torch.multiprocessing as mp
+
+    from .losses import sigreg
+
+    data = tmp / "ddp-data"
+    if not data.exists():
+        _collect_rate(data, env="two-room", episodes=16, steps=30, workers=1)
+    steps = 20
+    args = ["train", "--data", str(data), "--preset", "debug", f"max_steps={steps}", "batch_size=8", "val_every=0",
+            "ckpt_every=1000", "threads=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    curves = {}
+    for name, launcher in (("one", [sys.executable, "-m", "wmkit"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wmkit"])):
+        subprocess.run([*launcher, *args, "--out", str(tmp / f"ddp-{name}")], env=env, check=True, capture_output=True)
+        lines = [json.loads(x) for x in (tmp / f"ddp-{name}" / "metrics.jsonl").read_text().splitlines()]
+        curves[name] = {x["step"]: x["loss"] for x in lines if x["event"] == "train"}
+    worst = max(abs(curves["one"][s] - curves["two"][s]) / abs(curves["one"][s]) for s in curves["one"])
+    z = torch.randn(1024, 64, generator=torch.Generator().manual_seed(0))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(2, port, z, out), nprocs=2, join=True)
+    single = sigreg(z, 256, 17, torch.Generator().manual_seed(3)).item()
+    return {"loss_max_rel_diff_20_steps": worst, "sigreg_one_process": single, "sigreg_two_ranks": out[0],
+            "sigreg_abs_diff": abs(out[0] - single), "steps": steps, "global_batch": 8}
+
+
 BENCHMARKS = {
     "collect-two-room": lambda tmp, quick, r: bench_collect(tmp, "two-room", quick, r),
     "collect-push-t": lambda tmp, quick, r: bench_collect(tmp, "push-t", quick, r),
     "read-windows": bench_read,
     "train-small": bench_train,
+    "plan-cem": bench_plan,
+    "ddp-equality": bench_ddp,
 }
 
 
@@ -172,7 +268,10 @@ def run_bench(quick: bool = False, only: str | None = None) -> dict:
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'benchmark':<18} {'frames/s':>10}  {'baseline':<36} {'frames/s':>10} {'ratio':>6}"]
+    lines = [f"{'benchmark':<18} {'frames/s':>10}  {'baseline':<38} {'frames/s':>10} {'ratio':>6}"]
     for name, r in report["results"].items():
-        lines.append(f"{name:<18} {r['frames_per_s']:>10.0f}  {r['baseline']:<36} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
+        if "baseline" in r:
+            lines.append(f"{name:<18} {r['frames_per_s']:>10.0f}  {r['baseline']:<38} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
+        else:
+            lines.append(f"{name:<18} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     return "\n".join(lines)

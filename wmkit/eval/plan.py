@@ -53,7 +53,8 @@ def summarise(name: str, result: dict) -> dict:
     lat = result["latency"]
     return {"agent": name, "episodes": n, "successes": k, "success_rate": k / n, "ci95": [low, high],
             "final_distance": float(np.mean(result["final_distance"])),
-            "latency_ms_median": 1000 * statistics.median(lat) if lat else None, "plans": len(lat)}
+            "latency_ms_median": 1000 * statistics.median(lat) if lat else None,
+            "latency_ms_per_episode": 1000 * statistics.median(lat) / n if lat else None, "plans": len(lat)}
 
 
 def eval_plan(model, env: str, cfg: PlanEvalConfig, show_progress: bool | None = None) -> dict:
@@ -102,11 +103,12 @@ def eval_plan(model, env: str, cfg: PlanEvalConfig, show_progress: bool | None =
 def format_table(report: dict) -> str:
     lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs, budget {report['budget']} steps, "
              f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']})",
-             f"{'agent':<8} {'success':>8} {'95% CI':>15} {'final dist':>11} {'plan ms':>9}"]
+             f"{'agent':<8} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
     for r in report["results"]:
         ci = f"[{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]%"
         lat = f"{r['latency_ms_median']:.0f}" if r["latency_ms_median"] is not None else "-"
-        lines.append(f"{r['agent']:<8} {100 * r['success_rate']:>7.1f}% {ci:>15} {r['final_distance']:>11.4f} {lat:>9}")
+        per = f"{r['latency_ms_per_episode']:.0f}" if r["latency_ms_per_episode"] is not None else "-"
+        lines.append(f"{r['agent']:<8} {100 * r['success_rate']:>7.1f}% {ci:>15} {r['final_distance']:>11.4f} {lat:>16} {per:>16}")
     if report["relative_to_oracle"] is not None:
         lines.append(f"model / oracle success: {report['relative_to_oracle']:.2f}")
     return "\n".join(lines)
