@@ -59,24 +59,6 @@ class CollectConfig:
 
 
 @dataclass
-class WindowConfig:
-    """How training windows are cut from the episode store."""
-
-    length: int = 4
-    """Frames per window (T)."""
-    frame_skip: int = 1
-    """Keep every k-th frame; the k actions in between are concatenated into one (A*k) action."""
-    batch_size: int = 64
-    """Windows per batch (B)."""
-    val_fraction: float = 0.1
-    """Share of episodes held out for validation (chosen by a hash of the episode id)."""
-    seed: int = 0
-    """Seed of the shuffling order (with the epoch number)."""
-    num_workers: int = 2
-    """DataLoader worker processes."""
-
-
-@dataclass
 class ModelConfig:
     """The world model's architecture. Data-dependent fields (action_dim, image_size, ...) are filled
     from the dataset by ``wmkit train``; the rest comes from the preset."""
@@ -225,18 +207,15 @@ class PlanEvalConfig:
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "debug": {"collect": {"episodes": 16, "steps": 20, "workers": 1, "episodes_per_chunk": 8},
-              "windows": {"length": 3, "batch_size": 8, "num_workers": 0},
               "model": {"channels": 8, "embed_dim": 32, "predictor_width": 64, "predictor_depth": 1,
                         "predictor_heads": 2, "history": 3, "patch_size": 16, "vit_depth": 1},
               "train": {"window": 3, "batch_size": 8, "max_steps": 20, "warmup_steps": 5, "val_every": 10,
                         "val_batches": 2, "ckpt_every": 10, "log_every": 1, "num_workers": 0, "val_fraction": 0.25,
                         "sigreg_projections": 64}},
     "small": {"collect": {"episodes": 512, "workers": 2},
-              "windows": {"length": 4, "batch_size": 64},
               "model": {},
               "train": {"max_steps": 1000, "val_every": 200, "ckpt_every": 200}},
     "base": {"collect": {"episodes": 4096, "workers": 2},
-             "windows": {"length": 8, "batch_size": 128},
              "model": {"channels": 48, "embed_dim": 192, "predictor_width": 384, "predictor_depth": 4,
                        "predictor_heads": 6, "history": 8},
              "train": {"window": 8, "batch_size": 128, "max_steps": 20000, "lr": 5e-4, "val_every": 1000,
