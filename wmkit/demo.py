@@ -13,17 +13,18 @@ from .errors import OutputExistsError, WmkitError
 from .log import logger
 
 # A Markov MLP predictor makes a 300-sample x 30-iteration CEM plan cheap on a CPU; frame skip 5
-# lets a 5-step plan look 25 env steps ahead: far enough to find the door.
+# lets an 8-step plan look 40 env steps ahead: far enough to find the door. The inverse-dynamics
+# term (PLDM) keeps the latent metric near the goal: 88% against 84% without it (BENCHMARKS.md).
 DEMO = {
     "debug": {"collect": {"episodes": 24, "steps": 30, "workers": 1, "episodes_per_chunk": 12},
               "model": {"predictor": "mlp"},
-              "train": {"frame_skip": 2, "window": 3, "max_steps": 20, "rollout_steps": 2},
+              "train": {"frame_skip": 2, "window": 3, "max_steps": 20, "rollout_steps": 2, "inverse_weight": 1.0},
               "eval": {"episodes": 4, "budget": 12, "samples": 32, "iterations": 3, "elites": 4,
                        "oracle_samples": 16, "oracle_iterations": 2}},
     "small": {"collect": {"episodes": 1000, "workers": 2},
               "model": {"predictor": "mlp"},
               "train": {"frame_skip": 5, "window": 4, "rollout_steps": 3, "max_steps": 600, "val_every": 200,
-                        "ckpt_every": 200},
+                        "ckpt_every": 200, "inverse_weight": 1.0},
               "eval": {"episodes": 50, "budget": 60, "horizon": 8, "oracle_samples": 100, "oracle_iterations": 5}},
 }
 
