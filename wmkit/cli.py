@@ -12,15 +12,10 @@ from . import __version__
 from .errors import WmkitError
 
 
-def _print_json(obj, path: str | None = None) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True)
-    if path:
-        from pathlib import Path
+def _write_json(path: str, obj) -> None:
+    from .data.store import write_json_atomic
 
-        from .data.store import write_json_atomic
-
-        write_json_atomic(Path(path), obj)
-    print(text)
+    write_json_atomic(path, obj)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -78,11 +73,7 @@ def cmd_eval_probe(args) -> None:
     for name, value in r2.items():
         print(f"{name:<{width}}  {value:.4f}")
     if args.json:
-        from pathlib import Path
-
-        from .data.store import write_json_atomic
-
-        write_json_atomic(Path(args.json), {"ckpt": str(args.ckpt), "data": str(args.data), "r2": r2})
+        _write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), "r2": r2})
 
 
 def _plan_config(args):
@@ -99,11 +90,7 @@ def cmd_eval_plan(args) -> None:
     report = eval_plan(WorldModel.from_checkpoint(args.ckpt), args.env, _plan_config(args))
     print(format_table(report))
     if args.json:
-        from pathlib import Path
-
-        from .data.store import write_json_atomic
-
-        write_json_atomic(Path(args.json), report)
+        _write_json(args.json, report)
 
 
 def cmd_plan(args) -> None:
@@ -130,7 +117,8 @@ def cmd_data_info(args) -> None:
 
     info = EpisodeStore(args.data).info()
     if args.json:
-        _print_json(info, args.json)
+        _write_json(args.json, info)
+        print(json.dumps(info, indent=2, sort_keys=True))
         return
     width = max(len(k) for k in info)
     for key, value in info.items():
@@ -157,11 +145,7 @@ def cmd_bench(args) -> None:
     report = run_bench(quick=args.quick, only=args.only)
     print(format_table(report))
     if args.json:
-        from pathlib import Path
-
-        from .data.store import write_json_atomic
-
-        write_json_atomic(Path(args.json), report)
+        _write_json(args.json, report)
 
 
 # ----- parser -----------------------------------------------------------------------------------

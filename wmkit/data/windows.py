@@ -17,8 +17,6 @@ same permutation, so N ranks together see exactly one epoch.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -155,7 +153,3 @@ def worker_context() -> str:
     import multiprocessing
 
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def batches_per_epoch(num_windows: int, batch_size: int, world_size: int = 1) -> int:
-    return math.floor((num_windows // world_size) / batch_size)

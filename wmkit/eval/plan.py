@@ -117,9 +117,8 @@ def format_table(report: dict) -> str:
 def frame_bank(model, data, max_frames: int = 3000, seed: int = 0):
     """Frames of a dataset ``(N, H, W, 3)`` and their latents ``(N, D)``: imagined latents are shown
     as their nearest real frame."""
-    import torch
-
     from ..data.store import EpisodeStore
+    from .probe import encode_frames
 
     store = EpisodeStore(data)
     chunks, total = [], 0
@@ -130,15 +129,7 @@ def frame_bank(model, data, max_frames: int = 3000, seed: int = 0):
         if total >= max_frames:
             break
     obs = {k: np.concatenate([c[k] for c in chunks])[:max_frames] for k in model.cfg.obs_keys}
-    latents = []
-    with torch.no_grad():
-        for i in range(0, len(obs["rgb"]), 256):
-            part = {k: torch.from_numpy(v[i : i + 256]) for k, v in obs.items()}
-            part["rgb"] = part["rgb"].permute(0, 3, 1, 2)
-            if "depth" in part:
-                part["depth"] = part["depth"][:, None]
-            latents.append(model.encode(part))
-    return obs["rgb"], torch.cat(latents).float()
+    return obs["rgb"], encode_frames(model, obs)
 
 
 def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank_data: str | None = None,

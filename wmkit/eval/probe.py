@@ -15,6 +15,20 @@ from ..errors import DatasetError
 
 
 @torch.no_grad()
+def encode_frames(model, obs: dict[str, np.ndarray], batch_size: int = 256) -> torch.Tensor:
+    """Latents ``(N, D)`` of stored-layout frames (``rgb`` (N, H, W, 3) uint8, ``depth`` (N, H, W),
+    ``proprio`` (N, P)), encoded in batches."""
+    latents = []
+    for s in range(0, len(obs["rgb"]), batch_size):
+        part = {k: torch.from_numpy(np.ascontiguousarray(obs[k][s : s + batch_size])) for k in model.cfg.obs_keys}
+        part["rgb"] = part["rgb"].permute(0, 3, 1, 2)
+        if "depth" in part:
+            part["depth"] = part["depth"][:, None]
+        latents.append(model.encode(part).float())
+    return torch.cat(latents)
+
+
+@torch.no_grad()
 def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size: int = 256, max_frames: int | None = None):
     """Latents ``(N, D)`` and states ``(N, S)`` of every frame of the given episode rows."""
     model.eval()
@@ -23,12 +37,7 @@ def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size
         ep = store.load_episode(int(row))
         if ep.state is None:
             raise DatasetError(f"{store.path} has no ground-truth state to probe")
-        obs = {k: torch.from_numpy(ep.obs[k]) for k in model.cfg.obs_keys}
-        obs["rgb"] = obs["rgb"].permute(0, 3, 1, 2)
-        if "depth" in obs:
-            obs["depth"] = obs["depth"][:, None]
-        for s in range(0, ep.num_frames, batch_size):
-            zs.append(model.encode({k: v[s : s + batch_size] for k, v in obs.items()}).float())
+        zs.append(encode_frames(model, ep.obs, batch_size))
         states.append(torch.from_numpy(ep.state))
         total += ep.num_frames
         if max_frames and total >= max_frames:
