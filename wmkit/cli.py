@@ -63,17 +63,56 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval_probe(args) -> None:
-    from .eval.probe import probe_state
+    from .eval.probe import probe_state, rollout_error
     from .models import WorldModel
 
     model = WorldModel.from_checkpoint(args.ckpt)
-    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames)
+    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames, history=args.history)
     width = max(len(k) for k in r2)
-    print(f"{'state':<{width}}  R2 (linear probe, held-out episodes)")
+    print(f"{'state':<{width}}  R2 (linear probe on the latents of the last {args.history} frame(s), held-out episodes)")
     for name, value in r2.items():
         print(f"{name:<{width}}  {value:.4f}")
+    result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "r2": r2}
+    if args.horizon > 0:
+        roll = rollout_error(model, args.data, horizon=args.horizon, windows=args.windows, val_fraction=args.val_fraction)
+        print(f"\nopen-loop rollout from {roll['context']} frames (frame_skip {roll['frame_skip']}), "
+              f"{roll['windows']} held-out windows: latent MSE vs copying the last latent")
+        print(f"{'k':>3}  {'model':>10}  {'copy-last':>10}  {'ratio':>6}")
+        for k, m, c, q in zip(roll["k"], roll["model"], roll["copy_last"], roll["ratio"]):
+            print(f"{k:>3}  {m:>10.5f}  {c:>10.5f}  {q:>6.3f}")
+        result["rollout"] = roll
     if args.json:
-        _write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), "r2": r2})
+        _write_json(args.json, result)
+
+
+def cmd_eval_physics(args) -> None:
+    from pathlib import Path
+
+    from .eval.physics import PROPERTIES, curves_svg, format_table, run_physics
+
+    contexts = [int(c) for c in args.contexts.split(",") if c] if args.contexts else None
+    properties = [p for p in args.properties.split(",") if p] if args.properties else list(PROPERTIES)
+    params = json.loads(args.params) if args.params else None
+    if params is not None and not isinstance(params, dict):
+        raise WmkitError(f"--params must be a JSON object of balls-world parameters, got {args.params!r}")
+    out = run_physics(args.ckpt, sets=args.sets, length=args.length, contexts=contexts, fixed_context=args.context,
+                      reducer=args.reducer, properties=properties, bootstrap=args.bootstrap, seed=args.seed, params=params)
+    results = out["results"]
+    unmatched = [p for p, m in out["matched"].items() if not m]
+    print(f"violation-of-expectation suite: {out['sets_per_property']} sets per property, {out['clip_length']}-frame clips, "
+          f"surprise = {results[0]['reducer']} prediction error" + (f"; not frame-matched: {', '.join(unmatched)}" if unmatched else ""))
+    for title, kind, metric in (("pairwise accuracy %, fixed context [95% CI]", "fixed", "pairwise"),
+                                ("pairwise accuracy %, best context per property (optimistic)", "best", "pairwise"),
+                                ("AUROC %, fixed context", "fixed", "auroc"),
+                                ("single-clip accuracy % (threshold from possible clips), fixed context", "fixed", "single_clip")):
+        print(f"\n{title}\n{format_table(results, kind, metric)}")
+    if args.plot:
+        from .data.store import write_text_atomic
+
+        write_text_atomic(args.plot, "\n".join(curves_svg(r) for r in results[:1]))
+        print(f"\nsurprise curves of {results[0]['name']}: {Path(args.plot)}")
+    if args.json:
+        _write_json(args.json, out)
 
 
 def _plan_config(args):
@@ -197,13 +236,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a trained world model")
     esub = ev.add_subparsers(dest="eval_command", required=True)
-    p = esub.add_parser("probe", help="R2 of linear probes from latents to the true state, on held-out episodes")
+    p = esub.add_parser("probe", help="R2 of linear probes from latents to the true state, and open-loop rollout error vs copy-last, on held-out episodes")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
     p.add_argument("--data", required=True, help="dataset with ground-truth state")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of episodes (default 0.1, as in training)")
     p.add_argument("--max-frames", type=int, default=20000, help="frames encoded for fitting (default 20000)")
+    p.add_argument("--history", type=int, default=2,
+                   help="latents of this many last frames feed the probe (default 2: velocities need two frames)")
+    p.add_argument("--horizon", type=int, default=10, help="open-loop rollout steps to score (default 10; 0 skips)")
+    p.add_argument("--windows", type=int, default=256, help="held-out windows for the rollout error (default 256)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_probe)
+
+    p = esub.add_parser("physics", help="violation-of-expectation surprise on matched possible/impossible balls clips, with controls")
+    p.add_argument("--ckpt", required=True, action="append",
+                   help="run or checkpoint folder of a model trained on balls video; repeat to compare (e.g. the pixel baseline)")
+    p.add_argument("--sets", type=int, default=50, help="matched sets per property (default 50)")
+    p.add_argument("--length", type=int, default=20, help="frames per clip (default 20)")
+    p.add_argument("--contexts", default=None, help="comma-separated context lengths to score (default 1..model history)")
+    p.add_argument("--context", type=int, default=None, help="the fixed context length reported first (default: the longest, at most length/3)")
+    p.add_argument("--reducer", choices=["mean", "max"], default="mean", help="clip surprise from frame errors (default mean)")
+    p.add_argument("--properties", default=None, help="comma-separated subset of permanence,continuity,colour,shape,inertia,solidity")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default 1000; 0 skips)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated suite (default 0)")
+    p.add_argument("--params", default=None, help="balls-world parameters as JSON (default: those the checkpoint was trained with)")
+    p.add_argument("--plot", default=None, metavar="FILE.svg", help="write surprise-over-time curves aligned on the violation")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    p.set_defaults(func=cmd_eval_physics)
 
     p = esub.add_parser("plan", help="goal-reaching success of model-predictive control, beside random and oracle baselines")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")

@@ -212,6 +212,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "reason": reason,
                 "train_config": dataclasses.asdict(tcfg), "model_config": dataclasses.asdict(mcfg),
                 "dataset": {"path": str(store.path), "fingerprint": fingerprint, "env": store.meta.get("env"),
+                            "world_params": store.meta.get("world_params"),
                             "state_names": store.meta.get("state_names")},
                 "scheduler": scheduler.state_dict(), "wmkit_version": __version__}
         save_checkpoint(out, step, model.state_dict(), meta, optimizer.state_dict(), extra, keep_last=tcfg.keep_last)

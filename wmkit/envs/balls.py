@@ -6,8 +6,9 @@ visibility flag, plus the occluder's rectangle. Reading the state, editing it an
 is how matched *impossible* clips are made (a ball that vanishes, teleports or changes colour).
 
 Physics: gravity ``g`` pulls along +y (down in the image); walls reflect with restitution ``e``;
-balls of equal mass collide elastically. The occluder is a screen in front of the scene: it hides
-balls but does not touch them.
+balls of equal mass collide elastically (a square collides as the disk of the same radius). The
+occluder is a screen in front of the scene: it hides balls but does not touch them. A ball is a disk
+or, with probability ``square_prob``, a square, so that shape is something the data varies.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class Balls(World):
         restitution: float = 0.95,
         radius_range: tuple[float, float] = (0.05, 0.08),
         max_speed: float = 0.8,
-        occluder_width: float = 0.16,
+        occluder_width: float = 0.3,
         occluder: bool = True,
+        square_prob: float = 0.3,
         collisions: bool = True,
         dt: float = 0.01,
         substeps: int = 10,
@@ -47,6 +49,9 @@ class Balls(World):
         self.radius_range, self.max_speed = tuple(radius_range), float(max_speed)
         self.occluder_width, self.use_occluder, self.collisions = float(occluder_width), bool(occluder), bool(collisions)
         self.dt, self.substeps = float(dt), int(substeps)
+        if not 0.0 <= square_prob <= 1.0:
+            raise ValueError(f"square_prob must be in [0, 1], got {square_prob}")
+        self.square_prob = float(square_prob)
         names = tuple(f"ball{i}_{f}" for i in range(self.num_balls) for f in BALL_FIELDS) + OCCLUDER_FIELDS
         self.spec = WorldSpec(
             name="balls",
@@ -57,7 +62,7 @@ class Balls(World):
             has_success=False,
             action_meaning="none: the world is passive",
             extra=dict(num_balls=num_balls, gravity=gravity, restitution=restitution, radius_range=list(radius_range),
-                       occluder_width=occluder_width, occluder=occluder, collisions=collisions, dt=dt, substeps=substeps),
+                       occluder_width=occluder_width, occluder=occluder, square_prob=square_prob, collisions=collisions, dt=dt, substeps=substeps),
         )
         super().__init__(num_envs, size, obs_keys)
         self.balls = np.zeros((self.num_envs, self.num_balls, len(BALL_FIELDS)))  # explicit per-ball state
@@ -76,7 +81,8 @@ class Balls(World):
                     if np.all(np.hypot(*(placed[:, :2] - p).T) > placed[:, 4] + r + 0.01):
                         break
                 v = rng.uniform(-self.max_speed, self.max_speed, size=2)
-                self.balls[i, k] = [p[0], p[1], v[0], v[1], r, *PALETTE[colours[k]], 0.0, 1.0]
+                shape = float(rng.random() < self.square_prob)
+                self.balls[i, k] = [p[0], p[1], v[0], v[1], r, *PALETTE[colours[k]], shape, 1.0]
             x0 = rng.uniform(0.15, 0.85 - self.occluder_width)
             self.occluder[i] = [x0, 0.2, x0 + self.occluder_width, 1.0] if self.use_occluder else [0, 0, 0, 0]
 

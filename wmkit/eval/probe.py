@@ -1,7 +1,18 @@
-"""Linear probes: how much of the true physical state is linearly readable from the latents.
+"""Linear probes and open-loop rollout error: what the latents know about the true state, and how
+far ahead the predictor stays right.
 
-Ridge regression from latents to each state variable, fitted on training episodes and scored by
-R^2 on held-out episodes (the same episode split as training), one number per variable.
+Probes: ridge regression from latents to each state variable, fitted on training episodes and
+scored by R^2 on held-out episodes (the same episode split as training), one number per variable.
+One frame shows where things are but not how fast they move, so the features are the latents of
+the last ``history`` frames side by side (``history=1``: the current latent alone).
+
+Worlds whose state lists interchangeable objects (``balls``: ball 0 and ball 1 are whichever colours
+the episode drew) are probed per object *identity the image shows*: per colour, on the frames where
+a ball of that colour is in view.
+
+Rollout error: from ``context`` encoded frames, the predictor imagines ``horizon`` steps open loop
+with the recorded actions; the mean squared latent error at each step is compared with copying the
+last context latent (the "nothing moves" baseline), on held-out windows.
 """
 
 from __future__ import annotations
@@ -28,25 +39,45 @@ def encode_frames(model, obs: dict[str, np.ndarray], batch_size: int = 256) -> t
     return torch.cat(latents)
 
 
+def stack_history(z: np.ndarray, history: int) -> np.ndarray:
+    """Features of frames ``history-1 ..`` of one episode: ``[z_t, z_t-1, ...]`` side by side."""
+    n = len(z) - history + 1
+    return np.concatenate([z[history - 1 - k : history - 1 - k + n] for k in range(history)], axis=1)
+
+
 @torch.no_grad()
-def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size: int = 256, max_frames: int | None = None):
-    """Latents ``(N, D)`` and states ``(N, S)`` of every frame of the given episode rows."""
+def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size: int = 256, max_frames: int | None = None,
+                    history: int = 1):
+    """Features ``(N, history*D)`` (latents of the last ``history`` frames) and states ``(N, S)`` of
+    every frame of the given episode rows that has ``history - 1`` frames before it."""
     model.eval()
     zs, states, total = [], [], 0
     for row in episodes:
         ep = store.load_episode(int(row))
         if ep.state is None:
             raise DatasetError(f"{store.path} has no ground-truth state to probe")
-        zs.append(encode_frames(model, ep.obs, batch_size))
-        states.append(torch.from_numpy(ep.state))
-        total += ep.num_frames
+        if ep.num_frames < history:
+            continue
+        zs.append(stack_history(encode_frames(model, ep.obs, batch_size).numpy(), history))
+        states.append(ep.state[history - 1 :])
+        total += len(zs[-1])
         if max_frames and total >= max_frames:
             break
-    return torch.cat(zs).numpy().astype(np.float64), torch.cat(states).numpy().astype(np.float64)
+    if not zs:
+        raise DatasetError(f"no episode of {store.path} has the {history} frames a probe with history={history} needs")
+    return np.concatenate(zs).astype(np.float64), np.concatenate(states).astype(np.float64)
 
 
-def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3) -> np.ndarray:
-    """Per-column R^2 on the test set of a ridge fit (features standardised on the train set)."""
+def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3, mask_train=None, mask_test=None) -> np.ndarray:
+    """Per-column R^2 on the test set of a ridge fit (features standardised on the train set).
+    With masks ``(N, K)`` bool, column k is fitted and scored on its own rows only."""
+    if mask_train is not None:
+        out = np.full(y_train.shape[1], np.nan)
+        for k in range(y_train.shape[1]):
+            tr, te = mask_train[:, k], mask_test[:, k]
+            if tr.sum() > z_train.shape[1] and te.sum() > 1:
+                out[k] = ridge_r2(z_train[tr], y_train[tr, k : k + 1], z_test[te], y_test[te, k : k + 1], alpha)[0]
+        return out
     mu, sd = z_train.mean(0), z_train.std(0) + 1e-8
     a, b = (z_train - mu) / sd, (z_test - mu) / sd
     a = np.concatenate([a, np.ones((len(a), 1))], 1)
@@ -59,17 +90,95 @@ def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3) -> np.ndarra
     return 1.0 - resid / np.maximum(total, 1e-12)
 
 
-def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000, names: list[str] | None = None) -> dict[str, float]:
-    """R^2 per state variable of a linear probe from the model's latents, on held-out episodes."""
+COLOUR_NAMES = ("red", "blue", "yellow", "green", "purple", "orange")
+
+
+def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """Names, values ``(N, K)`` and row masks (or None) of the variables to probe.
+
+    For ``balls`` data: x, y, vx, vy per ball colour, on frames where that ball is visible and not
+    wholly behind the screen. Otherwise: every state variable as recorded."""
+    names = list(meta.get("state_names") or [f"s{i}" for i in range(states.shape[1])])
+    if meta.get("env") != "balls":
+        return names, states, None
+    from ..envs.balls import BALL_FIELDS, PALETTE
+
+    nb, per = int(meta.get("world_params", {}).get("num_balls", (len(names) - 4) // len(BALL_FIELDS))), len(BALL_FIELDS)
+    balls = states[:, : nb * per].reshape(len(states), nb, per)
+    occ = states[:, nb * per : nb * per + 4]
+    x, y, r = balls[..., 0], balls[..., 1], balls[..., 4]
+    hidden = (x - r >= occ[:, None, 0]) & (x + r <= occ[:, None, 2]) & (y - r >= occ[:, None, 1])
+    in_view = (balls[..., 9] > 0.5) & ~hidden
+    out_names, values, masks = [], [], []
+    for c, colour in enumerate(PALETTE):
+        is_c = np.all(np.abs(balls[..., 5:8] - colour) < 1e-6, axis=-1) & in_view  # (N, nb)
+        if not is_c.any():
+            continue
+        for f, field_name in enumerate(("x", "y", "vx", "vy")):
+            out_names.append(f"{COLOUR_NAMES[c]}_{field_name}")
+            values.append(np.where(is_c, balls[..., f], 0.0).sum(1))
+            masks.append(is_c.any(1))
+    return out_names, np.stack(values, 1), np.stack(masks, 1)
+
+
+def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000, names: list[str] | None = None,
+                history: int = 1) -> dict[str, float]:
+    """R^2 per state variable of a linear probe from the model's latents (of the last ``history``
+    frames), on held-out episodes."""
     store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
+    if history < 1:
+        raise DatasetError(f"probe history must be >= 1 frame, got {history}")
     ids = store.episodes["id"]
     train_rows = np.flatnonzero(split_episodes(ids, val_fraction, "train"))
     val_rows = np.flatnonzero(split_episodes(ids, val_fraction, "val"))
     if len(val_rows) == 0 or len(train_rows) == 0:
         raise DatasetError(f"{store.path} has too few episodes ({len(ids)}) to hold some out for a probe")
-    z_tr, y_tr = encode_episodes(model, store, train_rows, max_frames=max_frames)
-    z_te, y_te = encode_episodes(model, store, val_rows, max_frames=max_frames // 4)
-    all_names = list(store.meta.get("state_names") or [f"s{i}" for i in range(y_tr.shape[1])])
-    r2 = ridge_r2(z_tr, y_tr, z_te, y_te)
+    z_tr, s_tr = encode_episodes(model, store, train_rows, max_frames=max_frames, history=history)
+    z_te, s_te = encode_episodes(model, store, val_rows, max_frames=max_frames // 4, history=history)
+    all_names, y_tr, m_tr = probe_targets(store.meta, s_tr)
+    _, y_te, m_te = probe_targets(store.meta, s_te)
+    r2 = ridge_r2(z_tr, y_tr, z_te, y_te, mask_train=m_tr, mask_test=m_te)
     keep = names or all_names
+    unknown = [n for n in keep if n not in all_names]
+    if unknown:
+        raise DatasetError(f"{store.path} has no state variables {unknown}; it has {all_names}")
     return {n: float(r2[all_names.index(n)]) for n in keep}
+
+
+@torch.no_grad()
+def rollout_error(model, data, horizon: int = 10, context: int | None = None, windows: int = 256,
+                  val_fraction: float = 0.1, seed: int = 0, frame_skip: int | None = None) -> dict:
+    """Open-loop latent error at each step 1..horizon on held-out windows, beside copy-last.
+
+    Returns ``{"k": [...], "model": [...], "copy_last": [...], "ratio": [...]}`` (mean squared error
+    per latent dimension; ratio = model / copy-last, lower is better)."""
+    from ..data.windows import WindowDataset
+    from ..errors import WmkitError
+
+    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    skip = frame_skip or int(meta.get("train_config", {}).get("frame_skip", 1))
+    context = context or max(1, model.history)
+    if horizon < 1 or context < 1:
+        raise WmkitError(f"rollout horizon and context must be >= 1, got {horizon} and {context}")
+    ds = WindowDataset(store, length=context + horizon, frame_skip=skip, split="val", val_fraction=val_fraction,
+                       keys=tuple(model.cfg.obs_keys))
+    if ds.action_dim != model.cfg.action_dim:
+        raise WmkitError(f"the model takes {model.cfg.action_dim}-d actions; {store.path} with frame_skip {skip} gives "
+                         f"{ds.action_dim}-d action blocks: evaluate on the data (and frame_skip) it was trained with")
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(ds), size=min(windows, len(ds)), replace=False))
+    model.eval()
+    errs, copies = [], []
+    for s in range(0, len(picked), 64):
+        batch = ds.__getitems__(picked[s : s + 64])
+        z = model.encode({k: batch[k] for k in model.cfg.obs_keys}).float()
+        acts = batch["actions"].float()
+        imagined = model.rollout(z[:, :context], acts[:, context - 1 : context - 1 + horizon], past_actions=acts[:, : context - 1])
+        truth = z[:, context:]
+        errs.append(((imagined - truth) ** 2).mean(-1))
+        copies.append(((z[:, context - 1 : context] - truth) ** 2).mean(-1))
+    err, copy = torch.cat(errs).mean(0).numpy(), torch.cat(copies).mean(0).numpy()
+    return {"k": list(range(1, horizon + 1)), "model": err.tolist(), "copy_last": copy.tolist(),
+            "ratio": (err / np.maximum(copy, 1e-12)).tolist(), "context": context, "frame_skip": skip,
+            "windows": int(len(picked))}

@@ -1,0 +1,154 @@
+"""The violation-of-expectation suite, its metrics, its controls and ``wmkit eval physics``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wmkit.errors import WmkitError
+from wmkit.eval.physics import (CopyLastScorer, ModelScorer, OracleScorer, auroc, bootstrap_ci, build_suite, curves_svg,
+                                evaluate, pairwise_accuracy, single_clip_accuracy)
+from wmkit.eval.voe import PROPERTIES, VIS, VoEGenerator
+
+PARAMS = {"num_balls": 2}
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return VoEGenerator(PARAMS, size=32, length=16, seed=3)
+
+
+@pytest.fixture(scope="module")
+def suite(generator):
+    return build_suite(generator, PROPERTIES, sets=4)
+
+
+def _frame_multiset(frames):
+    return sorted(f.tobytes() for clip in frames for f in clip)
+
+
+@pytest.mark.parametrize("prop", PROPERTIES)
+def test_each_property_makes_a_valid_set(suite, generator, prop):
+    oracle = OracleScorer(generator)
+    for s in suite[prop]:
+        assert s.frames.dtype == np.uint8 and s.frames.shape[1:] == (16, 32, 32, 3)
+        possible, impossible = s.frames[s.possible], s.frames[~s.possible]
+        if s.matched:  # the impossible clips show exactly the frames of the possible ones
+            assert _frame_multiset(possible) == _frame_multiset(impossible)
+            assert np.array_equal(s.frames[0, s.splice], s.frames[1, s.splice])  # the difference is hidden there
+        errors = oracle.errors(s.frames, s.states, 1)
+        for p, q in s.pairs:
+            assert s.possible[p] and not s.possible[q]
+            # a shared prefix, then the clips look different from the violation frame on
+            assert np.array_equal(s.frames[p, : s.violation], s.frames[q, : s.violation])
+            assert not np.array_equal(s.frames[p, s.violation], s.frames[q, s.violation])
+            # the true physics explains every step of the possible clip and not the impossible one
+            assert np.nanmax(errors[p]) < 1e-12
+            assert np.nanmax(errors[q]) > 1e-6
+            assert np.flatnonzero(errors[q] > 1e-6)[0] <= s.violation  # it starts no later than it shows
+
+
+def test_the_violation_is_in_the_state(suite):
+    s = suite["permanence"][0]
+    target = s.info["target_slot"]
+    vis = s.states[..., target * 10 + VIS]
+    assert vis[0].all() and not vis[1].any()  # possible: always there / never there
+    assert vis[2, : s.splice].all() and not vis[2, s.splice :].any()  # impossible: vanishes at the splice
+
+
+def test_generation_is_seeded(generator):
+    a, b = generator.make_set("inertia", 1), generator.make_set("inertia", 1)
+    assert np.array_equal(a.frames, b.frames) and a.splice == b.splice
+    assert not np.array_equal(a.frames, generator.make_set("inertia", 2).frames)
+
+
+def test_controls_oracle_perfect_and_trivial_detectors_at_chance(suite, generator):
+    oracle = evaluate(OracleScorer(generator), suite, bootstrap=0)
+    assert oracle["fixed"]["overall"]["pairwise"] == 1.0
+    copy = evaluate(CopyLastScorer(), suite, bootstrap=0)
+    for prop in PROPERTIES[:-1]:  # frame-matched properties: exactly chance by construction
+        assert copy["fixed"][prop]["pairwise"] == 0.5
+
+
+def test_shuffled_labels_score_chance(generator):
+    rng = np.random.default_rng(0)
+    scored = evaluate(OracleScorer(generator), build_suite(generator, ["colour"], sets=30), bootstrap=0)
+    assert scored["fixed"]["colour"]["pairwise"] == 1.0
+    # the same oracle surprise with possible/impossible swapped at random within each pair
+    from wmkit.eval.physics import score_suite
+
+    sc = score_suite(OracleScorer(generator), build_suite(generator, ["colour"], sets=30))["colour"]
+    s = sc.score(1, "mean")
+    flip = rng.random(len(sc.pairs)) < 0.5
+    pairs = np.where(flip[:, None], sc.pairs[:, ::-1], sc.pairs)
+    assert abs(pairwise_accuracy(s[pairs[:, 0]], s[pairs[:, 1]]) - 0.5) < 0.2
+
+
+def test_metrics_on_hand_made_values():
+    assert pairwise_accuracy([1, 2, 3], [2, 2, 1]) == pytest.approx((1 + 0.5 + 0) / 3)
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auroc([0.5, 0.5], [0, 1]) == 0.5
+    # calibration half (even groups): possible surprises 0..9 -> threshold = 90th percentile = 8.1
+    scores = np.array([*range(10), 5.0, 9.0, 20.0, 30.0])
+    labels = np.array([0] * 10 + [0, 0, 1, 1], bool)
+    groups = np.array([0] * 10 + [1, 1, 1, 1])
+    assert single_clip_accuracy(scores, labels, groups) == pytest.approx(0.5 * (1.0 + 0.5))
+    lo, hi = bootstrap_ci(lambda ids: float(np.mean(ids)), np.arange(10), num=500)
+    assert lo < 4.5 < hi and hi - lo < 5
+    with pytest.raises(WmkitError):
+        pairwise_accuracy([1, 2], [1])
+
+
+def test_model_scorer_on_an_untrained_network(suite):
+    from wmkit.config import ModelConfig
+    from wmkit.models import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1, predictor_heads=2,
+                                   history=3, image_size=32))
+    result = evaluate(ModelScorer(model, "untrained", contexts=[1, 3]), suite, fixed_context=3, bootstrap=20)
+    assert result["fixed_context"] == 3 and result["contexts"] == [1, 3]
+    assert 0.3 <= result["fixed"]["overall"]["pairwise"] <= 0.7
+    assert set(result["curves"]) == set(PROPERTIES)
+    assert "<svg" in curves_svg(result) and "permanence" in curves_svg(result)
+    with pytest.raises(WmkitError, match="outside what the predictor attends to"):
+        ModelScorer(model, "m", contexts=[4])
+    action_model = WorldModel(ModelConfig(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1,
+                                          predictor_heads=2, history=3, image_size=32, action_dim=2))
+    with pytest.raises(WmkitError, match="physics clips have none"):
+        ModelScorer(action_model, "m")
+
+
+def test_bad_generator_input():
+    with pytest.raises(WmkitError, match="at least 12 frames"):
+        VoEGenerator(PARAMS, length=8)
+    with pytest.raises(WmkitError, match="too narrow"):
+        VoEGenerator({"num_balls": 2, "occluder_width": 0.1})
+    with pytest.raises(WmkitError, match="num_balls >= 2"):
+        VoEGenerator({"num_balls": 1}).make_set("solidity", 0)
+    with pytest.raises(WmkitError, match="unknown VoE property"):
+        VoEGenerator(PARAMS).make_set("telepathy", 0)
+
+
+def test_eval_physics_command_on_a_debug_model(tmp_path):
+    from wmkit.cli import main
+
+    data, run = tmp_path / "balls", tmp_path / "run"
+    assert main(["collect", "--preset", "debug", "--env", "balls", "--params", json.dumps(PARAMS), "--out", str(data)]) == 0
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(run), "max_steps=4"]) == 0
+    out, plot = tmp_path / "physics.json", tmp_path / "curves.svg"
+    assert main(["eval", "physics", "--ckpt", str(run), "--sets", "2", "--length", "12", "--bootstrap", "10",
+                 "--properties", "permanence,solidity", "--json", str(out), "--plot", str(plot)]) == 0
+    result = json.loads(out.read_text())
+    names = [r["name"] for r in result["results"]]
+    assert names == [str(run), "untrained network", "copy-last frame", "oracle (true physics)"]
+    assert result["world_params"]["num_balls"] == 2 and result["matched"] == {"permanence": True, "solidity": False}
+    assert result["results"][-1]["fixed"]["overall"]["pairwise"] == 1.0
+    assert plot.read_text().startswith("<svg")
+    # a model trained with actions is refused with a way out
+    two_room = tmp_path / "tr"
+    assert main(["collect", "--preset", "debug", "--out", str(two_room)]) == 0
+    assert main(["train", "--preset", "debug", "--data", str(two_room), "--out", str(tmp_path / "tr-run"), "max_steps=2"]) == 0
+    assert main(["eval", "physics", "--ckpt", str(tmp_path / "tr-run"), "--sets", "2"]) == 2

@@ -1,0 +1,423 @@
+"""``wmkit eval physics``: violation-of-expectation surprise on the matched ``balls`` suite.
+
+Surprise is a model's error at predicting each frame from the ones before it, measured in the
+model's own output space: the latent for JEPA models, pixels for the pixel-reconstruction baseline.
+For a context of ``c`` frames, frame ``t`` is predicted from frames ``t-c .. t-1`` (a sliding
+window); a clip's surprise is the mean (or max) over its predicted frames. A clip is scored for
+every context length up to the model's history; *fixed-context* numbers use one length chosen in
+advance (the model's history, capped by the clip), *best-context* numbers pick the best per
+property after the fact and are optimistic by construction: both are reported, separately.
+
+Metrics, per property and overall (the mean over properties), each with a bootstrap 95% interval
+over matched sets:
+
+- pairwise accuracy: the share of (possible, impossible) pairs sharing a prefix in which the
+  possible clip is the less surprising (ties count one half);
+- AUROC of surprise as a detector of impossible clips;
+- single-clip accuracy: a threshold set at the 90th percentile of the surprise of the possible clips
+  of half of the sets (calibration), then the balanced accuracy of "surprise > threshold" on the
+  other half.
+
+Controls scored the same way: an untrained network of the same architecture, copy-last-frame (pixel
+difference to the previous frame) and an oracle that replays the true physics on the true state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import WmkitError
+from .voe import PROPERTIES, VoEGenerator, VoESet
+
+REDUCERS = ("mean", "max")
+
+
+# ----- metrics on surprise values --------------------------------------------------------------------
+def pairwise_accuracy(possible: np.ndarray, impossible: np.ndarray) -> float:
+    """Share of pairs whose possible clip is the less surprising; ties count one half."""
+    possible, impossible = np.asarray(possible, float), np.asarray(impossible, float)
+    if possible.shape != impossible.shape or possible.size == 0:
+        raise WmkitError(f"pairwise accuracy needs two equal, non-empty arrays, got {possible.shape} and {impossible.shape}")
+    return float(np.mean((possible < impossible) + 0.5 * (possible == impossible)))
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for ``labels`` (1 = impossible), ties averaged
+    (the Mann-Whitney statistic)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        raise WmkitError("AUROC needs both possible and impossible clips")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def single_clip_accuracy(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, quantile: float = 0.9) -> float:
+    """Balanced accuracy of thresholding surprise, the threshold being the ``quantile`` of possible
+    clips' surprise in the even-numbered sets and the accuracy measured on the odd-numbered ones."""
+    scores, labels, groups = np.asarray(scores, float), np.asarray(labels, bool), np.asarray(groups)
+    calib, test = groups % 2 == 0, groups % 2 == 1
+    if not (calib & ~labels).any() or not (test & labels).any() or not (test & ~labels).any():
+        raise WmkitError("single-clip accuracy needs possible clips in the calibration half and both kinds in the test half")
+    threshold = np.quantile(scores[calib & ~labels], quantile)
+    flagged = scores > threshold
+    return float(0.5 * (flagged[test & labels].mean() + (~flagged[test & ~labels]).mean()))
+
+
+def bootstrap_ci(metric, groups: np.ndarray, num: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of ``metric(selected_group_ids)`` over resamplings of the groups."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(groups)
+    values = []
+    for _ in range(num):
+        try:
+            values.append(metric(rng.choice(ids, size=len(ids), replace=True)))
+        except WmkitError:  # a resample without one kind of clip: skip it
+            continue
+    if not values:
+        return (math.nan, math.nan)
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+
+
+@dataclass
+class Scored:
+    """Surprise of every clip of one property: ``scores[context][reducer]`` (n_clips,), plus the
+    per-frame errors ``curves[context]`` (n_clips, T) with NaN where nothing is predicted."""
+
+    prop: str
+    groups: np.ndarray  # set index of each clip
+    labels: np.ndarray  # True = impossible
+    pairs: np.ndarray  # (n_pairs, 2) clip indices (possible, impossible)
+    violation: np.ndarray  # violation frame of each clip's set
+    curves: dict[int, np.ndarray]
+
+    def score(self, context: int, reducer: str) -> np.ndarray:
+        c = self.curves[context]
+        return np.nanmax(c, 1) if reducer == "max" else np.nanmean(c, 1)
+
+
+def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Pairwise accuracy, AUROC and single-clip accuracy (each with a bootstrap CI over sets)."""
+    s = scored.score(context, reducer)
+    members = {i: np.flatnonzero(scored.groups == i) for i in np.unique(scored.groups)}
+    position = {m: k for rows in members.values() for k, m in enumerate(rows)}
+    local_pairs = {i: [] for i in members}
+    for p, q in scored.pairs:
+        local_pairs[scored.groups[p]].append((position[p], position[q]))
+
+    def select(ids):
+        """Rows of the drawn sets (a set drawn twice counts twice) and their pairs re-indexed."""
+        rows, pair_rows, offset = [], [], 0
+        for i in ids:
+            rows.append(members[i])
+            pair_rows += [(offset + a, offset + b) for a, b in local_pairs[i]]
+            offset += len(members[i])
+        return np.concatenate(rows), np.array(pair_rows)
+
+    def pair_metric(ids):
+        rows, pr = select(ids)
+        return pairwise_accuracy(s[rows][pr[:, 0]], s[rows][pr[:, 1]])
+
+    def auc_metric(ids):
+        rows, _ = select(ids)
+        return auroc(s[rows], scored.labels[rows])
+
+    def clip_metric(ids):
+        rows, _ = select(ids)
+        # re-number the drawn sets so that the calibration/test halves stay balanced
+        order = np.repeat(np.arange(len(ids)), [len(members[i]) for i in ids])
+        return single_clip_accuracy(s[rows], scored.labels[rows], order)
+
+    all_ids = np.unique(scored.groups)
+    out = {}
+    for name, fn in (("pairwise", pair_metric), ("auroc", auc_metric), ("single_clip", clip_metric)):
+        value = fn(all_ids)
+        out[name] = value
+        out[f"{name}_ci"] = bootstrap_ci(fn, scored.groups, bootstrap, seed) if bootstrap else (math.nan, math.nan)
+    return out
+
+
+# ----- surprise of a scorer on clips --------------------------------------------------------------
+class Scorer:
+    """Something that gives per-frame prediction errors ``(N, T)`` for clips ``(N, T, H, W, 3)``."""
+
+    name: str
+    contexts: tuple[int, ...]
+
+    def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ModelScorer(Scorer):
+    """A world model's prediction error in its own output space (latent, or pixels with a decoder)."""
+
+    def __init__(self, model, name: str, contexts=None, batch_size: int = 256):
+        if model.cfg.action_dim:
+            raise WmkitError(f"{name}: the model takes {model.cfg.action_dim}-d actions, but the physics clips have none; "
+                             f"evaluate a model trained on action-free video (e.g. wmkit collect --env balls)")
+        self.model, self.name, self.batch_size = model.eval(), name, batch_size
+        history = model.history
+        self.contexts = tuple(contexts) if contexts else tuple(range(1, history + 1))
+        too_long = [c for c in self.contexts if c > history or c < 1]
+        if too_long:
+            raise WmkitError(f"{name}: context lengths {too_long} are outside what the predictor attends to (1..{history}); "
+                             f"pass --contexts within 1..{history}")
+        self._cache: dict[int, tuple] = {}
+
+    @torch.no_grad()
+    def _latents(self, frames: np.ndarray) -> torch.Tensor:
+        key = id(frames)
+        if key not in self._cache:
+            n, t = frames.shape[:2]
+            flat = torch.from_numpy(np.ascontiguousarray(frames.reshape(n * t, *frames.shape[2:]))).permute(0, 3, 1, 2)
+            z = torch.cat([self.model.encode(flat[i : i + self.batch_size]).float() for i in range(0, len(flat), self.batch_size)])
+            self._cache = {key: (frames, z.view(n, t, -1))}  # keep only the latest clips (holding a reference)
+        return self._cache[key][1]
+
+    @torch.no_grad()
+    def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
+        n, t = frames.shape[:2]
+        if t <= context:
+            raise WmkitError(f"clips of {t} frames are too short for a context of {context} frames")
+        z = self._latents(frames)
+        windows = torch.stack([z[:, s - context : s] for s in range(context, t)], 1)  # (N, T-c, c, D)
+        flat = windows.reshape(-1, context, z.shape[-1])
+        no_actions = flat.new_zeros(flat.shape[0], context, 0)
+        pred = torch.cat([self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1]
+                          for i in range(0, len(flat), 4096)]).view(n, t - context, -1)
+        if self.model.decoder is not None:  # the pixel baseline: error in pixel space
+            target = torch.from_numpy(frames[:, context:]).permute(0, 1, 4, 2, 3).float() * (2.0 / 255.0) - 1.0
+            decoded = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)])
+            err = ((decoded - target) ** 2).flatten(2).mean(-1)
+        else:
+            err = ((pred - z[:, context:]) ** 2).mean(-1)
+        out = np.full((n, t), np.nan)
+        out[:, context:] = err.numpy()
+        return out
+
+
+class CopyLastScorer(Scorer):
+    """Control: the mean squared pixel difference to the previous frame."""
+
+    name, contexts = "copy-last frame", (1,)
+
+    def errors(self, frames, states, context):
+        f = frames.astype(np.float32) / 255.0
+        out = np.full(frames.shape[:2], np.nan)
+        out[:, 1:] = ((f[:, 1:] - f[:, :-1]) ** 2).reshape(*out[:, 1:].shape, -1).mean(-1)
+        return out
+
+
+class OracleScorer(Scorer):
+    """Control: replays the true physics one step from each true state and measures how far the
+    next true state is from it (zero wherever nothing impossible happened)."""
+
+    name, contexts = "oracle (true physics)", (1,)
+
+    def __init__(self, generator: VoEGenerator):
+        self.generator = generator
+
+    def errors(self, frames, states, context):
+        from ..envs.balls import Balls
+
+        n, t, s = states.shape
+        world = Balls(n * (t - 1), size=16, num_balls=self.generator.num_balls, **self.generator.params)
+        world.set_state(states[:, :-1].reshape(-1, s))
+        world.simulate(np.zeros((world.num_envs, 0)))
+        diff = world.state().reshape(n, t - 1, s) - states[:, 1:]
+        out = np.full((n, t), np.nan)
+        out[:, 1:] = (diff**2).sum(-1)
+        return out
+
+
+def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]]) -> dict[str, Scored]:
+    """Per-frame errors of one scorer on every set, grouped by property."""
+    out = {}
+    for prop, sets in sets_by_prop.items():
+        frames = np.concatenate([s.frames for s in sets])
+        states = np.concatenate([s.states for s in sets])
+        groups = np.concatenate([[s.index] * len(s.frames) for s in sets])
+        labels = np.concatenate([~s.possible for s in sets])
+        violation = np.concatenate([[s.violation] * len(s.frames) for s in sets])
+        offsets = np.cumsum([0] + [len(s.frames) for s in sets])
+        pairs = np.array([(o + p, o + q) for s, o in zip(sets, offsets) for p, q in s.pairs])
+        curves = {c: scorer.errors(frames, states, c) for c in scorer.contexts}
+        out[prop] = Scored(prop, groups, labels, pairs, violation, curves)
+    return out
+
+
+def aligned_curve(scored: Scored, context: int, before: int = 5, after: int = 8) -> dict:
+    """Mean per-frame error of possible and impossible clips, aligned on the violation frame."""
+    offsets = np.arange(-before, after + 1)
+    curve = scored.curves[context]
+    out = {"offset": offsets.tolist()}
+    for kind, mask in (("possible", ~scored.labels), ("impossible", scored.labels)):
+        rows = np.flatnonzero(mask)
+        cols = scored.violation[rows, None] + offsets[None]
+        valid = (cols >= 0) & (cols < curve.shape[1])
+        vals = np.where(valid, curve[rows[:, None], np.clip(cols, 0, curve.shape[1] - 1)], np.nan)
+        finite = np.isfinite(vals)
+        counts, sums = finite.sum(0), np.where(finite, vals, 0.0).sum(0)
+        out[kind] = [float(total / n) if n else None for total, n in zip(sums, counts)]
+    return out
+
+
+def evaluate(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], fixed_context: int | None = None,
+             reducer: str = "mean", bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Fixed-context and best-context metrics, per property and overall, plus aligned curves."""
+    if reducer not in REDUCERS:
+        raise WmkitError(f"unknown reducer {reducer!r}; expected one of {REDUCERS}")
+    scored = score_suite(scorer, sets_by_prop)
+    fixed = fixed_context if fixed_context in scorer.contexts else max(scorer.contexts)
+    result = {"name": scorer.name, "contexts": list(scorer.contexts), "fixed_context": fixed, "reducer": reducer,
+              "fixed": {}, "best": {}, "curves": {}}
+    for prop, sc in scored.items():
+        result["fixed"][prop] = metrics_for(sc, fixed, reducer, bootstrap, seed)
+        per_context = {c: metrics_for(sc, c, reducer, 0) for c in scorer.contexts}
+        best_c = max(per_context, key=lambda c: per_context[c]["pairwise"])
+        result["best"][prop] = {**metrics_for(sc, best_c, reducer, bootstrap, seed), "context": best_c}
+        result["curves"][prop] = aligned_curve(sc, fixed)
+    for kind in ("fixed", "best"):
+        props = list(result[kind])
+        result[kind]["overall"] = {m: float(np.mean([result[kind][p][m] for p in props])) for m in ("pairwise", "auroc", "single_clip")}
+        # overall CI: resample the sets of every property at once
+        result[kind]["overall"]["pairwise_ci"] = _overall_ci(scored, result[kind], bootstrap, seed, reducer, fixed if kind == "fixed" else None)
+    return result
+
+
+def _overall_ci(scored: dict[str, Scored], per_prop: dict, num: int, seed: int, reducer: str, context: int | None):
+    if not num:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed + 1)
+    values = []
+    for _ in range(num):
+        accs = []
+        for prop, sc in scored.items():
+            c = context if context is not None else per_prop[prop]["context"]
+            s = sc.score(c, reducer)
+            ids = rng.choice(np.unique(sc.groups), size=len(np.unique(sc.groups)), replace=True)
+            keep = np.concatenate([np.flatnonzero(sc.groups[sc.pairs[:, 0]] == i) for i in ids])
+            pr = sc.pairs[keep]
+            accs.append(pairwise_accuracy(s[pr[:, 0]], s[pr[:, 1]]))
+        values.append(np.mean(accs))
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+
+
+def build_suite(generator: VoEGenerator, properties=PROPERTIES, sets: int = 50, progress=None) -> dict[str, list[VoESet]]:
+    out: dict[str, list[VoESet]] = {p: [] for p in properties}
+    for s in generator.suite(properties, sets):
+        out[s.prop].append(s)
+        if progress is not None:
+            progress.update(1)
+    return out
+
+
+# ----- presentation --------------------------------------------------------------------------------
+def format_table(results: list[dict], kind: str = "fixed", metric: str = "pairwise") -> str:
+    props = [p for p in results[0][kind] if p != "overall"]
+    head = ["scorer"] + props + ["mean"]
+    rows = []
+    for r in results:
+        cells = [f"{r['name']} (c={r['fixed_context']})" if kind == "fixed" else r["name"]]
+        for p in props + ["overall"]:
+            m = r[kind][p]
+            cells.append(f"{100 * m[metric]:.1f}" + (f" [{100 * m[metric + '_ci'][0]:.0f},{100 * m[metric + '_ci'][1]:.0f}]"
+                                                     if metric + "_ci" in m and np.isfinite(m[metric + "_ci"][0]) else ""))
+        rows.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def curves_svg(result: dict, width: int = 900, panel_h: int = 150) -> str:
+    """Surprise over time aligned on the violation frame, one panel per property (plain SVG)."""
+    props = list(result["curves"])
+    cols = 3
+    rows = math.ceil(len(props) / cols)
+    pw = width // cols
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{rows * panel_h + 30}" font-family="sans-serif" font-size="11">',
+             f'<text x="8" y="16" font-size="13">{result["name"]}: mean surprise aligned on the violation frame '
+             f'(context {result["fixed_context"]}); blue possible, red impossible</text>']
+    for i, prop in enumerate(props):
+        cur = result["curves"][prop]
+        x0, y0 = (i % cols) * pw + 40, (i // cols) * panel_h + 40
+        w, h = pw - 55, panel_h - 40
+        vals = [v for k in ("possible", "impossible") for v in cur[k] if v is not None]
+        top = max(vals) if vals and max(vals) > 0 else 1.0
+        offs = cur["offset"]
+        sx = lambda o: x0 + (o - offs[0]) / max(1, offs[-1] - offs[0]) * w
+        sy = lambda v: y0 + h - v / top * h
+        parts.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>')
+        parts.append(f'<line x1="{sx(0):.1f}" y1="{y0}" x2="{sx(0):.1f}" y2="{y0 + h}" stroke="#666" stroke-dasharray="3,3"/>')
+        parts.append(f'<text x="{x0}" y="{y0 - 4}">{prop}</text><text x="{x0 + w - 60}" y="{y0 - 4}">max {top:.3g}</text>')
+        for kind, colour in (("possible", "#1f77b4"), ("impossible", "#d62728")):
+            pts = " ".join(f"{sx(o):.1f},{sy(v):.1f}" for o, v in zip(offs, cur[kind]) if v is not None)
+            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<text x="{sx(0) - 3:.1f}" y="{y0 + h + 12}">0</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+# ----- the command ---------------------------------------------------------------------------------
+def world_params_of(model) -> dict:
+    """The balls-world parameters a checkpoint was trained with (from its metadata, or its dataset)."""
+    from pathlib import Path
+
+    dataset = (getattr(model, "checkpoint_meta", None) or {}).get("dataset", {})
+    env = dataset.get("env")
+    if env not in (None, "balls"):
+        raise WmkitError(f"{model.checkpoint_path} was trained on '{env}' data; the physics suite is made of balls-world "
+                         f"clips: evaluate a model trained on `wmkit collect --env balls` data")
+    if dataset.get("world_params"):
+        return dict(dataset["world_params"])
+    meta_file = Path(dataset.get("path", "")) / "wmkit.json"
+    if dataset.get("path") and meta_file.is_file():
+        import json
+
+        return dict(json.loads(meta_file.read_text()).get("world_params") or {})
+    raise WmkitError(f"{model.checkpoint_path} does not record the balls-world parameters it was trained with and its "
+                     f"dataset {dataset.get('path')!r} is gone; pass them with --params '{{\"num_balls\": 2, ...}}'")
+
+
+def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=None, fixed_context: int | None = None,
+                reducer: str = "mean", properties=PROPERTIES, bootstrap: int = 1000, seed: int = 0,
+                params: dict | None = None, show_progress: bool = True) -> dict:
+    """Score every checkpoint and the three controls on the same generated suite."""
+    from ..log import progress
+    from ..models import WorldModel
+
+    if not ckpts:
+        raise WmkitError("pass at least one --ckpt")
+    unknown = [p for p in properties if p not in PROPERTIES]
+    if unknown:
+        raise WmkitError(f"unknown properties {unknown}; expected some of {', '.join(PROPERTIES)}")
+    if sets < 2:
+        raise WmkitError(f"--sets must be at least 2 (half calibrate the single-clip threshold), got {sets}")
+    models = [WorldModel.from_checkpoint(c) for c in ckpts]
+    sizes = {m.cfg.image_size for m in models}
+    if len(sizes) > 1:
+        raise WmkitError(f"the checkpoints take different frame sizes {sorted(sizes)}; compare models of one resolution")
+    world = dict(params) if params is not None else world_params_of(models[0])
+    generator = VoEGenerator(world, size=sizes.pop(), length=length, seed=seed)
+    quiet = None if show_progress else True
+    bar = progress(total=sets * len(properties), desc="generating clips", unit="set", disable=quiet)
+    suite = build_suite(generator, properties, sets, bar)
+    bar.close()
+    torch.manual_seed(seed)
+    untrained = type(models[0])(models[0].cfg).eval()
+    scorers = [ModelScorer(m, str(c), contexts) for m, c in zip(models, ckpts)]
+    scorers += [ModelScorer(untrained, "untrained network", contexts), CopyLastScorer(), OracleScorer(generator)]
+    results = []
+    bar = progress(total=len(scorers), desc="scoring", unit="scorer", disable=quiet)
+    for sc in scorers:
+        fixed = fixed_context if fixed_context is not None else min(max(sc.contexts), length // 3)
+        results.append(evaluate(sc, suite, fixed, reducer, bootstrap, seed))
+        bar.update(1)
+    bar.close()
+    return {"world_params": world, "sets_per_property": sets, "clip_length": length, "seed": seed,
+            "properties": list(properties), "matched": {p: bool(suite[p][0].matched) for p in properties},
+            "results": results}
