@@ -1,5 +1,6 @@
 """The README's commands and code are executed here, so they never go stale."""
 
+import json
 import re
 import shlex
 import subprocess
@@ -58,3 +59,22 @@ def test_python_examples(tmp_path, monkeypatch, two_room_data):
     for code in blocks("python"):
         exec(compile(code, "README.md", "exec"), dict(namespace))
     assert namespace["frames"].shape == (2, 3, 3, 64, 64)
+
+
+def test_physics_commands(tmp_path):
+    """The physical-understanding block runs as written, at debug sizes (fewer episodes and steps,
+    fewer and shorter clips)."""
+    block = next(b for b in blocks("bash") if "wmkit eval physics" in b)
+    shrink = {"collect": ["--steps", "20"], "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0"],
+              "physics": ["--sets", "2", "--length", "12", "--bootstrap", "10", "--properties", "permanence,solidity"],
+              "probe": ["--max-frames", "200", "--windows", "8", "--horizon", "3"]}
+    for line in block.strip().splitlines():
+        argv = shlex.split(line.split("#")[0])[1:]
+        argv = ["8" if a == "2000" else "debug" if a == "small" else a for a in argv]
+        kind = argv[1] if argv[0] == "eval" else argv[0]
+        argv += shrink[kind]
+        result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+    physics = json.loads((tmp_path / "physics.json").read_text())
+    assert [r["name"] for r in physics["results"]][:2] == ["runs/balls", "runs/balls-pixel"]
+    assert (tmp_path / "surprise.svg").exists() and "rollout" in json.loads((tmp_path / "probe.json").read_text())

@@ -88,6 +88,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     - ``sigreg`` / ``vic_var`` + ``vic_cov``: anti-collapse on all B*T latents;
       with ``ema``, targets come from the EMA encoder instead (no gradient);
     - ``inverse``: a_t from (z_t, z_t+1), when ``cfg.inverse_weight > 0``;
+    - ``temporal``: SIGReg on within-window deviations, when ``cfg.temporal_weight > 0``;
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
     obs = {k: batch[k] for k in model.cfg.obs_keys}
@@ -115,6 +116,12 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         terms["sigreg"] = sigreg(flat, cfg.sigreg_projections, cfg.sigreg_knots, generator)
     elif cfg.regularizer == "vicreg":
         terms["vic_var"], terms["vic_cov"] = vicreg_terms(flat)
+    if cfg.temporal_weight > 0 and z.shape[1] > 1:
+        # static content (a scene's colours, where its screen stands) satisfies a regulariser over
+        # the batch by itself; pushing the within-window deviations toward a Gaussian of fixed
+        # spread makes the encoder represent what moves, which is what the predictor must model
+        dev = (z - z.mean(1, keepdim=True)).reshape(-1, z.shape[-1]) / cfg.temporal_scale
+        terms["temporal"] = sigreg(dev, cfg.sigreg_projections, cfg.sigreg_knots, generator)
     if cfg.inverse_weight > 0:
         if model.inverse is None:
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
@@ -139,4 +146,4 @@ def loss_weights(cfg) -> dict[str, float]:
     """The weight of every term :func:`world_model_losses` can return."""
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
-            "inverse": cfg.inverse_weight, "pixel": 1.0}
+            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "pixel": 1.0}

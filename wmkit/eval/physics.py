@@ -11,8 +11,12 @@ property after the fact and are optimistic by construction: both are reported, s
 Metrics, per property and overall (the mean over properties), each with a bootstrap 95% interval
 over matched sets:
 
-- pairwise accuracy: the share of (possible, impossible) pairs sharing a prefix in which the
-  possible clip is the less surprising (ties count one half);
+- pairwise accuracy: the share of matched sets in which the possible clips are, in total, less
+  surprising than the impossible ones (ties count one half). In a frame-matched set the windows that
+  do not straddle the splice are the same in the possible and the impossible pair of clips, so the
+  totals differ only by the surprise where the violation happens: a scorer that merely finds some
+  content harder to predict (a ball is harder than an empty screen) lands exactly at chance.
+  Comparing single clips instead would reward or punish such content effects;
 - AUROC of surprise as a detector of impossible clips;
 - single-clip accuracy: a threshold set at the 90th percentile of the surprise of the possible clips
   of half of the sets (calibration), then the balanced accuracy of "surprise > threshold" on the
@@ -38,11 +42,13 @@ REDUCERS = ("mean", "max")
 
 # ----- metrics on surprise values --------------------------------------------------------------------
 def pairwise_accuracy(possible: np.ndarray, impossible: np.ndarray) -> float:
-    """Share of pairs whose possible clip is the less surprising; ties count one half."""
+    """Share of comparisons in which the possible side is the less surprising; ties count one half."""
     possible, impossible = np.asarray(possible, float), np.asarray(impossible, float)
     if possible.shape != impossible.shape or possible.size == 0:
         raise WmkitError(f"pairwise accuracy needs two equal, non-empty arrays, got {possible.shape} and {impossible.shape}")
-    return float(np.mean((possible < impossible) + 0.5 * (possible == impossible)))
+    # equal up to float rounding (the same numbers summed in another order) is a tie
+    tie = np.abs(possible - impossible) <= 1e-9 * np.maximum(np.abs(possible), np.abs(impossible))
+    return float(np.mean(np.where(tie, 0.5, possible < impossible)))
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -83,6 +89,19 @@ def bootstrap_ci(metric, groups: np.ndarray, num: int = 1000, seed: int = 0) -> 
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
+def set_totals(scores: np.ndarray, scored: "Scored", ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """Total surprise of the possible and of the impossible clips of each set (``ids``: which sets,
+    repeats allowed; default all, in order)."""
+    ids = np.unique(scored.groups) if ids is None else ids
+    index = {g: k for k, g in enumerate(np.unique(scored.groups))}
+    poss = np.zeros(len(index))
+    imp = np.zeros(len(index))
+    np.add.at(poss, [index[g] for g in scored.groups[~scored.labels]], scores[~scored.labels])
+    np.add.at(imp, [index[g] for g in scored.groups[scored.labels]], scores[scored.labels])
+    pick = np.array([index[i] for i in ids])
+    return poss[pick], imp[pick]
+
+
 @dataclass
 class Scored:
     """Surprise of every clip of one property: ``scores[context][reducer]`` (n_clips,), plus the
@@ -119,8 +138,7 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
         return np.concatenate(rows), np.array(pair_rows)
 
     def pair_metric(ids):
-        rows, pr = select(ids)
-        return pairwise_accuracy(s[rows][pr[:, 0]], s[rows][pr[:, 1]])
+        return pairwise_accuracy(*set_totals(s, scored, ids))
 
     def auc_metric(ids):
         rows, _ = select(ids)
@@ -155,13 +173,14 @@ class Scorer:
 class ModelScorer(Scorer):
     """A world model's prediction error in its own output space (latent, or pixels with a decoder)."""
 
-    def __init__(self, model, name: str, contexts=None, batch_size: int = 256):
+    def __init__(self, model, name: str, contexts=None, batch_size: int = 256, max_context: int | None = None):
         if model.cfg.action_dim:
             raise WmkitError(f"{name}: the model takes {model.cfg.action_dim}-d actions, but the physics clips have none; "
                              f"evaluate a model trained on action-free video (e.g. wmkit collect --env balls)")
         self.model, self.name, self.batch_size = model.eval(), name, batch_size
         history = model.history
-        self.contexts = tuple(contexts) if contexts else tuple(range(1, history + 1))
+        default_max = min(history, max_context) if max_context else history
+        self.contexts = tuple(contexts) if contexts else tuple(range(1, default_max + 1))
         too_long = [c for c in self.contexts if c > history or c < 1]
         if too_long:
             raise WmkitError(f"{name}: context lengths {too_long} are outside what the predictor attends to (1..{history}); "
@@ -294,15 +313,15 @@ def _overall_ci(scored: dict[str, Scored], per_prop: dict, num: int, seed: int, 
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed + 1)
     values = []
+    totals = {}
+    for prop, sc in scored.items():
+        c = context if context is not None else per_prop[prop]["context"]
+        totals[prop] = set_totals(sc.score(c, reducer), sc)  # per set, in order of np.unique(groups)
     for _ in range(num):
         accs = []
-        for prop, sc in scored.items():
-            c = context if context is not None else per_prop[prop]["context"]
-            s = sc.score(c, reducer)
-            ids = rng.choice(np.unique(sc.groups), size=len(np.unique(sc.groups)), replace=True)
-            keep = np.concatenate([np.flatnonzero(sc.groups[sc.pairs[:, 0]] == i) for i in ids])
-            pr = sc.pairs[keep]
-            accs.append(pairwise_accuracy(s[pr[:, 0]], s[pr[:, 1]]))
+        for possible, impossible in totals.values():
+            pick = rng.integers(0, len(possible), size=len(possible))
+            accs.append(pairwise_accuracy(possible[pick], impossible[pick]))
         values.append(np.mean(accs))
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
@@ -409,8 +428,10 @@ def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=Non
     bar.close()
     torch.manual_seed(seed)
     untrained = type(models[0])(models[0].cfg).eval()
-    scorers = [ModelScorer(m, str(c), contexts) for m, c in zip(models, ckpts)]
-    scorers += [ModelScorer(untrained, "untrained network", contexts), CopyLastScorer(), OracleScorer(generator)]
+    # by default every context up to a third of the clip: the splice never comes earlier than that
+    scorers = [ModelScorer(m, str(c), contexts, max_context=length // 3) for m, c in zip(models, ckpts)]
+    scorers += [ModelScorer(untrained, "untrained network", contexts, max_context=length // 3), CopyLastScorer(),
+                OracleScorer(generator)]
     results = []
     bar = progress(total=len(scorers), desc="scoring", unit="scorer", disable=quiet)
     for sc in scorers:

@@ -112,8 +112,6 @@ def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray
     out_names, values, masks = [], [], []
     for c, colour in enumerate(PALETTE):
         is_c = np.all(np.abs(balls[..., 5:8] - colour) < 1e-6, axis=-1) & in_view  # (N, nb)
-        if not is_c.any():
-            continue
         for f, field_name in enumerate(("x", "y", "vx", "vy")):
             out_names.append(f"{COLOUR_NAMES[c]}_{field_name}")
             values.append(np.where(is_c, balls[..., f], 0.0).sum(1))
@@ -138,11 +136,15 @@ def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000,
     all_names, y_tr, m_tr = probe_targets(store.meta, s_tr)
     _, y_te, m_te = probe_targets(store.meta, s_te)
     r2 = ridge_r2(z_tr, y_tr, z_te, y_te, mask_train=m_tr, mask_test=m_te)
-    keep = names or all_names
-    unknown = [n for n in keep if n not in all_names]
+    unknown = [n for n in names or [] if n not in all_names]
     if unknown:
         raise DatasetError(f"{store.path} has no state variables {unknown}; it has {all_names}")
-    return {n: float(r2[all_names.index(n)]) for n in keep}
+    # variables seen on too few frames to fit (a ball colour that hardly occurs) have no R^2
+    out = {n: float(r2[all_names.index(n)]) for n in names or all_names if np.isfinite(r2[all_names.index(n)])}
+    if not out:
+        raise DatasetError(f"{store.path}: too few frames per state variable to fit a probe with {z_tr.shape[1]} features; "
+                           f"use more episodes or a larger --max-frames")
+    return out
 
 
 @torch.no_grad()

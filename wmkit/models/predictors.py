@@ -15,6 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _zero_linear(c_in: int, c_out: int) -> nn.Linear:
+    """The output layer of a residual predictor, zero-initialised: an untrained predictor copies the
+    last latent (the copy-last baseline) instead of adding noise it must first unlearn."""
+    layer = nn.Linear(c_in, c_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class ActionEncoder(nn.Module):
     """Actions ``(B, T, A)`` -> conditioning vectors ``(B, T, width)``; a learned constant for A = 0."""
 
@@ -68,7 +77,7 @@ class TransformerPredictor(nn.Module):
         self.actions = ActionEncoder(action_dim, width)
         self.blocks = nn.ModuleList(AdaLNBlock(width, heads, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
-        self.out = nn.Linear(width, embed_dim)
+        self.out = _zero_linear(width, embed_dim)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         b, t, _ = z.shape
@@ -90,7 +99,7 @@ class MLPPredictor(nn.Module):
         for _ in range(max(depth, 1)):
             layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.GELU(), nn.Dropout(dropout)]
             c = width
-        self.mlp = nn.Sequential(*layers, nn.Linear(width, embed_dim))
+        self.mlp = nn.Sequential(*layers, _zero_linear(width, embed_dim))
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         cond = self.actions(actions, z.shape[:2])
@@ -104,7 +113,7 @@ class GRUPredictor(nn.Module):
         self.actions = ActionEncoder(action_dim, width)
         self.gru = nn.GRU(embed_dim + width, width, num_layers=max(depth, 1), batch_first=True,
                           dropout=dropout if depth > 1 else 0.0)
-        self.out = nn.Linear(width, embed_dim)
+        self.out = _zero_linear(width, embed_dim)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         cond = self.actions(actions, z.shape[:2])
