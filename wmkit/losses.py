@@ -120,6 +120,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # static content (a scene's colours, where its screen stands) satisfies a regulariser over
         # the batch by itself; pushing the within-window deviations toward a Gaussian of fixed
         # spread makes the encoder represent what moves, which is what the predictor must model
+        # (deviations from a T-frame mean spread sqrt((T-1)/T) less than the frames themselves)
         dev = (z - z.mean(1, keepdim=True)).reshape(-1, z.shape[-1]) / cfg.temporal_scale
         terms["temporal"] = sigreg(dev, cfg.sigreg_projections, cfg.sigreg_knots, generator)
     if cfg.inverse_weight > 0:

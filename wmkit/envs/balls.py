@@ -61,7 +61,7 @@ class Balls(World):
             max_steps=64,
             has_success=False,
             action_meaning="none: the world is passive",
-            extra=dict(num_balls=num_balls, gravity=gravity, restitution=restitution, radius_range=list(radius_range),
+            extra=dict(num_balls=num_balls, gravity=gravity, restitution=restitution, radius_range=list(radius_range), max_speed=max_speed,
                        occluder_width=occluder_width, occluder=occluder, square_prob=square_prob, collisions=collisions, dt=dt, substeps=substeps),
         )
         super().__init__(num_envs, size, obs_keys)

@@ -8,8 +8,8 @@ every context length up to the model's history; *fixed-context* numbers use one 
 advance (the model's history, capped by the clip), *best-context* numbers pick the best per
 property after the fact and are optimistic by construction: both are reported, separately.
 
-Metrics, per property and overall (the mean over properties), each with a bootstrap 95% interval
-over matched sets:
+Metrics, per property and overall (the mean over the frame-matched properties; solidity, which cannot
+be frame-matched, is reported on its own), each with a bootstrap 95% interval over matched sets:
 
 - pairwise accuracy: the share of matched sets in which the possible clips are, in total, less
   surprising than the impossible ones (ties count one half). In a frame-matched set the windows that
@@ -22,8 +22,10 @@ over matched sets:
   of half of the sets (calibration), then the balanced accuracy of "surprise > threshold" on the
   other half.
 
-Controls scored the same way: an untrained network of the same architecture, copy-last-frame (pixel
-difference to the previous frame) and an oracle that replays the true physics on the true state.
+Controls scored the same way: an untrained network of the same architecture (every predictor layer
+at its random initialisation, including the output layers a trained model starts from zero), copy-
+last-frame (pixel difference to the previous frame) and an oracle that replays the true physics on
+the true state.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def pairwise_accuracy(possible: np.ndarray, impossible: np.ndarray) -> float:
     if possible.shape != impossible.shape or possible.size == 0:
         raise WmkitError(f"pairwise accuracy needs two equal, non-empty arrays, got {possible.shape} and {impossible.shape}")
     # equal up to float rounding (the same numbers summed in another order) is a tie
-    tie = np.abs(possible - impossible) <= 1e-9 * np.maximum(np.abs(possible), np.abs(impossible))
+    tie = np.abs(possible - impossible) <= 1e-6 * np.maximum(np.abs(possible), np.abs(impossible))
     return float(np.mean(np.where(tie, 0.5, possible < impossible)))
 
 
@@ -89,17 +91,25 @@ def bootstrap_ci(metric, groups: np.ndarray, num: int = 1000, seed: int = 0) -> 
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
-def set_totals(scores: np.ndarray, scored: "Scored", ids=None) -> tuple[np.ndarray, np.ndarray]:
-    """Total surprise of the possible and of the impossible clips of each set (``ids``: which sets,
-    repeats allowed; default all, in order)."""
-    ids = np.unique(scored.groups) if ids is None else ids
-    index = {g: k for k, g in enumerate(np.unique(scored.groups))}
-    poss = np.zeros(len(index))
-    imp = np.zeros(len(index))
-    np.add.at(poss, [index[g] for g in scored.groups[~scored.labels]], scores[~scored.labels])
-    np.add.at(imp, [index[g] for g in scored.groups[scored.labels]], scores[scored.labels])
+def set_totals(curve: np.ndarray, scored: "Scored", reducer: str, ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """Surprise of the possible and of the impossible side of each set: the per-frame errors
+    ``curve`` (n_clips, T) summed over the side's clips frame by frame, then reduced over time. In a
+    matched set those per-frame sums differ only where windows straddle the splice, so the
+    comparison is matched for any reducer (``max`` of whole clips would not be). ``ids``: which
+    sets, repeats allowed; default all, in order."""
+    uniq = np.unique(scored.groups)
+    ids = uniq if ids is None else ids
+    index = {g: k for k, g in enumerate(uniq)}
+    sides = []
+    for impossible in (False, True):
+        rows = scored.labels == impossible
+        total = np.zeros((len(uniq), curve.shape[1]))
+        np.add.at(total, [index[g] for g in scored.groups[rows]], curve[rows])
+        valid = np.isfinite(curve[rows]).any(0)  # frames that are predicted (t >= context)
+        total = total[:, valid]
+        sides.append(total.max(1) if reducer == "max" else total.mean(1))
     pick = np.array([index[i] for i in ids])
-    return poss[pick], imp[pick]
+    return sides[0][pick], sides[1][pick]
 
 
 @dataclass
@@ -137,8 +147,10 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
             offset += len(members[i])
         return np.concatenate(rows), np.array(pair_rows)
 
+    curve = scored.curves[context]
+
     def pair_metric(ids):
-        return pairwise_accuracy(*set_totals(s, scored, ids))
+        return pairwise_accuracy(*set_totals(curve, scored, reducer, ids))
 
     def auc_metric(ids):
         rows, _ = select(ids)
@@ -146,9 +158,8 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
 
     def clip_metric(ids):
         rows, _ = select(ids)
-        # re-number the drawn sets so that the calibration/test halves stay balanced
-        order = np.repeat(np.arange(len(ids)), [len(members[i]) for i in ids])
-        return single_clip_accuracy(s[rows], scored.labels[rows], order)
+        # a set keeps its own calibration/test half however often it is drawn
+        return single_clip_accuracy(s[rows], scored.labels[rows], scored.groups[rows])
 
     all_ids = np.unique(scored.groups)
     out = {}
@@ -177,6 +188,9 @@ class ModelScorer(Scorer):
         if model.cfg.action_dim:
             raise WmkitError(f"{name}: the model takes {model.cfg.action_dim}-d actions, but the physics clips have none; "
                              f"evaluate a model trained on action-free video (e.g. wmkit collect --env balls)")
+        if tuple(model.cfg.obs_keys) != ("rgb",):
+            raise WmkitError(f"{name}: the model also takes {[k for k in model.cfg.obs_keys if k != 'rgb']}, but the physics "
+                             f"clips are RGB only; evaluate a model trained on rgb alone (model.obs_keys=rgb)")
         self.model, self.name, self.batch_size = model.eval(), name, batch_size
         history = model.history
         default_max = min(history, max_context) if max_context else history
@@ -300,11 +314,17 @@ def evaluate(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], fixed_contex
         best_c = max(per_context, key=lambda c: per_context[c]["pairwise"])
         result["best"][prop] = {**metrics_for(sc, best_c, reducer, bootstrap, seed), "context": best_c}
         result["curves"][prop] = aligned_curve(sc, fixed)
+    matched = [p for p in scored if sets_by_prop[p][0].matched]
+    result["overall_properties"] = matched
     for kind in ("fixed", "best"):
-        props = list(result[kind])
-        result[kind]["overall"] = {m: float(np.mean([result[kind][p][m] for p in props])) for m in ("pairwise", "auroc", "single_clip")}
-        # overall CI: resample the sets of every property at once
-        result[kind]["overall"]["pairwise_ci"] = _overall_ci(scored, result[kind], bootstrap, seed, reducer, fixed if kind == "fixed" else None)
+        if not matched:
+            continue
+        # the overall mean is over frame-matched properties only: an unmatched one (solidity) can
+        # sit off chance for reasons of content, and is reported on its own
+        result[kind]["overall"] = {m: float(np.mean([result[kind][p][m] for p in matched])) for m in ("pairwise", "auroc", "single_clip")}
+        # its interval: every matched property's sets resampled (independently) in each draw
+        result[kind]["overall"]["pairwise_ci"] = _overall_ci({p: scored[p] for p in matched}, result[kind], bootstrap, seed,
+                                                             reducer, fixed if kind == "fixed" else None)
     return result
 
 
@@ -316,7 +336,7 @@ def _overall_ci(scored: dict[str, Scored], per_prop: dict, num: int, seed: int, 
     totals = {}
     for prop, sc in scored.items():
         c = context if context is not None else per_prop[prop]["context"]
-        totals[prop] = set_totals(sc.score(c, reducer), sc)  # per set, in order of np.unique(groups)
+        totals[prop] = set_totals(sc.curves[c], sc, reducer)  # per set, in order of np.unique(groups)
     for _ in range(num):
         accs = []
         for possible, impossible in totals.values():
@@ -338,11 +358,12 @@ def build_suite(generator: VoEGenerator, properties=PROPERTIES, sets: int = 50, 
 # ----- presentation --------------------------------------------------------------------------------
 def format_table(results: list[dict], kind: str = "fixed", metric: str = "pairwise") -> str:
     props = [p for p in results[0][kind] if p != "overall"]
-    head = ["scorer"] + props + ["mean"]
+    has_overall = "overall" in results[0][kind]
+    head = ["scorer"] + props + (["mean (matched)"] if has_overall else [])
     rows = []
     for r in results:
         cells = [f"{r['name']} (c={r['fixed_context']})" if kind == "fixed" else r["name"]]
-        for p in props + ["overall"]:
+        for p in props + (["overall"] if has_overall else []):
             m = r[kind][p]
             cells.append(f"{100 * m[metric]:.1f}" + (f" [{100 * m[metric + '_ci'][0]:.0f},{100 * m[metric + '_ci'][1]:.0f}]"
                                                      if metric + "_ci" in m and np.isfinite(m[metric + "_ci"][0]) else ""))
@@ -426,11 +447,22 @@ def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=Non
     bar = progress(total=sets * len(properties), desc="generating clips", unit="set", disable=quiet)
     suite = build_suite(generator, properties, sets, bar)
     bar.close()
+    limits = []
+    for m, c in zip(models, ckpts):
+        tc = (getattr(m, "checkpoint_meta", None) or {}).get("train_config", {})
+        if int(tc.get("frame_skip", 1)) != 1:
+            raise WmkitError(f"{c} was trained with frame_skip={tc['frame_skip']}; the physics clips advance one simulator "
+                             f"frame per step: evaluate a model trained with frame_skip=1")
+        # by default every context up to a third of the clip (the splice never comes earlier) and
+        # no longer than the model was trained to use
+        limits.append(min(length // 3, max(1, int(tc.get("window", length)) - 1)))
     torch.manual_seed(seed)
     untrained = type(models[0])(models[0].cfg).eval()
-    # by default every context up to a third of the clip: the splice never comes earlier than that
-    scorers = [ModelScorer(m, str(c), contexts, max_context=length // 3) for m, c in zip(models, ckpts)]
-    scorers += [ModelScorer(untrained, "untrained network", contexts, max_context=length // 3), CopyLastScorer(),
+    for layer in untrained.predictor.modules():  # no zero-initialised output: a random predictor
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    scorers = [ModelScorer(m, str(c), contexts, max_context=k) for m, c, k in zip(models, ckpts, limits)]
+    scorers += [ModelScorer(untrained, "untrained network", contexts, max_context=limits[0]), CopyLastScorer(),
                 OracleScorer(generator)]
     results = []
     bar = progress(total=len(scorers), desc="scoring", unit="scorer", disable=quiet)

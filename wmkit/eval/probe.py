@@ -103,7 +103,7 @@ def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray
         return names, states, None
     from ..envs.balls import BALL_FIELDS, PALETTE
 
-    nb, per = int(meta.get("world_params", {}).get("num_balls", (len(names) - 4) // len(BALL_FIELDS))), len(BALL_FIELDS)
+    nb, per = int((meta.get("world_params") or {}).get("num_balls", (len(names) - 4) // len(BALL_FIELDS))), len(BALL_FIELDS)
     balls = states[:, : nb * per].reshape(len(states), nb, per)
     occ = states[:, nb * per : nb * per + 4]
     x, y, r = balls[..., 0], balls[..., 1], balls[..., 4]

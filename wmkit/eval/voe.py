@@ -46,7 +46,8 @@ from ..envs.balls import BALL_FIELDS, PALETTE, Balls
 PROPERTIES = ("permanence", "continuity", "colour", "shape", "inertia", "solidity")
 NB = len(BALL_FIELDS)  # fields per ball: x y vx vy radius r g b shape visible
 X, Y, VX, VY, R, SHAPE, VIS = 0, 1, 2, 3, 4, 8, 9
-PHYSICS_KEYS = ("gravity", "restitution", "radius_range", "max_speed", "occluder_width", "square_prob", "dt", "substeps")
+PHYSICS_KEYS = ("gravity", "restitution", "radius_range", "max_speed", "occluder_width", "occluder", "square_prob",
+                "collisions", "dt", "substeps")
 
 
 @dataclass
@@ -111,7 +112,7 @@ class VoEGenerator:
 
     def _simulate(self, balls: np.ndarray, frames: int, collisions: bool = True) -> np.ndarray:
         """Trajectory ``(frames, n, NB)`` of the given balls simulated together."""
-        w = Balls(1, size=self.size, num_balls=len(balls), collisions=collisions, **self.params)
+        w = Balls(1, size=self.size, num_balls=len(balls), **{**self.params, "collisions": collisions})
         w.balls = balls[None].astype(np.float64).copy()
         w.occluder = self.occluder[None].copy()
         out = [w.balls[0].copy()]
@@ -135,6 +136,16 @@ class VoEGenerator:
         """Per-frame world states ``(T, S)`` from per-ball timelines ``(T, NB)`` (fixed ball order)."""
         t, occ = len(timelines[0]), self.occluder if occluder is None else occluder
         return np.concatenate([np.stack(timelines, 1).reshape(t, -1), np.repeat(occ[None], t, 0)], 1)
+
+    def _states_sim(self, state: np.ndarray, frames: int) -> np.ndarray:
+        """World states ``(frames, S)`` simulated (all balls together) from one state."""
+        w = Balls(1, size=self.size, num_balls=self.num_balls, **self.params)
+        w.set_state(state[None])
+        out = [w.state()[0]]
+        for _ in range(frames - 1):
+            w.simulate(np.zeros((1, 0)))
+            out.append(w.state()[0])
+        return np.stack(out)
 
     def render(self, states: np.ndarray) -> np.ndarray:
         """Frames ``(T, H, W, 3)`` of the given world states."""
@@ -168,6 +179,9 @@ class VoEGenerator:
         build = self._solidity if prop == "solidity" else self._spliced
         if prop == "solidity" and self.num_balls < 2:
             raise WmkitError("the solidity property needs a balls world with num_balls >= 2")
+        if prop == "solidity" and not self.world.collisions:
+            raise WmkitError("the solidity property needs a balls world whose balls collide (collisions=true): in this "
+                             "world passing through is what happens; leave solidity out (--properties)")
         rejected: dict[str, int] = {}
         for _ in range(self.max_tries):
             out = build(prop, rng, index)
@@ -220,6 +234,11 @@ class VoEGenerator:
             tl.insert(slot, target)
             return self._states(tl)
 
+        for target in (a, b):  # the composed possible worlds must be what the simulator does with all
+            # balls together (two balls may touch between frames even when clear at every frame)
+            together = self._states_sim(compose(target)[0], T)
+            if np.abs(together - compose(target)).max() > 1e-9:
+                return "balls would touch between frames"
         spliced_ab = np.concatenate([a[:s], b[s:]])
         spliced_ba = np.concatenate([b[:s], a[s:]])
         states = np.stack([compose(a), compose(b), compose(spliced_ab), compose(spliced_ba)])
