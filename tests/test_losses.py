@@ -1,5 +1,6 @@
 """Losses on inputs whose answers are known."""
 
+import pytest
 import torch
 
 from wmkit.losses import effective_rank, prediction_loss, sigreg, vicreg_terms
@@ -52,3 +53,31 @@ def test_prediction_loss_and_effective_rank():
     assert prediction_loss(torch.ones(2, 3), torch.zeros(2, 3)).item() == 1.0
     assert effective_rank(torch.randn(4096, 16, generator=gen(8))) > 15
     assert effective_rank(torch.randn(4096, 1, generator=gen(9)) * torch.ones(1, 16)) < 1.1
+
+
+def test_temporal_sigreg_rewards_what_moves():
+    """The temporal term is low when latents vary within a window with the target spread and high
+    when a window's latents stand still (static content alone), which a batch-level regulariser
+    cannot tell apart."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.losses import world_model_losses
+    from wmkit.models import WorldModel
+    from wmkit.train import check_train_config
+    from wmkit.errors import WmkitError
+
+    cfg = TrainConfig(temporal_weight=1.0, temporal_scale=0.5, rollout_steps=1)
+    model = WorldModel(ModelConfig(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1, predictor_heads=2,
+                                   history=4, image_size=32))
+    batch = {"rgb": torch.randint(0, 256, (8, 4, 3, 32, 32), dtype=torch.uint8), "actions": torch.zeros(8, 4, 0)}
+    terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+    assert "temporal" in terms and torch.isfinite(terms["temporal"])
+    from wmkit.losses import sigreg
+
+    g = torch.Generator().manual_seed(1)
+    moving = 0.5 * torch.randn(256, 8, 16, generator=g) + torch.randn(256, 1, 16, generator=g)
+    still = torch.randn(256, 1, 16, generator=g).expand(256, 8, 16)
+    dev = lambda z: (z - z.mean(1, keepdim=True)).reshape(-1, 16) / 0.5
+    assert sigreg(dev(moving), generator=torch.Generator().manual_seed(2)) < 0.05
+    assert sigreg(dev(still), generator=torch.Generator().manual_seed(2)) > 0.3
+    with pytest.raises(WmkitError, match="temporal_scale"):
+        check_train_config(TrainConfig(temporal_weight=1.0, temporal_scale=0.0))

@@ -98,3 +98,21 @@ def test_bad_inputs_are_clear():
         WorldModel(ModelConfig(obs_keys=("rgb", "depth"), **SMALL)).encode(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(WmkitError, match="unknown predictor"):
         WorldModel(ModelConfig(predictor="lstm", **SMALL))
+
+
+def test_predictor_deltas_are_causal_and_trainable():
+    model = WorldModel(ModelConfig(action_dim=0, predictor_deltas=True, **SMALL))
+    for p in model.predictor.parameters():  # leave the zero-initialised identity start
+        torch.nn.init.normal_(p, std=0.1) if p.ndim > 1 else None
+    z = torch.randn(2, 4, 16)
+    base = model.predict(z, torch.zeros(2, 4, 0))
+    z2 = z.clone()
+    z2[:, 2:] += 5.0
+    changed = model.predict(z2, torch.zeros(2, 4, 0))
+    torch.testing.assert_close(changed[:, :2], base[:, :2], rtol=0, atol=1e-6)
+    # the same latents in a different order (another motion) give another prediction
+    assert not torch.allclose(model.predict(z.flip(1), torch.zeros(2, 4, 0))[:, -1], base[:, -1])
+    base.square().mean().backward()
+    assert model.predictor.inp_delta.weight.grad.abs().sum() > 0
+    with pytest.raises(WmkitError, match="predictor_deltas works with the transformer"):
+        WorldModel(ModelConfig(predictor="mlp", predictor_deltas=True, **SMALL))

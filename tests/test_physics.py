@@ -66,9 +66,11 @@ def test_generation_is_seeded(generator):
 def test_controls_oracle_perfect_and_trivial_detectors_at_chance(suite, generator):
     oracle = evaluate(OracleScorer(generator), suite, bootstrap=0)
     assert oracle["fixed"]["overall"]["pairwise"] == 1.0
-    copy = evaluate(CopyLastScorer(), suite, bootstrap=0)
-    for prop in PROPERTIES[:-1]:  # frame-matched properties: exactly chance by construction
-        assert copy["fixed"][prop]["pairwise"] == 0.5
+    for reducer in ("mean", "max"):
+        copy = evaluate(CopyLastScorer(), suite, bootstrap=0, reducer=reducer)
+        for prop in PROPERTIES[:-1]:  # frame-matched properties: exactly chance by construction
+            assert copy["fixed"][prop]["pairwise"] == 0.5
+        assert copy["overall_properties"] == list(PROPERTIES[:-1])  # solidity is reported on its own
 
 
 def test_shuffled_labels_score_chance(generator):
@@ -119,6 +121,10 @@ def test_model_scorer_on_an_untrained_network(suite):
                                           predictor_heads=2, history=3, image_size=32, action_dim=2))
     with pytest.raises(WmkitError, match="physics clips have none"):
         ModelScorer(action_model, "m")
+    depth_model = WorldModel(ModelConfig(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1,
+                                         predictor_heads=2, history=3, image_size=32, obs_keys=("rgb", "depth")))
+    with pytest.raises(WmkitError, match="RGB only"):
+        ModelScorer(depth_model, "m")
 
 
 def test_bad_generator_input():
@@ -128,6 +134,10 @@ def test_bad_generator_input():
         VoEGenerator({"num_balls": 2, "occluder_width": 0.1})
     with pytest.raises(WmkitError, match="num_balls >= 2"):
         VoEGenerator({"num_balls": 1}).make_set("solidity", 0)
+    with pytest.raises(WmkitError, match="collisions=true"):
+        VoEGenerator({"num_balls": 2, "collisions": False}).make_set("solidity", 0)
+    with pytest.raises(WmkitError, match="needs the balls world's occluder"):
+        VoEGenerator({"num_balls": 2, "occluder": False})
     with pytest.raises(WmkitError, match="unknown VoE property"):
         VoEGenerator(PARAMS).make_set("telepathy", 0)
 

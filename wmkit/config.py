@@ -85,6 +85,8 @@ class ModelConfig:
     """Most past latents the predictor attends to (its context length)."""
     dropout: float = 0.0
     """Dropout in the predictor."""
+    predictor_deltas: bool = False
+    """Also feed the transformer predictor each latent's change since the previous one: motion read from history, which action-free video needs most."""
     obs_keys: tuple = ("rgb",)
     """Observation keys the encoder fuses: rgb, plus depth and/or proprio when the data has them."""
     action_dim: int = 0

@@ -69,10 +69,14 @@ class AdaLNBlock(nn.Module):
 
 
 class TransformerPredictor(nn.Module):
-    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, heads: int, history: int, dropout: float):
+    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, heads: int, history: int, dropout: float,
+                 deltas: bool = False):
         super().__init__()
         self.history = history
         self.inp = nn.Linear(embed_dim, width)
+        # optional second input: z_t - z_t-1 (zero for the first latent of a window), so that motion
+        # is an input rather than something attention must first learn to subtract
+        self.inp_delta = nn.Linear(embed_dim, width) if deltas else None
         self.pos = nn.Parameter(torch.zeros(1, history, width))
         self.actions = ActionEncoder(action_dim, width)
         self.blocks = nn.ModuleList(AdaLNBlock(width, heads, dropout) for _ in range(depth))
@@ -85,6 +89,8 @@ class TransformerPredictor(nn.Module):
             raise ValueError(f"the transformer predictor attends to at most {self.history} latents, got {t}")
         cond = self.actions(actions, (b, t))
         x = self.inp(z) + self.pos[:, :t]
+        if self.inp_delta is not None:
+            x = x + self.inp_delta(torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:] - z[:, :-1]], dim=1))
         for block in self.blocks:
             x = block(x, cond)
         return z + self.out(self.norm(x))  # predict the change: the next latent is near the last

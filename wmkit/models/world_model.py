@@ -45,7 +45,10 @@ class WorldModel(nn.Module):
         self.projector = nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim))
         d, a, w = cfg.embed_dim, cfg.action_dim, cfg.predictor_width
         if cfg.predictor == "transformer":
-            self.predictor = TransformerPredictor(d, a, w, cfg.predictor_depth, cfg.predictor_heads, cfg.history, cfg.dropout)
+            self.predictor = TransformerPredictor(d, a, w, cfg.predictor_depth, cfg.predictor_heads, cfg.history, cfg.dropout,
+                                                  deltas=cfg.predictor_deltas)
+        elif cfg.predictor_deltas:
+            raise WmkitError(f"model.predictor_deltas works with the transformer predictor, not {cfg.predictor!r}")
         elif cfg.predictor == "mlp":
             self.predictor = MLPPredictor(d, a, w, cfg.predictor_depth, cfg.dropout)
         elif cfg.predictor == "gru":
