@@ -12,6 +12,7 @@ import torch
 from wmkit.checkpoint import CheckpointError
 from wmkit.cli import main
 from wmkit.config import ModelConfig, TrainConfig, build
+from wmkit.errors import WmkitError
 from wmkit.models import WorldModel
 from wmkit.train import TrainingError, train
 
@@ -156,3 +157,23 @@ def test_action_free_video_trains(tmp_path):
     assert summary["step"] == 3
     model = WorldModel.from_checkpoint(tmp_path / "r")
     assert model.cfg.action_dim == 0
+
+
+def test_predictor_on_a_frozen_encoder(two_room_data, tmp_path):
+    """init_from + freeze_encoder: the representation stays exactly as trained, the predictor learns."""
+    tcfg, mcfg = configs(max_steps=2)
+    train(tcfg, mcfg, two_room_data, tmp_path / "a", show_progress=False)
+    first = WorldModel.from_checkpoint(tmp_path / "a")
+    tcfg2, _ = configs(max_steps=3, init_from=str(tmp_path / "a"), freeze_encoder=True)
+    train(tcfg2, mcfg, two_room_data, tmp_path / "b", show_progress=False)
+    second = WorldModel.from_checkpoint(tmp_path / "b")
+    a, b = first.state_dict(), second.state_dict()
+    frozen = [k for k in a if k.startswith(("encoder.", "projector."))]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)  # BatchNorm statistics included
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("predictor."))
+    with pytest.raises(WmkitError, match="needs init_from"):
+        train(configs(freeze_encoder=True)[0], mcfg, two_room_data, tmp_path / "c", show_progress=False)
+    import dataclasses
+
+    with pytest.raises(WmkitError, match="embed_dim"):
+        train(tcfg2, dataclasses.replace(mcfg, embed_dim=mcfg.embed_dim * 2), two_room_data, tmp_path / "d", show_progress=False)

@@ -147,6 +147,10 @@ class TrainConfig:
     """Optimisation steps in total."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 turns it off)."""
+    init_from: str = ""
+    """Start from the weights of this run or checkpoint folder (same model config); empty starts from scratch."""
+    freeze_encoder: bool = False
+    """Keep the encoder and projector fixed (no gradient, BatchNorm statistics frozen) and train the predictor only: a predictor on a frozen representation, as V-JEPA 2-AC does."""
     val_every: int = 250
     """Validate on held-out episodes every this many steps (0: only at the end)."""
     val_batches: int = 8

@@ -89,7 +89,8 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (decay if p.ndim >= 2 and "pos" not in name else no_decay).append(p)
+        if p.requires_grad:  # frozen parts (freeze_encoder) are not optimised
+            (decay if p.ndim >= 2 and "pos" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
@@ -101,6 +102,33 @@ def to_device(batch: dict, device: torch.device, step: int) -> dict:
             raise TrainingError(f"step {step}: the batch's '{key}' holds NaN or inf values; clean the dataset (wmkit data info shows it)")
         out[key] = value.to(device, non_blocking=True)
     return out
+
+
+def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
+    """Training mode, except a frozen encoder and projector, which stay in evaluation mode."""
+    model.train()
+    if cfg.freeze_encoder:
+        model.encoder.eval()
+        model.projector.eval()
+
+
+def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
+    """``init_from`` and ``freeze_encoder``: start from a trained model, optionally freezing its
+    representation so that only the predictor (and heads) learn."""
+    if cfg.init_from:
+        source = WorldModel.from_checkpoint(cfg.init_from)
+        differ = {k: (v, getattr(model.cfg, k)) for k, v in dataclasses.asdict(source.cfg).items() if getattr(model.cfg, k) != v}
+        if differ:
+            raise WmkitError(f"init_from={cfg.init_from}: its model config differs from this run's in "
+                             + ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in differ.items())
+                             + "; pass the same model.* settings")
+        model.load_state_dict(source.state_dict())
+    if cfg.freeze_encoder:
+        if not cfg.init_from:
+            raise WmkitError("freeze_encoder=true needs init_from=RUN: freezing a random encoder trains a predictor on noise")
+        model.encoder.requires_grad_(False)
+        model.projector.requires_grad_(False)
+    set_train_mode(model, cfg)
 
 
 @torch.no_grad()
@@ -118,7 +146,7 @@ def validate(model: WorldModel, loader, cfg: TrainConfig, device) -> dict:
         pred_err += prediction_loss(pred, z[:, 1:]).item()
         copy_err += prediction_loss(z[:, :-1], z[:, 1:]).item()
         latents.append(z.reshape(-1, z.shape[-1]).float().cpu())
-    model.train()
+    set_train_mode(model, cfg)
     n = max(1, min(cfg.val_batches, i + 1))
     z = torch.cat(latents)
     std = z.std(0)
@@ -162,7 +190,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
                              ctx.world_size, 0, shuffle=False)
     torch.manual_seed(tcfg.seed)
-    model = WorldModel(mcfg).to(ctx.device)
+    model = WorldModel(mcfg)
+    init_weights(model, tcfg)
+    model = model.to(ctx.device)
     if tcfg.channels_last and mcfg.encoder == "cnn":
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
