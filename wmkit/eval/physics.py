@@ -37,58 +37,11 @@ import numpy as np
 import torch
 
 from ..errors import WmkitError
+from .physics_report import curves_svg, format_table  # noqa: F401  (re-exported for the CLI and tests)
+from .stats import auroc, bootstrap_ci, pairwise_accuracy, single_clip_accuracy
 from .voe import PROPERTIES, VoEGenerator, VoESet
 
 REDUCERS = ("mean", "max")
-
-
-# ----- metrics on surprise values --------------------------------------------------------------------
-def pairwise_accuracy(possible: np.ndarray, impossible: np.ndarray) -> float:
-    """Share of comparisons in which the possible side is the less surprising; ties count one half."""
-    possible, impossible = np.asarray(possible, float), np.asarray(impossible, float)
-    if possible.shape != impossible.shape or possible.size == 0:
-        raise WmkitError(f"pairwise accuracy needs two equal, non-empty arrays, got {possible.shape} and {impossible.shape}")
-    # equal up to float rounding (the same numbers summed in another order) is a tie
-    tie = np.abs(possible - impossible) <= 1e-6 * np.maximum(np.abs(possible), np.abs(impossible))
-    return float(np.mean(np.where(tie, 0.5, possible < impossible)))
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``labels`` (1 = impossible), ties averaged
-    (the Mann-Whitney statistic)."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
-        raise WmkitError("AUROC needs both possible and impossible clips")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
-
-
-def single_clip_accuracy(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, quantile: float = 0.9) -> float:
-    """Balanced accuracy of thresholding surprise, the threshold being the ``quantile`` of possible
-    clips' surprise in the even-numbered sets and the accuracy measured on the odd-numbered ones."""
-    scores, labels, groups = np.asarray(scores, float), np.asarray(labels, bool), np.asarray(groups)
-    calib, test = groups % 2 == 0, groups % 2 == 1
-    if not (calib & ~labels).any() or not (test & labels).any() or not (test & ~labels).any():
-        raise WmkitError("single-clip accuracy needs possible clips in the calibration half and both kinds in the test half")
-    threshold = np.quantile(scores[calib & ~labels], quantile)
-    flagged = scores > threshold
-    return float(0.5 * (flagged[test & labels].mean() + (~flagged[test & ~labels]).mean()))
-
-
-def bootstrap_ci(metric, groups: np.ndarray, num: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of ``metric(selected_group_ids)`` over resamplings of the groups."""
-    rng = np.random.default_rng(seed)
-    ids = np.unique(groups)
-    values = []
-    for _ in range(num):
-        try:
-            values.append(metric(rng.choice(ids, size=len(ids), replace=True)))
-        except WmkitError:  # a resample without one kind of clip: skip it
-            continue
-    if not values:
-        return (math.nan, math.nan)
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
 def set_totals(curve: np.ndarray, scored: "Scored", reducer: str, ids=None) -> tuple[np.ndarray, np.ndarray]:
@@ -353,53 +306,6 @@ def build_suite(generator: VoEGenerator, properties=PROPERTIES, sets: int = 50, 
         if progress is not None:
             progress.update(1)
     return out
-
-
-# ----- presentation --------------------------------------------------------------------------------
-def format_table(results: list[dict], kind: str = "fixed", metric: str = "pairwise") -> str:
-    props = [p for p in results[0][kind] if p != "overall"]
-    has_overall = "overall" in results[0][kind]
-    head = ["scorer"] + props + (["mean (matched)"] if has_overall else [])
-    rows = []
-    for r in results:
-        cells = [f"{r['name']} (c={r['fixed_context']})" if kind == "fixed" else r["name"]]
-        for p in props + (["overall"] if has_overall else []):
-            m = r[kind][p]
-            cells.append(f"{100 * m[metric]:.1f}" + (f" [{100 * m[metric + '_ci'][0]:.0f},{100 * m[metric + '_ci'][1]:.0f}]"
-                                                     if metric + "_ci" in m and np.isfinite(m[metric + "_ci"][0]) else ""))
-        rows.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def curves_svg(result: dict, width: int = 900, panel_h: int = 150) -> str:
-    """Surprise over time aligned on the violation frame, one panel per property (plain SVG)."""
-    props = list(result["curves"])
-    cols = 3
-    rows = math.ceil(len(props) / cols)
-    pw = width // cols
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{rows * panel_h + 30}" font-family="sans-serif" font-size="11">',
-             f'<text x="8" y="16" font-size="13">{result["name"]}: mean surprise aligned on the violation frame '
-             f'(context {result["fixed_context"]}); blue possible, red impossible</text>']
-    for i, prop in enumerate(props):
-        cur = result["curves"][prop]
-        x0, y0 = (i % cols) * pw + 40, (i // cols) * panel_h + 40
-        w, h = pw - 55, panel_h - 40
-        vals = [v for k in ("possible", "impossible") for v in cur[k] if v is not None]
-        top = max(vals) if vals and max(vals) > 0 else 1.0
-        offs = cur["offset"]
-        sx = lambda o: x0 + (o - offs[0]) / max(1, offs[-1] - offs[0]) * w
-        sy = lambda v: y0 + h - v / top * h
-        parts.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>')
-        parts.append(f'<line x1="{sx(0):.1f}" y1="{y0}" x2="{sx(0):.1f}" y2="{y0 + h}" stroke="#666" stroke-dasharray="3,3"/>')
-        parts.append(f'<text x="{x0}" y="{y0 - 4}">{prop}</text><text x="{x0 + w - 60}" y="{y0 - 4}">max {top:.3g}</text>')
-        for kind, colour in (("possible", "#1f77b4"), ("impossible", "#d62728")):
-            pts = " ".join(f"{sx(o):.1f},{sy(v):.1f}" for o, v in zip(offs, cur[kind]) if v is not None)
-            parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts.append(f'<text x="{sx(0) - 3:.1f}" y="{y0 + h + 12}">0</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
 
 
 # ----- the command ---------------------------------------------------------------------------------
