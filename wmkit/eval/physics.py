@@ -86,19 +86,10 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
     """Pairwise accuracy, AUROC and single-clip accuracy (each with a bootstrap CI over sets)."""
     s = scored.score(context, reducer)
     members = {i: np.flatnonzero(scored.groups == i) for i in np.unique(scored.groups)}
-    position = {m: k for rows in members.values() for k, m in enumerate(rows)}
-    local_pairs = {i: [] for i in members}
-    for p, q in scored.pairs:
-        local_pairs[scored.groups[p]].append((position[p], position[q]))
 
     def select(ids):
-        """Rows of the drawn sets (a set drawn twice counts twice) and their pairs re-indexed."""
-        rows, pair_rows, offset = [], [], 0
-        for i in ids:
-            rows.append(members[i])
-            pair_rows += [(offset + a, offset + b) for a, b in local_pairs[i]]
-            offset += len(members[i])
-        return np.concatenate(rows), np.array(pair_rows)
+        """Rows of the drawn sets (a set drawn twice counts twice)."""
+        return np.concatenate([members[i] for i in ids])
 
     curve = scored.curves[context]
 
@@ -106,11 +97,11 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
         return pairwise_accuracy(*set_totals(curve, scored, reducer, ids))
 
     def auc_metric(ids):
-        rows, _ = select(ids)
+        rows = select(ids)
         return auroc(s[rows], scored.labels[rows])
 
     def clip_metric(ids):
-        rows, _ = select(ids)
+        rows = select(ids)
         # a set keeps its own calibration/test half however often it is drawn
         return single_clip_accuracy(s[rows], scored.labels[rows], scored.groups[rows])
 

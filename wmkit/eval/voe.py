@@ -110,8 +110,10 @@ class VoEGenerator:
             balls = np.concatenate([balls, w.balls[0]])
         return balls[:n]
 
-    def _simulate(self, balls: np.ndarray, frames: int, collisions: bool = True) -> np.ndarray:
-        """Trajectory ``(frames, n, NB)`` of the given balls simulated together."""
+    def _simulate(self, balls: np.ndarray, frames: int, collisions: bool | None = None) -> np.ndarray:
+        """Trajectory ``(frames, n, NB)`` of the given balls simulated together (collisions as the
+        world has them unless given)."""
+        collisions = self.world.collisions if collisions is None else collisions
         w = Balls(1, size=self.size, num_balls=len(balls), **{**self.params, "collisions": collisions})
         w.balls = balls[None].astype(np.float64).copy()
         w.occluder = self.occluder[None].copy()
@@ -136,16 +138,6 @@ class VoEGenerator:
         """Per-frame world states ``(T, S)`` from per-ball timelines ``(T, NB)`` (fixed ball order)."""
         t, occ = len(timelines[0]), self.occluder if occluder is None else occluder
         return np.concatenate([np.stack(timelines, 1).reshape(t, -1), np.repeat(occ[None], t, 0)], 1)
-
-    def _states_sim(self, state: np.ndarray, frames: int) -> np.ndarray:
-        """World states ``(frames, S)`` simulated (all balls together) from one state."""
-        w = Balls(1, size=self.size, num_balls=self.num_balls, **self.params)
-        w.set_state(state[None])
-        out = [w.state()[0]]
-        for _ in range(frames - 1):
-            w.simulate(np.zeros((1, 0)))
-            out.append(w.state()[0])
-        return np.stack(out)
 
     def render(self, states: np.ndarray) -> np.ndarray:
         """Frames ``(T, H, W, 3)`` of the given world states."""
@@ -236,8 +228,10 @@ class VoEGenerator:
 
         for target in (a, b):  # the composed possible worlds must be what the simulator does with all
             # balls together (two balls may touch between frames even when clear at every frame)
-            together = self._states_sim(compose(target)[0], T)
-            if np.abs(together - compose(target)).max() > 1e-9:
+            timelines = list(others)
+            timelines.insert(slot, target)
+            composed = np.stack(timelines, 1)
+            if np.abs(self._simulate(composed[0], T) - composed).max() > 1e-9:
                 return "balls would touch between frames"
         spliced_ab = np.concatenate([a[:s], b[s:]])
         spliced_ba = np.concatenate([b[:s], a[s:]])
@@ -307,8 +301,3 @@ class VoEGenerator:
         for prop in properties:
             for i in range(sets):
                 yield self.make_set(prop, i)
-
-
-def generator_for(spec_extra: dict | None, size: int = 64, **kwargs) -> VoEGenerator:
-    """A generator with the physics of a ``balls`` dataset (its ``spec.extra``)."""
-    return VoEGenerator(spec_extra or {}, size=size, **kwargs)
