@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = esub.add_parser("plan", help="goal-reaching success of model-predictive control, beside random and oracle baselines")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
-    p.add_argument("--env", required=True, help="built-in world the model was trained on")
+    p.add_argument("--env", default=None, help="built-in world the model was trained on (optional with --goals-from)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     _add_config_flags(p, PlanEvalConfig)
     p.set_defaults(func=cmd_eval_plan)
@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which held-out start/goal pair (default 0)")
     p.add_argument("--bank", default=None, help="dataset whose frames show the imagined latents (default: the training data)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations"))
+    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations",
+                                              "goals_from", "goal_offset", "success"))
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("demo", help="collect two-room data, train, evaluate planning, write a video and a summary")

@@ -188,7 +188,7 @@ class PlanEvalConfig:
     episodes: int = 50
     """Start/goal pairs (all run as one batch)."""
     budget: int = 0
-    """Env steps per episode; 0 uses the world's default (two-room 60, reacher 60, push-t 200)."""
+    """Env steps per episode; 0 uses the world's default (two-room 60, reacher 60, push-t 200), or 2 x goal_offset with goals_from."""
     seed: int = 0
     """Selects the held-out pair set (and the planners' generators)."""
     planner: str = "cem"
@@ -213,6 +213,12 @@ class PlanEvalConfig:
     """Oracle candidates per iteration."""
     oracle_iterations: int = 10
     """Oracle planner iterations."""
+    goals_from: str = ""
+    """Dataset of held-out episodes to draw start/goal pairs from (goal = the frame goal_offset steps after the start); empty: the world's own seeded pairs."""
+    goal_offset: int = 25
+    """With goals_from: env steps from the start frame to the goal frame (budget defaults to twice this)."""
+    success: str = ""
+    """With goals_from on a Gymnasium env: 'module:function', function(state, goal_state) -> bool on the recorded state vectors; empty uses the env's info['is_success']."""
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

@@ -10,6 +10,8 @@ interval, mean final goal distance, and planning latency per replanning step.
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
+
 import numpy as np
 
 from ..envs import is_world, make_world
@@ -57,28 +59,56 @@ def summarise(name: str, result: dict) -> dict:
             "latency_ms_per_episode": 1000 * statistics.median(lat) / n if lat else None, "plans": len(lat)}
 
 
-def eval_plan(model, env: str, cfg: PlanEvalConfig, show_progress: bool | None = None) -> dict:
-    """Evaluate goal-reaching of ``model`` on the built-in world ``env``; returns a results dict."""
+def eval_plan(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None = None) -> dict:
+    """Evaluate goal-reaching of ``model``; returns a results dict.
+
+    Start/goal pairs come from the built-in world ``env`` (its own seeded held-out pairs), or, with
+    ``cfg.goals_from``, from recorded held-out episodes of a dataset (see :mod:`wmkit.eval.goals`),
+    which also covers Gymnasium envs."""
+    if cfg.goals_from:
+        return _eval_dataset_goals(model, env, cfg, show_progress)
+    if not env:
+        raise WmkitError("pass --env (a built-in world) or --goals-from DATA (held-out episodes of any collected env)")
     if not is_world(env):
-        raise WmkitError(f"'{env}' is not a built-in world; planning evaluation needs a world with a success test "
-                         f"and goal images (two-room, push-t, reacher)")
+        raise WmkitError(f"'{env}' is not a built-in world; for a Gymnasium env, collect held-out episodes with "
+                         f"`wmkit collect --env {env} --seed 1 ...` and pass them as --goals-from DATA")
     budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
-    if budget < 1 or cfg.horizon < 1 or cfg.episodes < 1:
-        raise WmkitError(f"budget, horizon and episodes must be >= 1 (got {budget}, {cfg.horizon}, {cfg.episodes})")
+    _check_sizes(budget, cfg)
     seeds = [episode_seed(EVAL_SEED_BASE + cfg.seed, i) for i in range(cfg.episodes)]
     size = model.cfg.image_size
     probe = make_world(env, 1, size)
     if not probe.spec.has_success:
         raise WmkitError(f"world '{env}' has no success test to plan toward")
+
+    def batch():
+        world = make_world(env, len(seeds), size)
+        world.reset(seeds)
+        return world
+
+    report = _run_agents(model, env, cfg, budget, batch, probe.spec.action_dim, oracle_ok=True, show_progress=show_progress)
+    return {"protocol": "world", **report}
+
+
+def _check_sizes(budget: int, cfg: PlanEvalConfig) -> None:
+    if budget < 1 or cfg.horizon < 1 or cfg.episodes < 1:
+        raise WmkitError(f"budget, horizon and episodes must be >= 1 (got {budget}, {cfg.horizon}, {cfg.episodes})")
+
+
+def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, action_dim: int, oracle_ok: bool,
+                show_progress: bool | None) -> dict:
+    """The model's MPC agent and the baselines, each on a fresh copy of the same pairs."""
     cost = CostConfig(metric=cfg.metric, reduce=cfg.reduce)
     agents = {"model": MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost,
                                 planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)}
     frame_skip = agents["model"].frame_skip
-    if cfg.horizon * frame_skip * probe.spec.action_dim == 0:
+    if cfg.horizon * frame_skip * action_dim == 0:
         raise WmkitError("planning needs actions: this world or model has none")
+    unavailable = {}
     for name in cfg.baselines:
         if name == "random":
             agents[name] = RandomAgent()
+        elif name == "oracle" and not oracle_ok:
+            unavailable[name] = "needs a simulator wmkit can copy and restore; a Gymnasium env is run as a black box"
         elif name == "oracle":
             agents[name] = OracleAgent(cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                                        planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
@@ -89,19 +119,69 @@ def eval_plan(model, env: str, cfg: PlanEvalConfig, show_progress: bool | None =
     bar = progress(len(agents), f"eval plan {env}", "agent", None if show_progress is None else not show_progress)
     with bar:
         for name, agent in agents.items():
-            world = make_world(env, len(seeds), size)
-            world.reset(seeds)
-            rows.append(summarise(name, run_batch(world, agent, budget)))
+            rows.append(summarise(name, run_batch(make_batch(), agent, budget)))
             bar.update(1)
     model_rate = rows[0]["success_rate"]
     oracle = next((r for r in rows if r["agent"] == "oracle"), None)
     return {"env": env, "budget": budget, "frame_skip": frame_skip, "planner": cfg.planner, "horizon": cfg.horizon,
             "samples": cfg.samples, "iterations": cfg.iterations, "seed": cfg.seed, "results": rows,
+            "unavailable": unavailable,
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
 
 
+def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:
+    from ..data.store import EpisodeStore
+    from .goals import GymGoals, WorldGoals, dataset_goal_pairs, gym_reports_success, load_success_fn
+
+    store = EpisodeStore(cfg.goals_from)
+    data_env = str(store.meta.get("env", ""))
+    if env and env != data_env:
+        raise WmkitError(f"--env {env} but {cfg.goals_from} was collected from '{data_env}'; drop --env or pass matching data")
+    meta = getattr(model, "checkpoint_meta", {}) or {}
+    trained = meta.get("dataset", {})
+    if trained.get("env") and trained["env"] != data_env:
+        raise WmkitError(f"the checkpoint was trained on '{trained['env']}' data but {cfg.goals_from} holds '{data_env}' episodes")
+    # the training data itself: only the episodes training held out for validation
+    same = bool(trained.get("path")) and Path(trained["path"]).resolve() == Path(cfg.goals_from).resolve()
+    split = "val" if same else "all"
+    val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
+    source_is_world = is_world(data_env)
+    if source_is_world and cfg.success:
+        raise WmkitError(f"'{data_env}' is a built-in world with its own success test; --success is for Gymnasium envs")
+    success_fn = load_success_fn(cfg.success) if cfg.success else None
+    reports = None if source_is_world or success_fn else gym_reports_success(data_env)
+    pairs = dataset_goal_pairs(cfg.goals_from, cfg.episodes, cfg.goal_offset, cfg.seed, split, val_fraction,
+                               cfg.success or None, reports)
+    budget = cfg.budget or 2 * cfg.goal_offset
+    _check_sizes(budget, cfg)
+    size = model.cfg.image_size
+    if store.frame_shape("obs/rgb")[:2] != (size, size):
+        raise WmkitError(f"{cfg.goals_from} holds {store.frame_shape('obs/rgb')[:2]} frames but the model takes {size}x{size}")
+    if source_is_world:
+        from ..planning.agent import constructor_params
+
+        probe = make_world(data_env, 1, size)
+        accepted = constructor_params(type(probe), store.meta.get("world_params") or {})
+
+        def batch():
+            return WorldGoals(make_world(data_env, cfg.episodes, size, **accepted), pairs)
+
+        action_dim = probe.spec.action_dim
+    else:
+        def batch():
+            return GymGoals(pairs, size, success_fn, seed=cfg.seed)
+
+        action_dim = int(store.meta.get("action_dim", 0))
+    report = _run_agents(model, data_env, cfg, budget, batch, action_dim, oracle_ok=source_is_world, show_progress=show_progress)
+    return {"protocol": "dataset", "goals_from": str(cfg.goals_from), "split": split, "goal_offset": cfg.goal_offset,
+            "success_test": pairs.success_mode, **report}
+
+
 def format_table(report: dict) -> str:
-    lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs, budget {report['budget']} steps, "
+    where = ("" if report.get("protocol", "world") == "world" else
+             f" from {report['goals_from']} ({report['split']} episodes; goal {report['goal_offset']} steps after the start; "
+             f"success: {report['success_test']})")
+    lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs{where}, budget {report['budget']} steps, "
              f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']})",
              f"{'agent':<8} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
     for r in report["results"]:
@@ -109,6 +189,8 @@ def format_table(report: dict) -> str:
         lat = f"{r['latency_ms_median']:.0f}" if r["latency_ms_median"] is not None else "-"
         per = f"{r['latency_ms_per_episode']:.0f}" if r["latency_ms_per_episode"] is not None else "-"
         lines.append(f"{r['agent']:<8} {100 * r['success_rate']:>7.1f}% {ci:>15} {r['final_distance']:>11.4f} {lat:>16} {per:>16}")
+    for name, why in report.get("unavailable", {}).items():
+        lines.append(f"{name:<8} not run: {why}")
     if report["relative_to_oracle"] is not None:
         lines.append(f"model / oracle success: {report['relative_to_oracle']:.2f}")
     return "\n".join(lines)

@@ -64,6 +64,10 @@ class MPCAgent:
     @torch.no_grad()
     def reset(self, world, obs: dict) -> None:
         self.check_world(world)
+        # worlds act in [-1, 1]; a Gymnasium env in its own box, tiled over the frame skip
+        low, high = getattr(world, "action_bounds", (-1.0, 1.0))
+        self.low = torch.as_tensor(np.tile(np.broadcast_to(low, (self.env_action_dim,)), self.frame_skip), dtype=torch.float32)
+        self.high = torch.as_tensor(np.tile(np.broadcast_to(high, (self.env_action_dim,)), self.frame_skip), dtype=torch.float32)
         goal = world.render_goal()
         self.set_goal(goal)
         self.z_hist, self.a_hist, self.plan, self.queue, self.since = [], [], None, [], 0
@@ -104,7 +108,7 @@ class MPCAgent:
         init = shift_plan(self.plan, self.since) if self.plan is not None else None
         cost = model_cost(self.model, context, past, self.z_goal, self.cost_cfg)
         start = time.perf_counter()
-        result = self.plan_fn(cost, b, self.horizon, self.model.cfg.action_dim, low=-1.0, high=1.0, init=init,
+        result = self.plan_fn(cost, b, self.horizon, self.model.cfg.action_dim, low=self.low, high=self.high, init=init,
                               generator=self.generator, device=self.device, **self.options)
         self.latencies.append(time.perf_counter() - start)
         self.plan, self.since = result.actions, 0
@@ -187,7 +191,14 @@ class OracleAgent:
 
 def _world_params(world) -> dict:
     """Constructor parameters of a built-in world, from its spec (so the oracle's copy matches)."""
+    base = getattr(world, "world", world)  # a goal-overriding wrapper keeps the world it drives
+    return constructor_params(type(base), base.spec.extra)
+
+
+def constructor_params(world_cls, extra: dict) -> dict:
+    """The entries of a world spec's ``extra`` (or a dataset's ``world_params``) that the world's
+    constructor accepts, lists turned back into tuples."""
     import inspect
 
-    accepted = inspect.signature(type(world).__init__).parameters
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in world.spec.extra.items() if k in accepted}
+    accepted = inspect.signature(world_cls.__init__).parameters
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in extra.items() if k in accepted}
