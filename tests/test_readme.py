@@ -78,3 +78,21 @@ def test_physics_commands(tmp_path):
     physics = json.loads((tmp_path / "physics.json").read_text())
     assert [r["name"] for r in physics["results"]][:2] == ["runs/balls", "runs/balls-pixel"]
     assert (tmp_path / "surprise.svg").exists() and "rollout" in json.loads((tmp_path / "probe.json").read_text())
+
+
+def test_gymnasium_goal_commands(tmp_path):
+    """The Gymnasium planning block runs as written, at debug sizes, with the README's success file."""
+    code = next(b for b in blocks("python") if "def pendulum_close" in b)
+    (tmp_path / "my_success.py").write_text(code)
+    block = next(b for b in blocks("bash") if "--success my_success:pendulum_close" in b)
+    shrink = {"500": "6", "50": "3", "100": "12", "small": "debug", "10": "4"}
+    extra = {"train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0", "val_fraction=0.3"],
+             "collect": ["--size", "32"],
+             "eval": ["--episodes", "3", "--samples", "8", "--iterations", "1", "--elites", "2", "--horizon", "2", "--json", "plan.json"]}
+    for line in block.strip().splitlines():
+        argv = [shrink.get(a, a) for a in shlex.split(line.split("#")[0])[1:]]
+        argv += extra[argv[0]]
+        result = subprocess.run(["wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+    report = json.loads((tmp_path / "plan.json").read_text())
+    assert report["success_test"] == "function" and report["results"][0]["episodes"] == 3

@@ -49,10 +49,16 @@ class GoalPairs:
 
 
 def load_success_fn(spec: str) -> Callable:
-    """``module:function`` -> the function; clear errors for a bad spec."""
+    """``module:function`` -> the function; clear errors for a bad spec. The working directory is
+    searched too, so a ``my_success.py`` beside the command is found, as with ``python -m``."""
+    import os
+    import sys
+
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
         raise WmkitError(f"--success must be 'module:function', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), name)
     except ImportError as exc:
