@@ -55,19 +55,25 @@ def pendulum(tmp_path_factory):
     return root
 
 
-def test_world_pairs_are_reachable_and_held_out(two_room_data):
-    store = EpisodeStore(two_room_data)
-    pairs = dataset_goal_pairs(two_room_data, 6, offset=8, seed=3, split="val", val_fraction=0.25)
+@pytest.mark.parametrize("env", ["two-room", "reacher"])
+def test_world_pairs_are_reachable_and_held_out(env, two_room_data, tmp_path):
+    data = two_room_data
+    if env != "two-room":
+        data = tmp_path / env
+        collect(CollectConfig(env=env, episodes=12, steps=30, workers=1, episodes_per_chunk=5), data, show_progress=False)
+    store = EpisodeStore(data)
+    pairs = dataset_goal_pairs(data, 6, offset=8, seed=3, split="val", val_fraction=0.25)
     val_ids = {int(i) for i in store.episodes["id"][[*pairs.episodes]]}
     assert pairs.split == "val" and len(val_ids) <= 3  # only validation episodes
-    world = WorldGoals(make_world("two-room", 6, 64), pairs)
+    world = WorldGoals(make_world(env, 6, 64), pairs)
     np.testing.assert_allclose(world.state(), pairs.start_states, atol=1e-6)
     # the goal image is the recorded frame of the goal state
     np.testing.assert_array_equal(world.world.render_state(pairs.goal_states), pairs.goal_images)
+    assert not world.world.success(pairs.start_states, world.goal_state()).all()  # not there at the start
     recorded = np.stack([store.load_episode(e).actions[s:s + 8] for e, s in zip(pairs.episodes, pairs.starts)])
     result = run_batch(world, Replay(recorded), budget=8)
     assert result["success"].all() and np.allclose(result["final_distance"], 0.0, atol=1e-6)
-    again = dataset_goal_pairs(two_room_data, 6, offset=8, seed=3, split="val", val_fraction=0.25)
+    again = dataset_goal_pairs(data, 6, offset=8, seed=3, split="val", val_fraction=0.25)
     assert again.starts == pairs.starts and again.episodes == pairs.episodes  # seeded
 
 

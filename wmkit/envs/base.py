@@ -169,6 +169,11 @@ class World:
         """``(B,)`` bool: whether each state meets the world's success test for its goal."""
         raise NotImplementedError
 
+    def goal_from_state(self, state: np.ndarray) -> np.ndarray:
+        """The goal vector that asks for being in ``state`` (goals taken from recorded states), in
+        the layout :meth:`success` compares with. Most worlds compare state with state."""
+        return np.asarray(state, dtype=np.float64).copy()
+
     def goal_distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """``(B,)`` float: how far each state is from meeting its goal, in the quantity the success
         test thresholds (0 at the goal). Oracle planners minimise it; rewards are its negative."""

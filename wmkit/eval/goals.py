@@ -135,19 +135,20 @@ class WorldGoals:
         self.world, self.pairs = world, pairs
         world.reset(pairs.seeds)  # the episode's own scene (e.g. push-t's goal marker), then its recorded start
         world.set_state(pairs.start_states)
+        self.goal = world.goal_from_state(pairs.goal_states)  # e.g. reacher: the recorded arm pose as the target
 
     def __getattr__(self, name):
         return getattr(self.world, name)
 
     def goal_state(self) -> np.ndarray:
-        return self.pairs.goal_states.copy()
+        return self.goal.copy()
 
     def render_goal(self) -> np.ndarray:
         return self.pairs.goal_images
 
     def step(self, actions):
         obs, _, terminated, info = self.world.step(actions)
-        goal = self.pairs.goal_states
+        goal = self.goal
         info = dict(info, success=self.world.success(info["state"], goal))
         return obs, -self.world.goal_distance(info["state"], goal).astype(np.float32), terminated, info
 
