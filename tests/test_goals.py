@@ -11,6 +11,7 @@ import pytest
 from wmkit.cli import main
 from wmkit.config import CollectConfig, ModelConfig, PlanEvalConfig, TrainConfig, build
 from wmkit.data.store import EpisodeStore
+from wmkit.data.windows import split_episodes
 from wmkit.envs import make_world
 from wmkit.envs.collect import collect
 from wmkit.errors import WmkitError
@@ -62,19 +63,26 @@ def test_world_pairs_are_reachable_and_held_out(env, two_room_data, tmp_path):
         data = tmp_path / env
         collect(CollectConfig(env=env, episodes=12, steps=30, workers=1, episodes_per_chunk=5), data, show_progress=False)
     store = EpisodeStore(data)
-    pairs = dataset_goal_pairs(data, 6, offset=8, seed=3, split="val", val_fraction=0.25)
-    val_ids = {int(i) for i in store.episodes["id"][[*pairs.episodes]]}
-    assert pairs.split == "val" and len(val_ids) <= 3  # only validation episodes
+    probe = make_world(env, 1, 64)
+
+    def already_met(start, goal):
+        return bool(probe.success(start[None], probe.goal_from_state(goal[None]))[0])
+
+    pairs = dataset_goal_pairs(data, 6, offset=8, seed=3, split="val", val_fraction=0.25, already_met=already_met)
+    val = split_episodes(store.episodes["id"], 0.25, "val")
+    assert pairs.split == "val" and all(val[e] for e in pairs.episodes)  # only validation episodes
     world = WorldGoals(make_world(env, 6, 64), pairs)
     np.testing.assert_allclose(world.state(), pairs.start_states, atol=1e-6)
     # the goal image is the recorded frame of the goal state
     np.testing.assert_array_equal(world.world.render_state(pairs.goal_states), pairs.goal_images)
-    assert not world.world.success(pairs.start_states, world.goal_state()).all()  # not there at the start
+    assert not world.world.success(pairs.start_states, world.goal_state()).any()  # no pair starts at its goal
     recorded = np.stack([store.load_episode(e).actions[s:s + 8] for e, s in zip(pairs.episodes, pairs.starts)])
     result = run_batch(world, Replay(recorded), budget=8)
     assert result["success"].all() and np.allclose(result["final_distance"], 0.0, atol=1e-6)
-    again = dataset_goal_pairs(data, 6, offset=8, seed=3, split="val", val_fraction=0.25)
+    again = dataset_goal_pairs(data, 6, offset=8, seed=3, split="val", val_fraction=0.25, already_met=already_met)
     assert again.starts == pairs.starts and again.episodes == pairs.episodes  # seeded
+    with pytest.raises(WmkitError, match="found only 0 of 6 start/goal pairs"):
+        dataset_goal_pairs(data, 6, offset=8, split="val", val_fraction=0.25, already_met=lambda s, g: True)
 
 
 def test_eval_plan_from_dataset_goals(two_room_data, tmp_path):

@@ -46,6 +46,7 @@ class GoalPairs:
     replay: list[np.ndarray]    # recorded actions from reset to the start, per pair
     success_mode: str           # "world", "function" or "is_success"
     split: str                  # which episodes were eligible: "val" (of the training data) or "all"
+    skipped: int = 0            # draws left out because the start already met the goal
 
 
 def load_success_fn(spec: str) -> Callable:
@@ -71,8 +72,13 @@ def load_success_fn(spec: str) -> Callable:
 
 
 def dataset_goal_pairs(data, num_pairs: int, offset: int, seed: int = 0, split: str = "all",
-                       val_fraction: float = 0.1, success: str | None = None, gym_reports_success: bool | None = None) -> GoalPairs:
-    """Draw ``num_pairs`` seeded start/goal pairs from the episodes of ``data`` in ``split``."""
+                       val_fraction: float = 0.1, success: str | None = None, gym_reports_success: bool | None = None,
+                       already_met: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> GoalPairs:
+    """Draw ``num_pairs`` seeded start/goal pairs from the episodes of ``data`` in ``split``.
+
+    ``already_met(start_state, goal_state)`` leaves out pairs whose start already passes the
+    success test: with exploration data the object often does not move in ``offset`` steps (push-t's
+    block), and such a pair is won by doing nothing, measuring nothing."""
     from ..envs import is_world
 
     store = EpisodeStore(data)
@@ -105,10 +111,17 @@ def dataset_goal_pairs(data, num_pairs: int, offset: int, seed: int = 0, split: 
         why = "that ended in success" if mode == "is_success" else f"with at least {offset} steps"
         raise WmkitError(f"{data} has no {split!r}-split episodes {why}; collect more episodes or lower --goal-offset")
     rng = np.random.default_rng([seed, 7])
-    picks = rng.choice(candidates, size=num_pairs, replace=len(candidates) < num_pairs)
+    order = rng.permutation(candidates)  # each episode once before any repeats (with another start)
     episodes, seeds, starts, offsets, s0, sg, images, replay = [], [], [], [], [], [], [], []
-    for index in picks:
-        ep = store.load_episode(int(index))
+    draws = skipped = 0
+    while len(episodes) < num_pairs:
+        if draws >= 20 * num_pairs:
+            raise WmkitError(f"found only {len(episodes)} of {num_pairs} start/goal pairs in {data} after {draws} draws: "
+                             f"{skipped} started already at their goal. Use a larger --goal-offset, or data in which "
+                             f"things move further")
+        index = int(order[draws % len(order)])
+        draws += 1
+        ep = store.load_episode(index)
         n = len(ep.actions)
         if mode == "is_success":  # the goal the env tests is the one reached at the end
             goal_t = n
@@ -116,7 +129,10 @@ def dataset_goal_pairs(data, num_pairs: int, offset: int, seed: int = 0, split: 
         else:
             start = int(rng.integers(0, n - offset + 1))
             goal_t = start + offset
-        episodes.append(int(index))
+        if already_met is not None and already_met(ep.state[start], ep.state[goal_t]):
+            skipped += 1
+            continue
+        episodes.append(index)
         seeds.append(int(ep.seed))
         starts.append(start)
         offsets.append(goal_t - start)
@@ -125,7 +141,7 @@ def dataset_goal_pairs(data, num_pairs: int, offset: int, seed: int = 0, split: 
         images.append(ep.obs["rgb"][goal_t])
         replay.append(np.asarray(ep.actions[:start]))
     return GoalPairs(env, source, episodes, seeds, starts, offsets, np.stack(s0).astype(np.float64),
-                     np.stack(sg).astype(np.float64), np.stack(images), replay, mode, split)
+                     np.stack(sg).astype(np.float64), np.stack(images), replay, mode, split, skipped)
 
 
 class WorldGoals:

@@ -150,17 +150,23 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
         raise WmkitError(f"'{data_env}' is a built-in world with its own success test; --success is for Gymnasium envs")
     success_fn = load_success_fn(cfg.success) if cfg.success else None
     reports = None if source_is_world or success_fn else gym_reports_success(data_env)
+    size = model.cfg.image_size
+    if source_is_world:
+        probe = make_world(data_env, 1, size)
+
+        def already_met(start, goal):
+            return bool(probe.success(start[None], probe.goal_from_state(goal[None]))[0])
+    else:
+        already_met = (lambda start, goal: bool(success_fn(start, goal))) if success_fn else None
     pairs = dataset_goal_pairs(cfg.goals_from, cfg.episodes, cfg.goal_offset, cfg.seed, split, val_fraction,
-                               cfg.success or None, reports)
+                               cfg.success or None, reports, already_met)
     budget = cfg.budget or 2 * cfg.goal_offset
     _check_sizes(budget, cfg)
-    size = model.cfg.image_size
     if store.frame_shape("obs/rgb")[:2] != (size, size):
         raise WmkitError(f"{cfg.goals_from} holds {store.frame_shape('obs/rgb')[:2]} frames but the model takes {size}x{size}")
     if source_is_world:
         from ..planning.agent import constructor_params
 
-        probe = make_world(data_env, 1, size)
         accepted = constructor_params(type(probe), store.meta.get("world_params") or {})
 
         def batch():
@@ -174,13 +180,13 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
         action_dim = int(store.meta.get("action_dim", 0))
     report = _run_agents(model, data_env, cfg, budget, batch, action_dim, oracle_ok=source_is_world, show_progress=show_progress)
     return {"protocol": "dataset", "goals_from": str(cfg.goals_from), "split": split, "goal_offset": cfg.goal_offset,
-            "success_test": pairs.success_mode, **report}
+            "success_test": pairs.success_mode, "skipped_already_met": pairs.skipped, **report}
 
 
 def format_table(report: dict) -> str:
     where = ("" if report.get("protocol", "world") == "world" else
              f" from {report['goals_from']} ({report['split']} episodes; goal {report['goal_offset']} steps after the start; "
-             f"success: {report['success_test']})")
+             f"success: {report['success_test']}; {report['skipped_already_met']} draws left out as already at the goal)")
     lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs{where}, budget {report['budget']} steps, "
              f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']})",
              f"{'agent':<8} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
