@@ -58,9 +58,9 @@ def test_action_free_and_decoder():
     assert frames.shape == (3, 4, 3, 32, 32) and frames.abs().max() <= 1.0
 
 
-@pytest.mark.parametrize("predictor", ["transformer", "mlp", "gru"])
-def test_future_never_leaks(predictor):
-    model = WorldModel(ModelConfig(predictor=predictor, action_dim=2, **SMALL)).eval()
+@pytest.mark.parametrize("predictor, mlp_history", [("transformer", 1), ("mlp", 1), ("mlp", 2), ("gru", 1)])
+def test_future_never_leaks(predictor, mlp_history):
+    model = WorldModel(ModelConfig(predictor=predictor, action_dim=2, mlp_history=mlp_history, **SMALL)).eval()
     z = torch.randn(2, 4, 16)
     actions = torch.randn(2, 4, 2)
     base = model.predict(z, actions)
@@ -116,3 +116,20 @@ def test_predictor_deltas_are_causal_and_trainable():
     assert model.predictor.inp_delta.weight.grad.abs().sum() > 0
     with pytest.raises(WmkitError, match="predictor_deltas works with the transformer"):
         WorldModel(ModelConfig(predictor="mlp", predictor_deltas=True, **SMALL))
+
+
+def test_mlp_with_history_reads_the_previous_latent():
+    model = WorldModel(ModelConfig(predictor="mlp", action_dim=2, mlp_history=2, **SMALL)).eval()
+    for p in model.predictor.parameters():  # the zero-initialised output would hide the inputs
+        torch.nn.init.normal_(p, std=0.1)
+    z, a = torch.randn(2, 3, 16), torch.randn(2, 3, 2)
+    base = model.predict(z, a)
+    z2 = z.clone()
+    z2[:, 0] += 1.0
+    changed = model.predict(z2, a)
+    assert not torch.allclose(changed[:, 1], base[:, 1])  # step 1 sees latent 0 (velocity)
+    torch.testing.assert_close(changed[:, 2], base[:, 2], rtol=0, atol=1e-6)  # step 2 sees latents 1, 2 only
+    one = model.rollout(z, a[:, 2:3], past_actions=a[:, :2])
+    torch.testing.assert_close(one[:, 0], base[:, -1])
+    with pytest.raises(WmkitError, match="mlp_history must be >= 1"):
+        WorldModel(ModelConfig(predictor="mlp", mlp_history=0, **SMALL))

@@ -83,6 +83,8 @@ class ModelConfig:
     """Attention heads of the transformer predictor."""
     history: int = 4
     """Most past latents the predictor attends to (its context length)."""
+    mlp_history: int = 1
+    """Latents the MLP predictor reads (the last k, concatenated): 1 is Markov; 2 also gives velocity."""
     dropout: float = 0.0
     """Dropout in the predictor."""
     predictor_deltas: bool = False

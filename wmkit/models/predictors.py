@@ -97,11 +97,15 @@ class TransformerPredictor(nn.Module):
 
 
 class MLPPredictor(nn.Module):
-    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, dropout: float):
+    """The next latent from the last ``history`` latents (concatenated) and the action. One latent is
+    Markov in what the frame shows; two also give velocity (a torque-driven arm), still one MLP
+    call per imagined step, which keeps CEM cheap on a CPU."""
+
+    def __init__(self, embed_dim: int, action_dim: int, width: int, depth: int, dropout: float, history: int = 1):
         super().__init__()
-        self.history = 1
+        self.history = int(history)
         self.actions = ActionEncoder(action_dim, width)
-        layers, c = [], embed_dim + width
+        layers, c = [], embed_dim * self.history + width
         for _ in range(max(depth, 1)):
             layers += [nn.Linear(c, width), nn.LayerNorm(width), nn.GELU(), nn.Dropout(dropout)]
             c = width
@@ -109,7 +113,12 @@ class MLPPredictor(nn.Module):
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         cond = self.actions(actions, z.shape[:2])
-        return z + self.mlp(torch.cat([z, cond], dim=-1))
+        context = z
+        if self.history > 1:  # oldest first; before the first latent, the scene is taken as still
+            t = z.shape[1]
+            padded = torch.cat([z[:, :1].expand(-1, self.history - 1, -1), z], dim=1)
+            context = torch.cat([padded[:, i : i + t] for i in range(self.history)], dim=-1)
+        return z + self.mlp(torch.cat([context, cond], dim=-1))
 
 
 class GRUPredictor(nn.Module):

@@ -50,7 +50,9 @@ class WorldModel(nn.Module):
         elif cfg.predictor_deltas:
             raise WmkitError(f"model.predictor_deltas works with the transformer predictor, not {cfg.predictor!r}")
         elif cfg.predictor == "mlp":
-            self.predictor = MLPPredictor(d, a, w, cfg.predictor_depth, cfg.dropout)
+            if cfg.mlp_history < 1:
+                raise WmkitError(f"model.mlp_history must be >= 1 latent, got {cfg.mlp_history}")
+            self.predictor = MLPPredictor(d, a, w, cfg.predictor_depth, cfg.dropout, cfg.mlp_history)
         elif cfg.predictor == "gru":
             self.predictor = GRUPredictor(d, a, w, cfg.predictor_depth, cfg.history, cfg.dropout)
         else:
