@@ -162,3 +162,18 @@ def test_eval_physics_command_on_a_debug_model(tmp_path):
     assert main(["collect", "--preset", "debug", "--out", str(two_room)]) == 0
     assert main(["train", "--preset", "debug", "--data", str(two_room), "--out", str(tmp_path / "tr-run"), "max_steps=2"]) == 0
     assert main(["eval", "physics", "--ckpt", str(tmp_path / "tr-run"), "--sets", "2"]) == 2
+
+
+def test_angles_are_probed_as_sine_and_cosine():
+    from wmkit.eval.probe import probe_targets, ridge_r2
+
+    theta = np.linspace(-np.pi, np.pi, 400)[:, None]
+    states = np.concatenate([np.zeros((400, 4)), theta, np.zeros((400, 5))], 1)
+    names, values, masks = probe_targets({"env": "push-t", "state_names": ["agent_x", "agent_y", "block_x", "block_y",
+                                          "block_angle", "agent_vx", "agent_vy", "block_vx", "block_vy", "block_omega"]}, states)
+    assert names[4:6] == ["block_angle.sin", "block_angle.cos"] and masks is None
+    np.testing.assert_allclose(values[:, 4] ** 2 + values[:, 5] ** 2, 1.0)
+    # a feature that holds the angle's direction fits sin/cos exactly, where the wrapped angle could not
+    features = np.concatenate([np.sin(theta), np.cos(theta)], 1)
+    r2 = ridge_r2(features[::2], values[::2, 4:6], features[1::2], values[1::2, 4:6])
+    assert min(r2) > 0.99

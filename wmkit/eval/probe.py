@@ -93,14 +93,34 @@ def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3, mask_train=N
 COLOUR_NAMES = ("red", "blue", "yellow", "green", "purple", "orange")
 
 
+# state variables that are angles: a linear probe cannot fit a value that wraps at +-pi, so these
+# are probed as their sine and cosine
+ANGLES = {"push-t": ("block_angle",), "reacher": ("q1", "q2", "target_q1", "target_q2")}
+
+
+def _unwrap_angles(env, names: list[str], states: np.ndarray):
+    angles = ANGLES.get(env, ())
+    if not angles:
+        return names, states, None
+    out_names, columns = [], []
+    for i, name in enumerate(names):
+        if name in angles:
+            out_names += [f"{name}.sin", f"{name}.cos"]
+            columns += [np.sin(states[:, i]), np.cos(states[:, i])]
+        else:
+            out_names.append(name)
+            columns.append(states[:, i])
+    return out_names, np.stack(columns, 1), None
+
+
 def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """Names, values ``(N, K)`` and row masks (or None) of the variables to probe.
 
     For ``balls`` data: x, y, vx, vy per ball colour, on frames where that ball is visible and not
-    wholly behind the screen. Otherwise: every state variable as recorded."""
+    wholly behind the screen. Otherwise: every state variable as recorded, angles as sin and cos."""
     names = list(meta.get("state_names") or [f"s{i}" for i in range(states.shape[1])])
     if meta.get("env") != "balls":
-        return names, states, None
+        return _unwrap_angles(meta.get("env"), names, states)
     from ..envs.balls import BALL_FIELDS, PALETTE
 
     nb, per = int((meta.get("world_params") or {}).get("num_balls", (len(names) - 4) // len(BALL_FIELDS))), len(BALL_FIELDS)
