@@ -18,7 +18,6 @@ from wmkit.errors import WmkitError
 from wmkit.eval.goals import GymGoals, WorldGoals, dataset_goal_pairs
 from wmkit.eval.plan import eval_plan, format_table, run_batch
 from wmkit.models import WorldModel
-from wmkit.planning.agent import OracleAgent
 from wmkit.train import train
 
 EASY_ID = "wmkit-test/easy-two-room-v0"
