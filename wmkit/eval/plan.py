@@ -150,9 +150,17 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
         raise WmkitError(f"'{data_env}' is a built-in world with its own success test; --success is for Gymnasium envs")
     success_fn = load_success_fn(cfg.success) if cfg.success else None
     reports = None if source_is_world or success_fn else gym_reports_success(data_env)
+    budget = cfg.budget or 2 * cfg.goal_offset
+    _check_sizes(budget, cfg)
     size = model.cfg.image_size
+    if store.frame_shape("obs/rgb")[:2] != (size, size):
+        raise WmkitError(f"{cfg.goals_from} holds {store.frame_shape('obs/rgb')[:2]} frames but the model takes {size}x{size}")
     if source_is_world:
-        probe = make_world(data_env, 1, size)
+        from ..planning.agent import constructor_params
+
+        # the world as the data was collected (e.g. a non-default success radius)
+        accepted = constructor_params(type(make_world(data_env, 1, size)), store.meta.get("world_params") or {})
+        probe = make_world(data_env, 1, size, **accepted)
 
         def already_met(start, goal):
             return bool(probe.success(start[None], probe.goal_from_state(goal[None]))[0])
@@ -160,15 +168,7 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
         already_met = (lambda start, goal: bool(success_fn(start, goal))) if success_fn else None
     pairs = dataset_goal_pairs(cfg.goals_from, cfg.episodes, cfg.goal_offset, cfg.seed, split, val_fraction,
                                cfg.success or None, reports, already_met)
-    budget = cfg.budget or 2 * cfg.goal_offset
-    _check_sizes(budget, cfg)
-    if store.frame_shape("obs/rgb")[:2] != (size, size):
-        raise WmkitError(f"{cfg.goals_from} holds {store.frame_shape('obs/rgb')[:2]} frames but the model takes {size}x{size}")
     if source_is_world:
-        from ..planning.agent import constructor_params
-
-        accepted = constructor_params(type(probe), store.meta.get("world_params") or {})
-
         def batch():
             return WorldGoals(make_world(data_env, cfg.episodes, size, **accepted), pairs)
 
