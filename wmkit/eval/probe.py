@@ -23,6 +23,7 @@ import torch
 from ..data.store import EpisodeStore
 from ..data.windows import split_episodes
 from ..errors import DatasetError
+from ..log import logger
 
 
 @torch.no_grad()
@@ -151,6 +152,9 @@ def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000,
     val_rows = np.flatnonzero(split_episodes(ids, val_fraction, "val"))
     if len(val_rows) == 0 or len(train_rows) == 0:
         raise DatasetError(f"{store.path} has too few episodes ({len(ids)}) to hold some out for a probe")
+    if len(val_rows) < 20:  # per-episode constants (a target, a colour) make R^2 on a few episodes swing wildly
+        logger.warning(f"the probe is tested on only {len(val_rows)} held-out episodes of {store.path}; R2 will be noisy. "
+                       f"Use more episodes (the training data: its held-out episodes were not trained on) or raise --val-fraction")
     z_tr, s_tr = encode_episodes(model, store, train_rows, max_frames=max_frames, history=history)
     z_te, s_te = encode_episodes(model, store, val_rows, max_frames=max_frames // 4, history=history)
     all_names, y_tr, m_tr = probe_targets(store.meta, s_tr)
