@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..envs import is_world, make_world
+from ..envs import is_world, make_world, world_class
 from ..envs.sources import episode_seed
 from ..config import PlanEvalConfig
 from ..errors import WmkitError
@@ -146,9 +146,8 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
     split = "val" if same else "all"
     val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
     source_is_world = is_world(data_env)
-    if source_is_world and cfg.success:
-        raise WmkitError(f"'{data_env}' is a built-in world with its own success test; --success is for Gymnasium envs")
-    success_fn = load_success_fn(cfg.success) if cfg.success else None
+    # a built-in world keeps its own test: dataset_goal_pairs refuses --success there
+    success_fn = load_success_fn(cfg.success) if cfg.success and not source_is_world else None
     reports = None if source_is_world or success_fn else gym_reports_success(data_env)
     budget = cfg.budget or 2 * cfg.goal_offset
     _check_sizes(budget, cfg)
@@ -159,7 +158,7 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
         from ..planning.agent import constructor_params
 
         # the world as the data was collected (e.g. a non-default success radius)
-        accepted = constructor_params(type(make_world(data_env, 1, size)), store.meta.get("world_params") or {})
+        accepted = constructor_params(world_class(data_env), store.meta.get("world_params") or {})
         probe = make_world(data_env, 1, size, **accepted)
 
         def already_met(start, goal):
