@@ -133,3 +133,34 @@ def test_mlp_with_history_reads_the_previous_latent():
     torch.testing.assert_close(one[:, 0], base[:, -1])
     with pytest.raises(WmkitError, match="mlp_history must be >= 1"):
         WorldModel(ModelConfig(predictor="mlp", mlp_history=0, **SMALL))
+
+
+def test_spatial_keypoints_find_a_blob():
+    from wmkit.models.encoders import SpatialKeypoints
+
+    kp = SpatialKeypoints(1, 1)
+    with torch.no_grad():
+        kp.score.weight.fill_(40.0)
+        kp.score.bias.zero_()
+    x = torch.zeros(2, 1, 16, 16)
+    x[0, 0, 3, 12] = 1.0  # row 3, column 12
+    x[1, 0, 10, 1] = 1.0
+    out = kp(x)  # (N, 3): x, y, presence
+    grid = torch.linspace(-1, 1, 16)
+    assert torch.allclose(out[:, 0], torch.stack([grid[12], grid[1]]), atol=1e-3)
+    assert torch.allclose(out[:, 1], torch.stack([grid[3], grid[10]]), atol=1e-3)
+    empty = kp(torch.zeros(1, 1, 16, 16))
+    assert empty[0, 2] < out[0, 2] - 30  # no peak: low presence
+
+
+def test_keypoint_encoder_trains_and_checks():
+    model = WorldModel(ModelConfig(keypoints=8, action_dim=2, channels=8, embed_dim=16, predictor_width=32))
+    frames = torch.randint(0, 255, (3, 3, 64, 64), dtype=torch.uint8)
+    z = model.encode(frames)
+    assert z.shape == (3, 16)
+    z.pow(2).sum().backward()
+    assert model.encoder.keypoints.score.weight.grad.abs().sum() > 0
+    with pytest.raises(WmkitError, match="keypoints"):
+        WorldModel(ModelConfig(encoder="vit", keypoints=4))
+    with pytest.raises(WmkitError, match="keypoints"):
+        WorldModel(ModelConfig(keypoints=-1))

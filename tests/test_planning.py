@@ -66,6 +66,10 @@ def test_eval_plan_report(debug_model):
     assert [r["agent"] for r in report["results"]] == ["model", "random", "oracle"]
     for row in report["results"]:
         assert row["episodes"] == 3 and 0 <= row["ci95"][0] <= row["success_rate"] <= row["ci95"][1] <= 1
+        per = row["per_episode"]
+        assert sum(per["success"]) == row["successes"] and np.isclose(np.mean(per["final_distance"]), row["final_distance"])
+        assert np.shape(per["start"]) == np.shape(per["goal"]) == (3, len(report["state_names"]))
+    assert report["results"][0]["per_episode"]["start"] == report["results"][1]["per_episode"]["start"]  # same pairs
     assert report["results"][0]["latency_ms_median"] > 0
     assert "model / oracle" in format_table(report) or report["relative_to_oracle"] is None
     again = eval_plan(debug_model, "two-room", cfg, show_progress=False)

@@ -69,6 +69,8 @@ class ModelConfig:
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128
     """Latent size D: the representation that is predicted, regularised and planned in."""
+    keypoints: int = 0
+    """Spatial soft-argmax keypoints added to the CNN encoder's feature (x, y and presence of each): explicit positions of small objects; 0 = off."""
     patch_size: int = 8
     """ViT patch size in pixels."""
     vit_depth: int = 4

@@ -38,6 +38,7 @@ def run_batch(world, agent, budget: int, record: bool = False) -> dict:
     obs = world.observe()
     agent.reset(world, obs)
     goal = world.goal_state()
+    start = world.state()
     reached = world.success(world.state(), goal)
     frames = [obs["rgb"]] if record else None
     for _ in range(budget):
@@ -46,7 +47,7 @@ def run_batch(world, agent, budget: int, record: bool = False) -> dict:
         if record:
             frames.append(obs["rgb"])
     return {"success": reached, "final_distance": world.goal_distance(world.state(), goal),
-            "latency": list(agent.latencies), "frames": frames}
+            "latency": list(agent.latencies), "frames": frames, "start": start, "goal": goal, "final": world.state()}
 
 
 def summarise(name: str, result: dict) -> dict:
@@ -56,7 +57,12 @@ def summarise(name: str, result: dict) -> dict:
     return {"agent": name, "episodes": n, "successes": k, "success_rate": k / n, "ci95": [low, high],
             "final_distance": float(np.mean(result["final_distance"])),
             "latency_ms_median": 1000 * statistics.median(lat) if lat else None,
-            "latency_ms_per_episode": 1000 * statistics.median(lat) / n if lat else None, "plans": len(lat)}
+            "latency_ms_per_episode": 1000 * statistics.median(lat) / n if lat else None, "plans": len(lat),
+            # per pair, for diagnosis: which pairs failed, from where, and where the agent ended
+            "per_episode": {"success": [bool(x) for x in result["success"]],
+                            "final_distance": [float(x) for x in result["final_distance"]],
+                            **{key: np.asarray(result[key], float).round(5).tolist()
+                               for key in ("start", "goal", "final") if result.get(key) is not None}}}
 
 
 def eval_plan(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None = None) -> dict:
@@ -115,17 +121,19 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
                                        seed=cfg.seed, reduce=cfg.reduce)
         else:
             raise WmkitError(f"unknown baseline {name!r}; expected random and/or oracle")
-    rows = []
+    rows, state_names = [], None
     bar = progress(len(agents), f"eval plan {env}", "agent", None if show_progress is None else not show_progress)
     with bar:
         for name, agent in agents.items():
-            rows.append(summarise(name, run_batch(make_batch(), agent, budget)))
+            world = make_batch()
+            state_names = list(world.spec.state_names)
+            rows.append(summarise(name, run_batch(world, agent, budget)))
             bar.update(1)
     model_rate = rows[0]["success_rate"]
     oracle = next((r for r in rows if r["agent"] == "oracle"), None)
     return {"env": env, "budget": budget, "frame_skip": frame_skip, "planner": cfg.planner, "horizon": cfg.horizon,
             "samples": cfg.samples, "iterations": cfg.iterations, "seed": cfg.seed, "results": rows,
-            "unavailable": unavailable,
+            "unavailable": unavailable, "state_names": state_names,
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
 
 

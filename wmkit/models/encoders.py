@@ -8,6 +8,8 @@ gives the same result whatever the batch split across ranks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -37,12 +39,44 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8 if c_out % 8 == 0 else 1, c_out), nn.GELU())
 
 
+class SpatialKeypoints(nn.Module):
+    """``K`` learned keypoints of a feature map: a 1x1 convolution scores every cell for each
+    keypoint, a softmax over the cells turns the scores into a distribution, and its mean gives the
+    keypoint's (x, y) in [-1, 1], read at sub-cell precision. A third number per keypoint, the
+    log-sum-exp of its scores, says how strongly the feature is present (a hidden object has no
+    peak). The output ``(N, 3K)`` holds coordinates that a linear probe, a predictor and a planning
+    cost can use directly, where a flattened coarse map only holds them implicitly."""
+
+    def __init__(self, c_in: int, num: int):
+        super().__init__()
+        self.score = nn.Conv2d(c_in, num, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        logits = self.score(x).float().flatten(2)  # (N, K, H*W)
+        prob = logits.softmax(-1)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        kx = (prob * grid_x.reshape(1, 1, -1)).sum(-1)
+        ky = (prob * grid_y.reshape(1, 1, -1)).sum(-1)
+        presence = logits.logsumexp(-1) - math.log(h * w)
+        return torch.cat([kx, ky, presence], 1)
+
+
 class ConvEncoder(nn.Module):
     """Four stride-2 stages (64 -> 4 pixels at 64x64), then flatten and a linear map to ``out_dim``.
-    Flattening (not global pooling) keeps *where* things are, which the dynamics depend on."""
+    Flattening (not global pooling) keeps *where* things are, which the dynamics depend on. With
+    ``keypoints`` > 0, :class:`SpatialKeypoints` of the second stage's map (16x16 at 64x64) join the
+    flattened feature before the linear map: explicit positions of small objects."""
 
-    def __init__(self, image_size: int, channels: int, out_dim: int, keys: tuple[str, ...], proprio_dim: int = 0):
+    KEYPOINT_STAGE = 1  # the second stage: fine enough for sub-cell positions, deep enough for parts
+
+    def __init__(self, image_size: int, channels: int, out_dim: int, keys: tuple[str, ...], proprio_dim: int = 0,
+                 keypoints: int = 0):
         super().__init__()
+        if keypoints < 0:
+            raise WmkitError(f"model.keypoints must be >= 0, got {keypoints}")
         self.keys = keys
         c_in = 3 + ("depth" in keys)
         widths = [channels, channels * 2, channels * 4, channels * 8]
@@ -54,7 +88,8 @@ class ConvEncoder(nn.Module):
         side = image_size
         for _ in widths:
             side = (side + 1) // 2
-        self.head = nn.Linear(c * side * side, out_dim)
+        self.keypoints = SpatialKeypoints(widths[self.KEYPOINT_STAGE], keypoints) if keypoints else None
+        self.head = nn.Linear(c * side * side + 3 * keypoints, out_dim)
         self.proprio = ProprioFusion(proprio_dim, out_dim) if "proprio" in keys else None
         self.channels_last = False  # set by the trainer: ~25% faster convolutions on CPU
 
@@ -62,7 +97,16 @@ class ConvEncoder(nn.Module):
         x = image_input(obs, self.keys)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        feature = self.head(self.stages(x).flatten(1))
+        if self.keypoints is None:
+            flat = self.stages(x).flatten(1)
+        else:
+            parts = []
+            for i, stage in enumerate(self.stages):
+                x = stage(x)
+                if i == self.KEYPOINT_STAGE:
+                    parts.append(self.keypoints(x))
+            flat = torch.cat([x.flatten(1), *parts], 1)
+        feature = self.head(flat)
         return feature if self.proprio is None else self.proprio(feature, obs["proprio"])
 
 

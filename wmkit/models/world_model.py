@@ -37,11 +37,13 @@ class WorldModel(nn.Module):
             raise WmkitError(f"model obs_keys must include 'rgb', got {keys}")
         feat = max(cfg.embed_dim * 2, 128)
         if cfg.encoder == "cnn":
-            self.encoder = ConvEncoder(cfg.image_size, cfg.channels, feat, keys, cfg.proprio_dim)
+            self.encoder = ConvEncoder(cfg.image_size, cfg.channels, feat, keys, cfg.proprio_dim, cfg.keypoints)
         elif cfg.encoder == "vit":
             self.encoder = ViTEncoder(cfg.image_size, cfg.patch_size, cfg.channels * 4, cfg.vit_depth, feat, keys, cfg.proprio_dim)
         else:
             raise WmkitError(f"unknown encoder {cfg.encoder!r}; expected 'cnn' or 'vit'")
+        if cfg.keypoints and cfg.encoder != "cnn":
+            raise WmkitError(f"model.keypoints works with the cnn encoder, not {cfg.encoder!r}; set model.keypoints=0")
         self.projector = nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim))
         d, a, w = cfg.embed_dim, cfg.action_dim, cfg.predictor_width
         if cfg.predictor == "transformer":
