@@ -132,6 +132,22 @@ def test_two_room_exploration_crosses_the_door():
     assert crossed.mean() >= 0.5
 
 
+def test_two_room_exploration_meets_the_wall():
+    """The data must show the wall stopping the agent, or a model learns to walk through it."""
+    world = make_world("two-room", num_envs=32)
+    world.reset(0)
+    blocked = []
+    for _ in range(100):
+        actions = world.explore_actions(0.3)
+        before = world.state()[:, :2].copy()
+        world.step(actions)
+        wanted = np.linalg.norm(actions, axis=1) * world.max_step
+        moved = np.linalg.norm(world.state()[:, :2] - before, axis=1)
+        blocked.append((wanted > 0.02) & (moved < 0.5 * wanted))
+    share = np.mean(blocked)
+    assert 0.03 < share < 0.4  # wall contacts, but most steps still move freely
+
+
 def test_two_room_success_radius():
     world = make_world("two-room", num_envs=1)
     world.reset(0)

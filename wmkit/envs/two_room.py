@@ -21,6 +21,7 @@ AGENT = (220, 40, 40)
 
 
 class TwoRoom(World):
+    DIRECT_FRACTION = 0.25  # share of the explorer's sub-goals approached straight, wall or not
     def __init__(
         self,
         num_envs: int = 1,
@@ -64,6 +65,7 @@ class TwoRoom(World):
         self.goal = np.zeros((self.num_envs, 2))
         self._subgoal = np.zeros((self.num_envs, 2))
         self._subgoal_steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._direct = np.zeros(self.num_envs, dtype=bool)  # this sub-goal ignores the door (explorer)
 
     # ----- geometry ---------------------------------------------------------------------------
     def _free(self, p: np.ndarray) -> np.ndarray:
@@ -88,6 +90,7 @@ class TwoRoom(World):
             self._subgoal[i] = self._sample_free(rng)
         self.vel[:] = 0.0
         self._subgoal_steps[:] = 0
+        self._direct[:] = False  # no draw here: the seeded start/goal pairs and the random policy stay as they were
 
     def _step(self, actions: np.ndarray) -> None:
         start = self.pos.copy()
@@ -142,15 +145,19 @@ class TwoRoom(World):
         return canvas.image()
 
     def explore_actions(self, noise: float) -> np.ndarray:
-        # new random sub-goal when reached or after a while; cross through the door when the
-        # sub-goal is in the other room, so that the data covers both rooms and the passage
+        # new random sub-goal when reached or after a while; usually cross through the door when
+        # the sub-goal is in the other room, so that the data covers both rooms and the passage;
+        # but head straight for a quarter of the sub-goals, into the wall and sliding along it: a
+        # model that never saw the wall stop the agent imagines walking through it (and a planner
+        # that trusts it pushes against the wall for ever)
         reached = np.linalg.norm(self.pos - self._subgoal, axis=1) < self.max_step
         stale = self._subgoal_steps >= 40
         for i in np.flatnonzero(reached | stale):
             self._subgoal[i] = self._sample_free(self.rngs[i])
+            self._direct[i] = self.rngs[i].random() < self.DIRECT_FRACTION
             self._subgoal_steps[i] = 0
         self._subgoal_steps += 1
-        other_room = np.sign(self.pos[:, 0] - 0.5) != np.sign(self._subgoal[:, 0] - 0.5)
+        other_room = (np.sign(self.pos[:, 0] - 0.5) != np.sign(self._subgoal[:, 0] - 0.5)) & ~self._direct
         in_door_lane = np.abs(self.pos[:, 1] - self.door_y) < self.door_half - self.radius
         side = np.sign(self.pos[:, 0] - 0.5)
         approach = np.stack([0.5 + side * (self.wall_half + 2 * self.radius), np.full(self.num_envs, self.door_y)], 1)
