@@ -81,3 +81,31 @@ def test_temporal_sigreg_rewards_what_moves():
     assert sigreg(dev(still), generator=torch.Generator().manual_seed(2)) > 0.3
     with pytest.raises(WmkitError, match="temporal_scale"):
         check_train_config(TrainConfig(temporal_weight=1.0, temporal_scale=0.0))
+
+
+def test_inverse_dynamics_reads_the_right_frames_for_a_torque():
+    """With 3 latents the head sees a change of velocity: for p_t+1 - 2 p_t + p_t-1 = a_t, a head that
+    returns that second difference scores exactly zero if the latents and actions line up."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.losses import world_model_losses
+    from wmkit.models import WorldModel
+
+    b, t, d = 3, 6, 2
+    model = WorldModel(ModelConfig(action_dim=d, embed_dim=d, channels=8, predictor="mlp", predictor_width=16,
+                                   inverse_head=True, inverse_frames=3))
+    actions = torch.randn(b, t, d, generator=gen(7))
+    vel = torch.cumsum(actions, 1)  # v_t = v_t-1 + a_t
+    pos = torch.cat([torch.zeros(b, 1, d), torch.cumsum(vel, 1)[:, :-1]], 1)  # p_t+1 = p_t + v_t
+    model.encode = lambda obs: pos
+
+    class SecondDifference(torch.nn.Module):
+        def forward(self, x):
+            return x[..., 2 * d :] - 2 * x[..., d : 2 * d] + x[..., :d]
+
+    model.inverse = SecondDifference()
+    batch = {"rgb": torch.zeros(b, t, 3, 64, 64, dtype=torch.uint8), "actions": actions}
+    cfg = TrainConfig(inverse_weight=1.0, rollout_steps=1)
+    terms, _ = world_model_losses(model, batch, cfg, gen(0))
+    assert terms["inverse"].item() < 1e-10
+    model.encode = lambda obs: pos.roll(1, 1)  # off by one frame: no longer zero
+    assert world_model_losses(model, batch, cfg, gen(0))[0]["inverse"].item() > 0.1

@@ -103,6 +103,8 @@ class ModelConfig:
     """Build a pixel decoder (the pixel-reconstruction baseline objective needs one)."""
     inverse_head: bool = False
     """Build an inverse-dynamics head (the inverse loss term needs one)."""
+    inverse_frames: int = 2
+    """Latents the inverse-dynamics head reads to guess the action between the last two: 2 (z_t, z_t+1) suits position control; 3 adds z_t-1, so a torque (a change of velocity) can be read too."""
 
 
 @dataclass

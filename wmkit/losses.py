@@ -126,8 +126,13 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     if cfg.inverse_weight > 0:
         if model.inverse is None:
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
-        guess = model.inverse(torch.cat([z[:, :-1], z[:, 1:]], dim=-1))
-        terms["inverse"] = F.mse_loss(guess, actions[:, :-1].float())
+        # the action between z_t and z_t+1, read from the last n latents up to z_t+1 (n - 1 before it)
+        n = model.cfg.inverse_frames
+        t = z.shape[1]
+        if t < n:
+            raise ValueError(f"the inverse-dynamics head reads {n} latents but windows hold {t}; raise window")
+        guess = model.inverse(torch.cat([z[:, i : t - n + 1 + i] for i in range(n)], dim=-1))
+        terms["inverse"] = F.mse_loss(guess, actions[:, n - 2 : t - 1].float())
     return terms, z
 
 

@@ -61,6 +61,9 @@ def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStor
     if cfg.predictor == "transformer" and cfg.history < tcfg.window - 1:
         raise WmkitError(f"model.history={cfg.history} is shorter than the window's {tcfg.window - 1} prediction "
                          f"steps; raise history or lower train.window")
+    if tcfg.inverse_weight > 0 and cfg.inverse_frames > tcfg.window:
+        raise WmkitError(f"model.inverse_frames={cfg.inverse_frames} latents do not fit in train.window={tcfg.window} frames; "
+                         f"raise window or lower inverse_frames")
     return dataclasses.replace(cfg, obs_keys=keys, image_size=int(rgb[0]), action_dim=action_dim, proprio_dim=proprio_dim,
                                decoder=tcfg.objective == "pixel", inverse_head=tcfg.inverse_weight > 0)
 

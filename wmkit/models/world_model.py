@@ -62,7 +62,9 @@ class WorldModel(nn.Module):
         self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d) if cfg.decoder else None
         # inverse dynamics (z_t, z_t+1) -> a_t: an optional training signal (PLDM) that keeps
         # action-relevant information in the latent
-        self.inverse = (nn.Sequential(nn.Linear(2 * d, w), nn.GELU(), nn.Linear(w, a))
+        if cfg.inverse_frames < 2:
+            raise WmkitError(f"model.inverse_frames must be >= 2 (the latents before and after the action), got {cfg.inverse_frames}")
+        self.inverse = (nn.Sequential(nn.Linear(cfg.inverse_frames * d, w), nn.GELU(), nn.Linear(w, a))
                         if cfg.inverse_head and a > 0 else None)
 
     @property
