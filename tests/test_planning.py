@@ -104,6 +104,23 @@ def test_plan_command_writes_a_video(debug_model, tmp_path, capsys):
     assert frames.shape == (7, 256, 768, 3)  # (actual | goal | imagined) x 4 upscaling, budget + 1 frames
 
 
+def test_plan_command_plays_a_pair_of_held_out_recordings(debug_model, two_room_data, tmp_path, capsys):
+    from wmkit.data.video import read_video
+    from wmkit.eval.plan import dataset_goals
+
+    out = tmp_path / "held.mp4"
+    assert main(["plan", "--ckpt", str(debug_model.checkpoint_path), "--goals-from", str(two_room_data), "--goal-offset", "5",
+                 "--seed", "2", "--out", str(out), "--budget", "4", "--samples", "16", "--iterations", "2", "--elites", "4"]) == 0
+    frames, _ = read_video(out)
+    assert frames.shape == (5, 256, 768, 3)
+    pairs = dataset_goals(debug_model, None, PlanEvalConfig(goals_from=str(two_room_data), goal_offset=5, episodes=3))["pairs"]
+    pair = pairs.select(2)  # the third pair `wmkit eval plan` draws with the same flags
+    big = pair.goal_images[0].repeat(4, 0).repeat(4, 1).astype(int)
+    assert np.abs(frames[0, :, 256:512].astype(int) - big).mean() < 6  # the goal panel (lossy video)
+    with pytest.raises(WmkitError, match="pair 3 does not exist"):
+        pairs.select(3)
+
+
 def test_demo_debug_end_to_end(tmp_path, capsys):
     assert main(["demo", "--preset", "debug", "--out", str(tmp_path / "demo")]) == 0
     printed = capsys.readouterr().out

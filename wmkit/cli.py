@@ -115,10 +115,11 @@ def cmd_eval_physics(args) -> None:
         _write_json(args.json, out)
 
 
-def _plan_config(args):
+def _plan_config(args, skip=()):
     from .config import PlanEvalConfig, build, field_docs
 
-    values = {name: getattr(args, name) for name in field_docs(PlanEvalConfig) if getattr(args, name, None) is not None}
+    values = {name: getattr(args, name) for name in field_docs(PlanEvalConfig)
+              if name not in skip and getattr(args, name, None) is not None}
     return build(PlanEvalConfig, None, None, **values)
 
 
@@ -136,7 +137,9 @@ def cmd_plan(args) -> None:
     from .eval.plan import plan_episode
     from .models import WorldModel
 
-    result = plan_episode(WorldModel.from_checkpoint(args.ckpt), args.env, args.seed, args.out, _plan_config(args),
+    # --seed here picks the pair; the pairs themselves (and the planner's generator) are those of
+    # `wmkit eval plan` at its default seed, so pair S is the S-th row of its per-pair report
+    result = plan_episode(WorldModel.from_checkpoint(args.ckpt), args.env, args.seed, args.out, _plan_config(args, skip=("seed",)),
                           bank_data=args.bank, overwrite=args.overwrite)
     print(f"{'reached' if result['success'] else 'did not reach'} the goal; final distance {result['final_distance']:.4f}; "
           f"median plan {result['latency_ms_median']:.0f} ms; video: {result['video']}")
@@ -273,13 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="plan one episode toward a goal image and write a video")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
-    p.add_argument("--env", required=True, help="built-in world the model was trained on")
+    p.add_argument("--env", default=None, help="built-in world the model was trained on (optional with --goals-from)")
     p.add_argument("--out", required=True, help="output video (.mp4, .gif, .webm)")
-    p.add_argument("--seed", type=int, default=0, help="which held-out start/goal pair (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="which held-out start/goal pair (default 0); with --goals-from, pair number SEED of `wmkit eval plan`")
     p.add_argument("--bank", default=None, help="dataset whose frames show the imagined latents (default: the training data)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations",
-                                              "goals_from", "goal_offset", "success"))
+    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations"))
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("demo", help="collect two-room data, train, evaluate planning, write a video and a summary")

@@ -17,6 +17,7 @@ use (``spec``, ``num_envs``, ``size``, ``observe``, ``step``, ``state``, ``goal_
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -47,6 +48,19 @@ class GoalPairs:
     success_mode: str           # "world", "function" or "is_success"
     split: str                  # which episodes were eligible: "val" (of the training data) or "all"
     skipped: int = 0            # draws left out because the start already met the goal
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def select(self, index: int) -> "GoalPairs":
+        """The one pair ``index`` (e.g. to plan it alone for a video)."""
+        if not 0 <= index < len(self):
+            raise WmkitError(f"pair {index} does not exist: {len(self)} pairs were drawn (0..{len(self) - 1})")
+        pick = slice(index, index + 1)
+        return dataclasses.replace(self, episodes=self.episodes[pick], seeds=self.seeds[pick], starts=self.starts[pick],
+                                   offset=self.offset[pick], start_states=self.start_states[pick],
+                                   goal_states=self.goal_states[pick], goal_images=self.goal_images[pick],
+                                   replay=self.replay[pick])
 
 
 def load_success_fn(spec: str) -> Callable:

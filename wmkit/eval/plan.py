@@ -138,6 +138,18 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
 
 
 def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:
+    goals = dataset_goals(model, env, cfg)
+    pairs = goals["pairs"]
+    budget = cfg.budget or 2 * cfg.goal_offset
+    report = _run_agents(model, goals["env"], cfg, budget, lambda: goals["world"](pairs), goals["action_dim"],
+                         oracle_ok=goals["oracle_ok"], show_progress=show_progress)
+    return {"protocol": "dataset", "goals_from": str(cfg.goals_from), "split": goals["split"], "goal_offset": cfg.goal_offset,
+            "success_test": pairs.success_mode, "skipped_already_met": pairs.skipped, **report}
+
+
+def dataset_goals(model, env: str | None, cfg: PlanEvalConfig, num_pairs: int | None = None) -> dict:
+    """Checks ``cfg.goals_from`` against the model, draws the seeded pairs and says how to build the
+    env for them: ``{"pairs", "world": pairs -> env, "env", "action_dim", "oracle_ok", "split"}``."""
     from ..data.store import EpisodeStore
     from .goals import GymGoals, WorldGoals, dataset_goal_pairs, gym_reports_success, load_success_fn
 
@@ -173,21 +185,20 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
             return bool(probe.success(start[None], probe.goal_from_state(goal[None]))[0])
     else:
         already_met = (lambda start, goal: bool(success_fn(start, goal))) if success_fn else None
-    pairs = dataset_goal_pairs(cfg.goals_from, cfg.episodes, cfg.goal_offset, cfg.seed, split, val_fraction,
+    pairs = dataset_goal_pairs(cfg.goals_from, num_pairs or cfg.episodes, cfg.goal_offset, cfg.seed, split, val_fraction,
                                cfg.success or None, reports, already_met)
     if source_is_world:
-        def batch():
-            return WorldGoals(make_world(data_env, cfg.episodes, size, **accepted), pairs)
+        def world(chosen):
+            return WorldGoals(make_world(data_env, len(chosen), size, **accepted), chosen)
 
         action_dim = probe.spec.action_dim
     else:
-        def batch():
-            return GymGoals(pairs, size, success_fn, seed=cfg.seed)
+        def world(chosen):
+            return GymGoals(chosen, size, success_fn, seed=cfg.seed)
 
         action_dim = int(store.meta.get("action_dim", 0))
-    report = _run_agents(model, data_env, cfg, budget, batch, action_dim, oracle_ok=source_is_world, show_progress=show_progress)
-    return {"protocol": "dataset", "goals_from": str(cfg.goals_from), "split": split, "goal_offset": cfg.goal_offset,
-            "success_test": pairs.success_mode, "skipped_already_met": pairs.skipped, **report}
+    return {"pairs": pairs, "world": world, "env": data_env, "action_dim": action_dim, "oracle_ok": source_is_world,
+            "split": split}
 
 
 def format_table(report: dict) -> str:
@@ -235,15 +246,25 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
 
     from ..data.video import write_video
 
-    if not is_world(env):
-        raise WmkitError(f"'{env}' is not a built-in world (two-room, push-t, reacher)")
+    if seed < 0:
+        raise WmkitError(f"--seed picks a start/goal pair and must be >= 0, got {seed}")
+    if not cfg.goals_from and not env:
+        raise WmkitError("pass --env (a built-in world) or --goals-from DATA (held-out episodes of any collected env)")
+    if not cfg.goals_from and not is_world(env):
+        raise WmkitError(f"'{env}' is not a built-in world (two-room, push-t, reacher); for a Gymnasium env, pass its "
+                         f"held-out episodes as --goals-from DATA")
     bank_data = bank_data or (getattr(model, "checkpoint_meta", {}) or {}).get("dataset", {}).get("path")
     if not bank_data:
         raise WmkitError("the imagined panel needs frames to show latents with: pass --bank DATA (the training dataset)")
+    if cfg.goals_from:  # pair number `seed` of `wmkit eval plan --goals-from` with the same flags
+        goals = dataset_goals(model, env, cfg, num_pairs=seed + 1)
+        world = goals["world"](goals["pairs"].select(seed))
+        budget = cfg.budget or 2 * cfg.goal_offset
+    else:
+        budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
+        world = make_world(env, 1, model.cfg.image_size)
+        world.reset([episode_seed(EVAL_SEED_BASE + cfg.seed, seed)])
     frames_bank, z_bank = frame_bank(model, bank_data)
-    budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
-    world = make_world(env, 1, model.cfg.image_size)
-    world.reset([episode_seed(EVAL_SEED_BASE + cfg.seed, seed)])
     agent = MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, CostConfig(cfg.metric, cfg.reduce),
                      planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)
     obs = world.observe()
