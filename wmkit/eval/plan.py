@@ -140,8 +140,7 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
 def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:
     goals = dataset_goals(model, env, cfg)
     pairs = goals["pairs"]
-    budget = cfg.budget or 2 * cfg.goal_offset
-    report = _run_agents(model, goals["env"], cfg, budget, lambda: goals["world"](pairs), goals["action_dim"],
+    report = _run_agents(model, goals["env"], cfg, goals["budget"], lambda: goals["world"](pairs), goals["action_dim"],
                          oracle_ok=goals["oracle_ok"], show_progress=show_progress)
     return {"protocol": "dataset", "goals_from": str(cfg.goals_from), "split": goals["split"], "goal_offset": cfg.goal_offset,
             "success_test": pairs.success_mode, "skipped_already_met": pairs.skipped, **report}
@@ -149,7 +148,7 @@ def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progre
 
 def dataset_goals(model, env: str | None, cfg: PlanEvalConfig, num_pairs: int | None = None) -> dict:
     """Checks ``cfg.goals_from`` against the model, draws the seeded pairs and says how to build the
-    env for them: ``{"pairs", "world": pairs -> env, "env", "action_dim", "oracle_ok", "split"}``."""
+    env for them: ``{"pairs", "world": pairs -> env, "env", "action_dim", "oracle_ok", "split", "budget"}``."""
     from ..data.store import EpisodeStore
     from .goals import GymGoals, WorldGoals, dataset_goal_pairs, gym_reports_success, load_success_fn
 
@@ -198,7 +197,7 @@ def dataset_goals(model, env: str | None, cfg: PlanEvalConfig, num_pairs: int | 
 
         action_dim = int(store.meta.get("action_dim", 0))
     return {"pairs": pairs, "world": world, "env": data_env, "action_dim": action_dim, "oracle_ok": source_is_world,
-            "split": split}
+            "split": split, "budget": budget}
 
 
 def format_table(report: dict) -> str:
@@ -258,8 +257,7 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
         raise WmkitError("the imagined panel needs frames to show latents with: pass --bank DATA (the training dataset)")
     if cfg.goals_from:  # pair number `seed` of `wmkit eval plan --goals-from` with the same flags
         goals = dataset_goals(model, env, cfg, num_pairs=seed + 1)
-        world = goals["world"](goals["pairs"].select(seed))
-        budget = cfg.budget or 2 * cfg.goal_offset
+        world, budget = goals["world"](goals["pairs"].select(seed)), goals["budget"]
     else:
         budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
         world = make_world(env, 1, model.cfg.image_size)
