@@ -10,7 +10,7 @@ from wmkit.cli import main
 from wmkit.config import ModelConfig, PlanEvalConfig, TrainConfig, build
 from wmkit.envs import make_world
 from wmkit.errors import WmkitError
-from wmkit.eval.plan import eval_plan, format_table, run_batch
+from wmkit.eval.plan import eval_plan, format_table, plan_episode, run_batch
 from wmkit.eval.stats import wilson_interval
 from wmkit.models import WorldModel
 from wmkit.planning.agent import MPCAgent, OracleAgent, RandomAgent
@@ -84,6 +84,11 @@ def test_bad_planning_inputs(debug_model):
         eval_plan(debug_model, "Pendulum-v1", cfg, show_progress=False)
     with pytest.raises(WmkitError, match="no success test"):
         eval_plan(debug_model, "balls", cfg, show_progress=False)
+    for env in (None, "Pendulum-v1"):  # the video command refuses the same way, before any work
+        with pytest.raises(WmkitError, match="pass --env|not a built-in world"):
+            plan_episode(debug_model, env, 0, "unused.mp4", cfg)
+    with pytest.raises(WmkitError, match="must be >= 0"):
+        plan_episode(debug_model, "two-room", -1, "unused.mp4", cfg)
     with pytest.raises(WmkitError, match="horizon >= 1"):
         MPCAgent(debug_model, horizon=0)
     agent = MPCAgent(debug_model)

@@ -22,6 +22,7 @@ AGENT = (220, 40, 40)
 
 class TwoRoom(World):
     DIRECT_FRACTION = 0.25  # share of the explorer's sub-goals approached straight, wall or not
+
     def __init__(
         self,
         num_envs: int = 1,

@@ -73,11 +73,7 @@ def eval_plan(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool |
     which also covers Gymnasium envs."""
     if cfg.goals_from:
         return _eval_dataset_goals(model, env, cfg, show_progress)
-    if not env:
-        raise WmkitError("pass --env (a built-in world) or --goals-from DATA (held-out episodes of any collected env)")
-    if not is_world(env):
-        raise WmkitError(f"'{env}' is not a built-in world; for a Gymnasium env, collect held-out episodes with "
-                         f"`wmkit collect --env {env} --seed 1 ...` and pass them as --goals-from DATA")
+    _check_builtin_world(env)
     budget = cfg.budget or DEFAULT_BUDGET.get(env, 100)
     _check_sizes(budget, cfg)
     seeds = [episode_seed(EVAL_SEED_BASE + cfg.seed, i) for i in range(cfg.episodes)]
@@ -93,6 +89,15 @@ def eval_plan(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool |
 
     report = _run_agents(model, env, cfg, budget, batch, probe.spec.action_dim, oracle_ok=True, show_progress=show_progress)
     return {"protocol": "world", **report}
+
+
+def _check_builtin_world(env: str | None) -> None:
+    """Without --goals-from, pairs come from a built-in world's own generator."""
+    if not env:
+        raise WmkitError("pass --env (a built-in world) or --goals-from DATA (held-out episodes of any collected env)")
+    if not is_world(env):
+        raise WmkitError(f"'{env}' is not a built-in world; for a Gymnasium env, collect held-out episodes with "
+                         f"`wmkit collect --env {env} --seed 1 ...` and pass them as --goals-from DATA")
 
 
 def _check_sizes(budget: int, cfg: PlanEvalConfig) -> None:
@@ -247,11 +252,8 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
 
     if seed < 0:
         raise WmkitError(f"--seed picks a start/goal pair and must be >= 0, got {seed}")
-    if not cfg.goals_from and not env:
-        raise WmkitError("pass --env (a built-in world) or --goals-from DATA (held-out episodes of any collected env)")
-    if not cfg.goals_from and not is_world(env):
-        raise WmkitError(f"'{env}' is not a built-in world (two-room, push-t, reacher); for a Gymnasium env, pass its "
-                         f"held-out episodes as --goals-from DATA")
+    if not cfg.goals_from:
+        _check_builtin_world(env)
     bank_data = bank_data or (getattr(model, "checkpoint_meta", {}) or {}).get("dataset", {}).get("path")
     if not bank_data:
         raise WmkitError("the imagined panel needs frames to show latents with: pass --bank DATA (the training dataset)")

@@ -97,16 +97,12 @@ class ConvEncoder(nn.Module):
         x = image_input(obs, self.keys)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.keypoints is None:
-            flat = self.stages(x).flatten(1)
-        else:
-            parts = []
-            for i, stage in enumerate(self.stages):
-                x = stage(x)
-                if i == self.KEYPOINT_STAGE:
-                    parts.append(self.keypoints(x))
-            flat = torch.cat([x.flatten(1), *parts], 1)
-        feature = self.head(flat)
+        parts = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if self.keypoints is not None and i == self.KEYPOINT_STAGE:
+                parts.append(self.keypoints(x))
+        feature = self.head(torch.cat([x.flatten(1), *parts], 1) if parts else x.flatten(1))
         return feature if self.proprio is None else self.proprio(feature, obs["proprio"])
 
 

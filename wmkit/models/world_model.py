@@ -60,8 +60,8 @@ class WorldModel(nn.Module):
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp' or 'gru'")
         self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d) if cfg.decoder else None
-        # inverse dynamics (z_t, z_t+1) -> a_t: an optional training signal (PLDM) that keeps
-        # action-relevant information in the latent
+        # inverse dynamics (z_t, z_t+1) -> a_t, or with inverse_frames=3 (z_t-1, z_t, z_t+1) -> a_t:
+        # an optional training signal (PLDM) that keeps action-relevant information in the latent
         if cfg.inverse_frames < 2:
             raise WmkitError(f"model.inverse_frames must be >= 2 (the latents before and after the action), got {cfg.inverse_frames}")
         self.inverse = (nn.Sequential(nn.Linear(cfg.inverse_frames * d, w), nn.GELU(), nn.Linear(w, a))
