@@ -207,3 +207,15 @@ def test_balls_hidden_ball_is_not_drawn():
     hidden = world.render()
     assert np.abs(shown.astype(int) - hidden).sum() > 0
     assert len(np.unique(hidden.reshape(-1, 3), axis=0)) == 1  # only the background remains
+
+
+def test_reacher_exploration_meets_the_elbow_stop():
+    """The data must show the elbow's stop holding the arm, or a model learns to fold through it."""
+    world = make_world("reacher", num_envs=32)
+    world.reset(0)
+    at_stop = []
+    for _ in range(150):
+        world.step(world.explore_actions(0.3))
+        at_stop.append(np.abs(world.state()[:, 1]) >= world.q2_limit - 1e-9)
+    share = np.mean(at_stop)
+    assert 0.03 < share < 0.3  # stop contacts, but most steps still move freely

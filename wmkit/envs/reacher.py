@@ -23,6 +23,8 @@ TARGET = (210, 40, 60)
 
 
 class Reacher(World):
+    STOP_FRACTION = 0.2  # share of the explorer's elbow sub-goals placed past the joint stop
+
     def __init__(
         self,
         num_envs: int = 1,
@@ -161,10 +163,17 @@ class Reacher(World):
         return canvas.image()
 
     def explore_actions(self, noise: float) -> np.ndarray:
-        # PD control toward random joint sub-goals: wide coverage of configurations and speeds
+        # PD control toward random joint sub-goals: wide coverage of configurations and speeds. A
+        # share of the sub-goals lie past the elbow's stop, so that the data shows the stop holding
+        # the arm (without them it does in 0.05% of frames, and a model learns an elbow that folds
+        # through it, which a planner then trusts).
         stale = (self._sub_steps >= 15) | (np.abs(self._sub_q - self.q).max(axis=1) < 0.1)
         for i in np.flatnonzero(stale):
-            self._sub_q[i] = [self.rngs[i].uniform(-np.pi, np.pi), self.rngs[i].uniform(-self.q2_limit, self.q2_limit)]
+            rng = self.rngs[i]
+            q2 = rng.uniform(-self.q2_limit, self.q2_limit)
+            if rng.random() < self.STOP_FRACTION:
+                q2 = np.sign(q2) * (self.q2_limit + 0.5)
+            self._sub_q[i] = [rng.uniform(-np.pi, np.pi), q2]
             self._sub_steps[i] = 0
         self._sub_steps += 1
         err = self._sub_q - self.q
