@@ -118,13 +118,13 @@ def test_pickle_checkpoint_is_refused(tmp_path):
 
 @pytest.mark.parametrize("regularizer, objective, extra", [("vicreg", "jepa", {}), ("ema", "jepa", {}),
                                                            ("sigreg", "jepa", {"inverse_weight": 0.5}),
-                                                           ("sigreg", "pixel", {})])
+                                                           ("sigreg", "pixel", {}), ("sigreg", "jepa", {"recon_weight": 1.0})])
 def test_every_objective_trains(two_room_data, tmp_path, regularizer, objective, extra):
     tcfg, mcfg = configs(regularizer=regularizer, objective=objective, max_steps=4, val_every=4, **extra)
     summary = train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
     assert summary["step"] == 4
     model = WorldModel.from_checkpoint(tmp_path / "r")
-    assert (model.decoder is not None) == (objective == "pixel")
+    assert (model.decoder is not None) == (objective == "pixel" or "recon_weight" in extra)
 
 
 def test_nan_in_a_batch_names_the_step_and_key(tmp_path):

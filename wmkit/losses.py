@@ -89,6 +89,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
       with ``ema``, targets come from the EMA encoder instead (no gradient);
     - ``inverse``: a_t from (z_t, z_t+1), when ``cfg.inverse_weight > 0``;
     - ``temporal``: SIGReg on within-window deviations, when ``cfg.temporal_weight > 0``;
+    - ``recon``: one frame per window decoded from its latent vs the frame, when ``cfg.recon_weight > 0``;
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
     obs = {k: batch[k] for k in model.cfg.obs_keys}
@@ -123,6 +124,16 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # (deviations from a T-frame mean spread sqrt((T-1)/T) less than the frames themselves)
         dev = (z - z.mean(1, keepdim=True)).reshape(-1, z.shape[-1]) / cfg.temporal_scale
         terms["temporal"] = sigreg(dev, cfg.sigreg_projections, cfg.sigreg_knots, generator)
+    if cfg.recon_weight > 0:
+        if model.decoder is None:
+            raise ValueError("recon_weight > 0 needs a model built with a pixel decoder")
+        # one frame per window (a different one per window, drawn from the generator) keeps the
+        # decoder's cost a fraction of the encoder's
+        b, t = z.shape[:2]
+        pick = torch.randint(0, t, (b,), generator=generator).to(z.device)
+        rows = torch.arange(b, device=z.device)
+        frames = obs["rgb"][rows, pick].float() * (2.0 / 255.0) - 1.0  # (B, 3, H, W)
+        terms["recon"] = F.mse_loss(model.decode(z[rows, pick]), frames)
     if cfg.inverse_weight > 0:
         if model.inverse is None:
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
@@ -152,4 +163,4 @@ def loss_weights(cfg) -> dict[str, float]:
     """The weight of every term :func:`world_model_losses` can return."""
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
-            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "pixel": 1.0}
+            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight, "pixel": 1.0}

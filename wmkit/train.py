@@ -65,7 +65,7 @@ def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStor
         raise WmkitError(f"model.inverse_frames={cfg.inverse_frames} latents do not fit in train.window={tcfg.window} frames; "
                          f"raise window or lower inverse_frames")
     return dataclasses.replace(cfg, obs_keys=keys, image_size=int(rgb[0]), action_dim=action_dim, proprio_dim=proprio_dim,
-                               decoder=tcfg.objective == "pixel", inverse_head=tcfg.inverse_weight > 0)
+                               decoder=tcfg.objective == "pixel" or tcfg.recon_weight > 0, inverse_head=tcfg.inverse_weight > 0)
 
 
 def check_train_config(cfg: TrainConfig) -> None:

@@ -141,7 +141,7 @@ class ViTEncoder(nn.Module):
 
 
 class PixelDecoder(nn.Module):
-    """Latent -> RGB frame in [-1, 1], the mirror of :class:`ConvEncoder` (pixel baseline only)."""
+    """Latent -> RGB frame in [-1, 1], the mirror of :class:`ConvEncoder` (the pixel baseline, and the auxiliary reconstruction)."""
 
     def __init__(self, image_size: int, channels: int, in_dim: int):
         super().__init__()

@@ -124,9 +124,9 @@ class WorldModel(nn.Module):
         return torch.stack(out, 1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (..., D) -> frames (..., 3, H, W) in [-1, 1] (pixel-baseline models only)."""
+        """Latents (..., D) -> frames (..., 3, H, W) in [-1, 1] (models with a pixel decoder only)."""
         if self.decoder is None:
-            raise WmkitError("this model has no pixel decoder (it was not trained with objective=pixel)")
+            raise WmkitError("this model has no pixel decoder (it was trained with neither objective=pixel nor recon_weight > 0)")
         lead = z.shape[:-1]
         x = self.decoder(z.reshape(-1, z.shape[-1]))
         return x.view(*lead, *x.shape[1:])
