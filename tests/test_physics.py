@@ -177,3 +177,24 @@ def test_angles_are_probed_as_sine_and_cosine():
     features = np.concatenate([np.sin(theta), np.cos(theta)], 1)
     r2 = ridge_r2(features[::2], values[::2, 4:6], features[1::2], values[1::2, 4:6])
     assert min(r2) > 0.99
+
+
+def test_mlp_probe_reads_what_a_linear_probe_cannot_and_nothing_from_noise():
+    """A variable held non-linearly (here: only through |x| and a random sign-mixing) defeats ridge
+    but not the MLP probe; a feature set that does not hold it at all defeats both."""
+    from wmkit.eval.probe import mlp_r2, ridge_r2
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(3000, 1))
+    target = x**2  # even in x: no linear function of x predicts it
+    features = np.concatenate([x, rng.normal(size=(3000, 3))], 1)
+    tr, te = slice(0, 2000), slice(2000, None)
+    assert ridge_r2(features[tr], target[tr], features[te], target[te])[0] < 0.05
+    assert mlp_r2(features[tr], target[tr], features[te], target[te], hidden=64, steps=400)[0] > 0.9
+    noise = rng.normal(size=(3000, 4))
+    assert mlp_r2(noise[tr], target[tr], noise[te], target[te], hidden=64, steps=400)[0] < 0.1
+    # masks: a column is fitted and scored on its own rows only
+    mask = np.ones((3000, 1), dtype=bool)
+    mask[::2] = False
+    masked = mlp_r2(features[tr], target[tr], features[te], target[te], mask[tr], mask[te], hidden=64, steps=400)
+    assert masked[0] > 0.9

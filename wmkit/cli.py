@@ -67,12 +67,14 @@ def cmd_eval_probe(args) -> None:
     from .models import WorldModel
 
     model = WorldModel.from_checkpoint(args.ckpt)
-    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames, history=args.history)
+    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames, history=args.history,
+                     kind=args.probe)
     width = max(len(k) for k in r2)
-    print(f"{'state':<{width}}  R2 (linear probe on the latents of the last {args.history} frame(s), held-out episodes)")
+    what = "linear probe" if args.probe == "linear" else "MLP probe"
+    print(f"{'state':<{width}}  R2 ({what} on the latents of the last {args.history} frame(s), held-out episodes)")
     for name, value in r2.items():
         print(f"{name:<{width}}  {value:.4f}")
-    result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "r2": r2}
+    result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "probe": args.probe, "r2": r2}
     if args.horizon > 0:
         roll = rollout_error(model, args.data, horizon=args.horizon, windows=args.windows, val_fraction=args.val_fraction)
         print(f"\nopen-loop rollout from {roll['context']} frames (frame_skip {roll['frame_skip']}), "
@@ -246,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=20000, help="frames encoded for fitting (default 20000)")
     p.add_argument("--history", type=int, default=2,
                    help="latents of this many last frames feed the probe (default 2: velocities need two frames)")
+    p.add_argument("--probe", choices=("linear", "mlp"), default="linear",
+                   help="linear (ridge, default) or mlp: a small MLP, to tell a variable the latent holds non-linearly "
+                        "from one it does not hold")
     p.add_argument("--horizon", type=int, default=10, help="open-loop rollout steps to score (default 10; 0 skips)")
     p.add_argument("--windows", type=int, default=256, help="held-out windows for the rollout error (default 256)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")

@@ -1,8 +1,9 @@
-"""Linear probes and open-loop rollout error: what the latents know about the true state, and how
+"""Probes and open-loop rollout error: what the latents know about the true state, and how
 far ahead the predictor stays right.
 
 Probes: ridge regression from latents to each state variable, fitted on training episodes and
-scored by R^2 on held-out episodes (the same episode split as training), one number per variable.
+scored by R^2 on held-out episodes (the same episode split as training), one number per variable;
+optionally a small MLP instead, to tell a variable that is encoded non-linearly from one that is absent.
 One frame shows where things are but not how fast they move, so the features are the latents of
 the last ``history`` frames side by side (``history=1``: the current latent alone).
 
@@ -91,6 +92,49 @@ def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3, mask_train=N
     return 1.0 - resid / np.maximum(total, 1e-12)
 
 
+def mlp_r2(z_train, y_train, z_test, y_test, mask_train=None, mask_test=None, hidden: int = 256, steps: int = 3000,
+           batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> np.ndarray:
+    """Per-column R^2 on the test set of a two-hidden-layer MLP probe (features and targets
+    standardised on the train set; Adam with weight decay, a fixed number of steps and seed).
+
+    Where a linear probe fails, this one tells a variable that is in the latent but not linearly
+    readable from one that is not there at all. With masks ``(N, K)`` bool, each column's loss and
+    score use its own rows only."""
+    g = torch.Generator().manual_seed(seed)
+    mu, sd = z_train.mean(0), z_train.std(0) + 1e-8
+    a = torch.tensor((z_train - mu) / sd, dtype=torch.float32)
+    b = torch.tensor((z_test - mu) / sd, dtype=torch.float32)
+    m_tr = torch.ones(y_train.shape, dtype=torch.bool) if mask_train is None else torch.from_numpy(mask_train)
+    m_te = np.ones(y_test.shape, dtype=bool) if mask_test is None else mask_test
+    y = torch.tensor(np.where(m_tr.numpy(), y_train, 0.0), dtype=torch.float32)
+    count = m_tr.sum(0).clamp_min(1)
+    y_mu = (y * m_tr).sum(0) / count
+    y_sd = (((y - y_mu) ** 2 * m_tr).sum(0) / count).sqrt() + 1e-8
+    y = (y - y_mu) / y_sd
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(a.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden),
+                                  torch.nn.GELU(), torch.nn.Linear(hidden, y.shape[1]))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
+    with torch.enable_grad():
+        for _ in range(steps):
+            rows = torch.randint(0, len(a), (min(batch_size, len(a)),), generator=g)
+            err = (net(a[rows]) - y[rows]) ** 2 * m_tr[rows]
+            loss = err.sum() / m_tr[rows].sum().clamp_min(1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        pred = (net(b) * y_sd + y_mu).numpy().astype(np.float64)
+    out = np.full(y_train.shape[1], np.nan)
+    for k in range(y_train.shape[1]):
+        te = m_te[:, k]
+        if m_tr[:, k].sum() > z_train.shape[1] and te.sum() > 1:
+            truth = y_test[te, k]
+            out[k] = 1.0 - ((truth - pred[te, k]) ** 2).sum() / max(((truth - truth.mean()) ** 2).sum(), 1e-12)
+    return out
+
+
 COLOUR_NAMES = ("red", "blue", "yellow", "green", "purple", "orange")
 
 
@@ -140,13 +184,18 @@ def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray
     return out_names, np.stack(values, 1), np.stack(masks, 1)
 
 
+PROBE_KINDS = ("linear", "mlp")
+
+
 def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000, names: list[str] | None = None,
-                history: int = 1) -> dict[str, float]:
-    """R^2 per state variable of a linear probe from the model's latents (of the last ``history``
-    frames), on held-out episodes."""
+                history: int = 1, kind: str = "linear") -> dict[str, float]:
+    """R^2 per state variable of a probe (``linear``: ridge; ``mlp``: see :func:`mlp_r2`) from the
+    model's latents (of the last ``history`` frames), on held-out episodes."""
     store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
     if history < 1:
         raise DatasetError(f"probe history must be >= 1 frame, got {history}")
+    if kind not in PROBE_KINDS:
+        raise DatasetError(f"probe kind {kind!r} is not one of {PROBE_KINDS}")
     ids = store.episodes["id"]
     train_rows = np.flatnonzero(split_episodes(ids, val_fraction, "train"))
     val_rows = np.flatnonzero(split_episodes(ids, val_fraction, "val"))
@@ -159,7 +208,8 @@ def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000,
     z_te, s_te = encode_episodes(model, store, val_rows, max_frames=max_frames // 4, history=history)
     all_names, y_tr, m_tr = probe_targets(store.meta, s_tr)
     _, y_te, m_te = probe_targets(store.meta, s_te)
-    r2 = ridge_r2(z_tr, y_tr, z_te, y_te, mask_train=m_tr, mask_test=m_te)
+    fit = ridge_r2 if kind == "linear" else mlp_r2
+    r2 = fit(z_tr, y_tr, z_te, y_te, mask_train=m_tr, mask_test=m_te)
     unknown = [n for n in names or [] if n not in all_names]
     if unknown:
         raise DatasetError(f"{store.path} has no state variables {unknown}; it has {all_names}")
