@@ -198,3 +198,23 @@ def test_mlp_probe_reads_what_a_linear_probe_cannot_and_nothing_from_noise():
     mask[::2] = False
     masked = mlp_r2(features[tr], target[tr], features[te], target[te], mask[tr], mask[te], hidden=64, steps=400)
     assert masked[0] > 0.9
+
+
+def test_latent_sensitivity_sees_what_the_frame_shows(tmp_path):
+    """Moving a rendered variable moves the latent; a velocity (not drawn in one frame) does not, and
+    a variable the world derives from others (the fingertip) is reported, not silently zero."""
+    from wmkit.config import CollectConfig, ModelConfig
+    from wmkit.envs.collect import collect
+    from wmkit.eval.probe import latent_sensitivity
+    from wmkit.models import WorldModel
+
+    out = tmp_path / "reacher"
+    collect(CollectConfig(env="reacher", episodes=40, steps=8, workers=1), out, show_progress=False)
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(channels=8, embed_dim=32, image_size=64, action_dim=2, predictor="mlp", predictor_width=32))
+    result = latent_sensitivity(model, out, num_states=16)
+    shift = {k: v["relative_shift"] for k, v in result["variables"].items()}
+    assert shift["q1"] > 0.02 and shift["q2"] > 0.02
+    assert shift["dq1"] == 0.0 and shift["dq2"] == 0.0
+    assert {"tip_x", "tip_y", "target_x", "target_y"} <= set(result["derived"])
+    assert "tip_x" not in shift

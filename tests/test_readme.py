@@ -67,7 +67,7 @@ def test_physics_commands(tmp_path):
     block = next(b for b in blocks("bash") if "wmkit eval physics" in b)
     shrink = {"collect": ["--steps", "20"], "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0"],
               "physics": ["--sets", "2", "--length", "12", "--bootstrap", "10", "--properties", "permanence,solidity"],
-              "probe": ["--max-frames", "200", "--windows", "8", "--horizon", "3"]}
+              "probe": ["--max-frames", "200", "--windows", "8", "--horizon", "3"], "sensitivity": ["--states", "16"]}
     for line in block.strip().splitlines():
         argv = shlex.split(line.split("#")[0])[1:]
         argv = ["8" if a == "2000" else "debug" if a == "small" else a for a in argv]

@@ -62,6 +62,27 @@ def cmd_train(args) -> None:
     print(f"trained {summary['step']} steps into {summary['run']}: {shown}")
 
 
+def cmd_eval_sensitivity(args) -> None:
+    from .eval.probe import latent_sensitivity
+    from .models import WorldModel
+
+    model = WorldModel.from_checkpoint(args.ckpt)
+    result = latent_sensitivity(model, args.data, num_states=args.states, scale=args.scale, seed=args.seed)
+    print(f"latent shift when one state variable moves by {args.scale} x its spread, nothing else moving "
+          f"({result['states']} held-out states of {result['env']}; 1.0 = the median distance between a latent and the mean latent)")
+    width = max([len(k) for k in result["variables"]] + [8])
+    print(f"{'state':<{width}}  {'moved by':>10}  {'latent shift':>12}")
+    for name, row in result["variables"].items():
+        print(f"{name:<{width}}  {row['delta']:>10.4g}  {row['relative_shift']:>12.4f}")
+    if result["derived"]:
+        print(f"derived from other variables (not moved alone): {', '.join(result['derived'])}")
+    for key, what in (("constant", "constant over these states"), ("discrete", "flags (not moved by a fraction)")):
+        if result[key]:
+            print(f"{what}: {', '.join(result[key])}")
+    if args.json:
+        _write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), **result})
+
+
 def cmd_eval_probe(args) -> None:
     from .eval.probe import probe_state, rollout_error
     from .models import WorldModel
@@ -255,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=256, help="held-out windows for the rollout error (default 256)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_probe)
+    p = esub.add_parser("sensitivity", help="how far the latent (and so a planner's cost) moves when one state variable changes alone")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--data", required=True, help="a built-in world's collection: states of its held-out episodes are re-rendered")
+    p.add_argument("--states", type=int, default=256, help="states to perturb (default 256)")
+    p.add_argument("--scale", type=float, default=0.25, help="each variable moves by this times its spread (default 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="which held-out states (default 0)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    p.set_defaults(func=cmd_eval_sensitivity)
 
     p = esub.add_parser("physics", help="violation-of-expectation surprise on matched possible/impossible balls clips, with controls")
     p.add_argument("--ckpt", required=True, action="append",

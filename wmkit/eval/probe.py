@@ -258,3 +258,75 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
     return {"k": list(range(1, horizon + 1)), "model": err.tolist(), "copy_last": copy.tolist(),
             "ratio": (err / np.maximum(copy, 1e-12)).tolist(), "context": context, "frame_skip": skip,
             "windows": int(len(picked))}
+
+
+@torch.no_grad()
+def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, val_fraction: float = 0.1,
+                       seed: int = 0) -> dict:
+    """How far the latent moves when one state variable changes and nothing else does.
+
+    Recorded states of held-out episodes of ``data`` (a built-in world's collection) are re-rendered
+    as they are and with one variable moved by ``scale`` times its spread over those states; the
+    median latent displacement is divided by the median distance of the unmoved latents from their
+    mean. A planner's latent distance to a goal image weighs each variable by exactly this, so a
+    variable the success test needs but the latent hardly moves for is one planning cannot fix.
+    Variables the world derives from others (a fingertip from joint angles) cannot be moved alone
+    and are listed as such, and so are flags (two values at most); velocities do not show in one
+    frame and come out near zero."""
+    from ..envs import is_world, make_world, world_class
+    from ..planning.agent import constructor_params
+
+    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
+    env = store.meta.get("env")
+    if not is_world(env):
+        raise DatasetError(f"{store.path} was collected from '{env}', not a built-in world: latent sensitivity re-renders "
+                           f"edited states, which needs a world wmkit can set the state of")
+    if num_states < 2 or scale <= 0:
+        raise DatasetError(f"need at least 2 states and a scale > 0, got {num_states} and {scale}")
+    rows = np.flatnonzero(split_episodes(store.episodes["id"], val_fraction, "val"))
+    rng = np.random.default_rng(seed)
+    per_episode = max(1, -(-num_states // max(1, len(rows))))
+    states = []
+    for row in rng.permutation(rows):
+        ep = store.load_episode(int(row))
+        if ep.state is None:
+            raise DatasetError(f"{store.path} has no ground-truth state")
+        states.append(ep.state[rng.choice(len(ep.state), size=min(per_episode, len(ep.state)), replace=False)])
+        if sum(len(s) for s in states) >= num_states:
+            break
+    base = np.concatenate(states)[:num_states].astype(np.float64)
+    params = constructor_params(world_class(env), store.meta.get("world_params") or {})
+    world = make_world(env, len(base), model.cfg.image_size, tuple(model.cfg.obs_keys), **params)
+    world.reset(list(range(len(base))))
+
+    def encode(state: np.ndarray) -> torch.Tensor:
+        world.set_state(state)
+        obs = world.observe()
+        part = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items() if k in model.cfg.obs_keys}
+        part["rgb"] = part["rgb"].permute(0, 3, 1, 2)
+        if "depth" in part:
+            part["depth"] = part["depth"][:, None]
+        return torch.cat([model.encode({k: v[i : i + 256] for k, v in part.items()}).float() for i in range(0, len(state), 256)])
+
+    model.eval()
+    z0 = encode(base)
+    spread = float((z0 - z0.mean(0)).norm(dim=1).median())
+    names = list(store.meta.get("state_names") or [f"s{i}" for i in range(base.shape[1])])
+    out, derived, constant, discrete = {}, [], [], []
+    for i, name in enumerate(names):
+        delta = scale * float(base[:, i].std())
+        if delta == 0.0:
+            constant.append(name)
+            continue
+        if len(np.unique(base[:, i])) <= 2:  # a flag (visible, square or disk): a fraction of it means nothing
+            discrete.append(name)
+            continue
+        moved = base.copy()
+        moved[:, i] += delta
+        z = encode(moved)
+        if not np.allclose(world.state()[:, i], moved[:, i], atol=1e-6 * max(1.0, abs(delta))):
+            derived.append(name)
+            continue
+        out[name] = {"delta": delta, "relative_shift": float((z - z0).norm(dim=1).median()) / max(spread, 1e-12)}
+    return {"env": env, "states": int(len(base)), "scale": scale, "latent_spread": spread, "variables": out,
+            "derived": derived, "constant": constant, "discrete": discrete}
