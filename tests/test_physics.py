@@ -218,3 +218,15 @@ def test_latent_sensitivity_sees_what_the_frame_shows(tmp_path):
     assert shift["dq1"] == 0.0 and shift["dq2"] == 0.0
     assert {"tip_x", "tip_y", "target_x", "target_y"} <= set(result["derived"])
     assert "tip_x" not in shift
+
+
+def test_latent_sensitivity_refuses_another_worlds_data(tmp_path, two_room_data):
+    from wmkit.config import ModelConfig
+    from wmkit.errors import DatasetError
+    from wmkit.eval.probe import latent_sensitivity
+    from wmkit.models import WorldModel
+
+    model = WorldModel(ModelConfig(channels=8, embed_dim=16, image_size=64, action_dim=2, predictor="mlp", predictor_width=16))
+    model.checkpoint_meta = {"dataset": {"env": "push-t"}}
+    with pytest.raises(DatasetError, match="trained on 'push-t'"):
+        latent_sensitivity(model, two_room_data, num_states=4)

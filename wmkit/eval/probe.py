@@ -281,6 +281,10 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
     if not is_world(env):
         raise DatasetError(f"{store.path} was collected from '{env}', not a built-in world: latent sensitivity re-renders "
                            f"edited states, which needs a world wmkit can set the state of")
+    trained_on = ((getattr(model, "checkpoint_meta", None) or {}).get("dataset") or {}).get("env")
+    if trained_on and trained_on != env:
+        raise DatasetError(f"the model was trained on '{trained_on}' data but {store.path} is '{env}': pass a collection "
+                           f"of the world the model was trained on")
     if num_states < 2 or scale <= 0:
         raise DatasetError(f"need at least 2 states and a scale > 0, got {num_states} and {scale}")
     rows = np.flatnonzero(split_episodes(store.episodes["id"], val_fraction, "val"))
