@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=int, default=2,
                    help="latents of this many last frames feed the probe (default 2: velocities need two frames)")
     p.add_argument("--probe", choices=("linear", "mlp"), default="linear",
-                   help="linear (ridge, default) or mlp: a small MLP, to tell a variable the latent holds non-linearly "
-                        "from one it does not hold")
+                   help="linear (ridge, default) or mlp: a small MLP, which can read a variable the latent holds "
+                        "non-linearly (its failing does not prove the variable absent)")
     p.add_argument("--horizon", type=int, default=10, help="open-loop rollout steps to score (default 10; 0 skips)")
     p.add_argument("--windows", type=int, default=256, help="held-out windows for the rollout error (default 256)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")

@@ -134,7 +134,7 @@ class TrainConfig:
     inverse_weight: float = 0.0
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0
-    """Weight of an auxiliary reconstruction of one frame per window from its latent (through a pixel decoder), so the encoder keeps what the predictive objective alone lets go (push-t's block orientation); 0 turns it off."""
+    """Weight of an auxiliary reconstruction of one frame per window from its latent (through a pixel decoder), so the encoder is asked to keep what the frame shows, not only what predicts the next latent; 0 turns it off."""
     temporal_weight: float = 0.0
     """Weight of temporal SIGReg: within each window, the latents' deviations from the window mean, divided by temporal_scale, are pushed toward N(0, I), so what changes over time must be encoded; 0 turns it off."""
     temporal_scale: float = 0.5
