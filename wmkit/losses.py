@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .dist import all_reduce_sum
+from .models.encoders import pixels
 
 
 def sigreg(z: torch.Tensor, num_projections: int = 256, num_knots: int = 17, generator: torch.Generator | None = None,
@@ -97,7 +98,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     z = model.encode(obs)  # (B, T, D)
     terms: dict[str, torch.Tensor] = {}
     if cfg.objective == "pixel":
-        frames = obs["rgb"].float() * (2.0 / 255.0) - 1.0  # (B, T, 3, H, W)
+        frames = pixels(obs["rgb"])  # (B, T, 3, H, W)
         pred = model.predict(z[:, :-1], actions[:, :-1])
         terms["pixel"] = F.mse_loss(model.decode(pred), frames[:, 1:]) + F.mse_loss(model.decode(z), frames)
         return terms, z
@@ -132,7 +133,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         b, t = z.shape[:2]
         pick = torch.randint(0, t, (b,), generator=generator).to(z.device)
         rows = torch.arange(b, device=z.device)
-        frames = obs["rgb"][rows, pick].float() * (2.0 / 255.0) - 1.0  # (B, 3, H, W)
+        frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
         terms["recon"] = F.mse_loss(model.decode(z[rows, pick]), frames)
     if cfg.inverse_weight > 0:
         if model.inverse is None:

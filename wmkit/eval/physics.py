@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import WmkitError
+from ..models.encoders import pixels
 from .physics_report import curves_svg, format_table  # noqa: F401  (re-exported for the CLI and tests)
 from .stats import auroc, bootstrap_ci, pairwise_accuracy, single_clip_accuracy
 from .voe import PROPERTIES, VoEGenerator, VoESet
@@ -167,7 +168,7 @@ class ModelScorer(Scorer):
         pred = torch.cat([self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1]
                           for i in range(0, len(flat), 4096)]).view(n, t - context, -1)
         if self.model.decoder is not None:  # the pixel baseline: error in pixel space
-            target = torch.from_numpy(frames[:, context:]).permute(0, 1, 4, 2, 3).float() * (2.0 / 255.0) - 1.0
+            target = pixels(torch.from_numpy(frames[:, context:]).permute(0, 1, 4, 2, 3))
             decoded = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)])
             err = ((decoded - target) ** 2).flatten(2).mean(-1)
         else:

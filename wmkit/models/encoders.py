@@ -16,9 +16,14 @@ from torch import nn
 from ..errors import WmkitError
 
 
+def pixels(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (any leading shape) -> a new float tensor in [-1, 1]: what encoders read and decoders return."""
+    return rgb.float().mul_(2.0 / 255.0).sub_(1.0)
+
+
 def image_input(obs: dict[str, torch.Tensor], keys: tuple[str, ...]) -> torch.Tensor:
     """Frames ``(N, 3, H, W)`` uint8 (+ depth ``(N, 1, H, W)``) -> ``(N, C, H, W)`` float in ~[-1, 1]."""
-    x = obs["rgb"].float().mul_(2.0 / 255.0).sub_(1.0)
+    x = pixels(obs["rgb"])
     if "depth" in keys:
         x = torch.cat([x, obs["depth"].float().mul(2.0).sub(1.0)], dim=1)
     return x
