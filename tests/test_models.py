@@ -164,3 +164,38 @@ def test_keypoint_encoder_trains_and_checks():
         WorldModel(ModelConfig(encoder="vit", keypoints=4))
     with pytest.raises(WmkitError, match="keypoints"):
         WorldModel(ModelConfig(keypoints=-1))
+
+
+def test_batchnorm_variance_is_exact_for_a_feature_with_tiny_spread():
+    """A feature of order 10 that varies by 1e-3: E[x^2] - E[x]^2 in float32 is rounding noise;
+    the projector's BatchNorm must still normalise it to unit variance."""
+    from wmkit.models.norm import GlobalBatchNorm1d
+
+    g = torch.Generator().manual_seed(0)
+    x = 10.0 + 1e-3 * torch.randn(512, 8, generator=g)
+    norm = GlobalBatchNorm1d(8, eps=0.0).train()
+    y = norm(x)
+    torch.testing.assert_close(y.var(0, unbiased=False), torch.ones(8), rtol=1e-3, atol=0)
+
+
+def test_calibrate_makes_evaluation_mode_encode_as_training_mode():
+    """The running averages lag a feature that moves during training; calibrate() sets the exact
+    statistics of the current weights, pooled over several batches."""
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(encoder="vit", predictor="mlp", action_dim=2, **SMALL))
+    with torch.no_grad():  # a pooled feature with almost no spread around a large offset, as a ViT's can be
+        model.encoder.head.weight.mul_(1e-3)
+        model.encoder.head.bias.fill_(3.0)
+    frames = [batch(b=8, t=4)[0], batch(b=8, t=4)[0]]
+    frames[1] = {"rgb": frames[1]["rgb"].flip(-1)}
+    whole = {"rgb": torch.cat([f["rgb"] for f in frames])}
+    with torch.no_grad():
+        trained = model.train().encode(whole)  # one batch of all 64 frames, training statistics
+        stale = model.eval().encode(whole)
+        assert (stale - trained).norm(dim=-1).mean() > 0.5 * trained.norm(dim=-1).mean()
+        model.calibrate(frames)
+        calibrated = model.eval().encode(whole)
+    # equal up to the unbiased (evaluation) vs biased (training) variance: sqrt(64 / 63)
+    torch.testing.assert_close(calibrated, trained, rtol=2e-2, atol=2e-2)
+    with pytest.raises(WmkitError, match="at least one batch"):
+        model.calibrate([])

@@ -177,3 +177,22 @@ def test_predictor_on_a_frozen_encoder(two_room_data, tmp_path):
 
     with pytest.raises(WmkitError, match="embed_dim"):
         train(tcfg2, dataclasses.replace(mcfg, embed_dim=mcfg.embed_dim * 2), two_room_data, tmp_path / "d", show_progress=False)
+
+
+def test_checkpoints_encode_alike_in_training_and_evaluation_mode(two_room_data, tmp_path):
+    """Validation, probes and planning encode in evaluation mode: a checkpoint's projector
+    statistics must be those of its own weights, not lagging running averages."""
+    from wmkit.data.store import EpisodeStore
+
+    tcfg, mcfg = configs(max_steps=12, val_every=6, ckpt_every=6)
+    import dataclasses
+
+    train(tcfg, dataclasses.replace(mcfg, encoder="vit"), two_room_data, tmp_path / "r", show_progress=False)
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    store = EpisodeStore(two_room_data)
+    frames = torch.cat([torch.as_tensor(store.load_episode(i).obs["rgb"]).permute(0, 3, 1, 2) for i in range(store.num_episodes)])
+    with torch.no_grad():
+        trained = model.train().encode(frames)  # every recorded frame in one batch
+        evaluated = model.eval().encode(frames)
+    spread = (trained - trained.mean(0)).norm(dim=-1).mean()
+    assert (evaluated - trained).norm(dim=-1).mean() < 0.25 * spread

@@ -192,6 +192,11 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, tcfg.num_workers)
     val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
                              ctx.world_size, 0, shuffle=False)
+    # reference frames for the projector's evaluation statistics (WorldModel.calibrate): fixed
+    # training windows, the same in every run with this seed, so a resumed run validates alike
+    calib_loader = make_loader(train_set, per_rank, tcfg.seed + 2, ctx.rank, ctx.world_size, 0)
+    calib_obs = [{k: b[k].to(ctx.device) for k in keys} for b, _ in zip(calib_loader, range(max(1, tcfg.val_batches)))]
+    del calib_loader
     torch.manual_seed(tcfg.seed)
     model = WorldModel(mcfg)
     init_weights(model, tcfg)
@@ -285,6 +290,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         while step < tcfg.max_steps:
             if dist.broadcast_flag(stop["requested"], ctx.device):
                 logger.warning(f"SIGTERM received: saving a checkpoint at step {step} and stopping")
+                if not tcfg.freeze_encoder:
+                    model.calibrate(calib_obs)
                 save("sigterm")
                 return {"run": str(out), "step": step, "stopped": "sigterm", **logged, **val_stats}
             try:
@@ -332,7 +339,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
                             tboard.add_scalar(f"train/{k}", v, step)
             if bar is not None:
                 bar.update(1)
-            if (tcfg.val_every and step % tcfg.val_every == 0) or step == tcfg.max_steps:
+            validating = (tcfg.val_every and step % tcfg.val_every == 0) or step == tcfg.max_steps
+            if (validating or step % tcfg.ckpt_every == 0) and not tcfg.freeze_encoder:
+                model.calibrate(calib_obs)  # evaluation statistics of the current weights
+            if validating:
                 val_stats = validate(model, val_loader, tcfg, ctx.device)
                 if ctx.is_main:
                     metrics.write(event="val", step=step, **val_stats)

@@ -5,7 +5,9 @@
     z_future = model.rollout(z, actions)    # (B, H, D): open loop from the last latent of z
 
 The projector ends in BatchNorm: SIGReg pushes the latents toward an isotropic Gaussian and a
-BatchNorm projector lets it (a LayerNorm there blocks it, as LeWM reports).
+BatchNorm projector lets it (a LayerNorm there blocks it, as LeWM reports). Its evaluation
+statistics are set exactly from reference observations by :meth:`WorldModel.calibrate` (training
+does this before every validation and checkpoint), so the model encodes alike in both modes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import WmkitError
 from .encoders import ConvEncoder, PixelDecoder, ViTEncoder
-from .norm import GlobalBatchNorm1d
+from .norm import GlobalBatchNorm1d, calibrate
 from .predictors import GRUPredictor, MLPPredictor, TransformerPredictor
 
 
@@ -71,10 +73,8 @@ class WorldModel(nn.Module):
     def history(self) -> int:
         return self.predictor.history
 
-    def encode(self, obs) -> torch.Tensor:
-        """Observations -> latents. ``obs`` is a dict (``rgb`` uint8 ``(B, T, 3, H, W)`` or
-        ``(B, 3, H, W)``, plus ``depth``/``proprio`` if the model uses them) or the rgb tensor alone.
-        Returns ``(B, T, D)`` or ``(B, D)`` to match."""
+    def _encoder_features(self, obs) -> tuple[torch.Tensor, torch.Size]:
+        """Checked observations -> the encoder's features ``(N, F)`` and the leading shape ``(B[, T])``."""
         if isinstance(obs, torch.Tensor):
             obs = {"rgb": obs}
         missing = [k for k in self.cfg.obs_keys if k not in obs]
@@ -88,8 +88,27 @@ class WorldModel(nn.Module):
                              f"(images must be channels-first, {size}x{size}, RGB)")
         lead = rgb.shape[:-3]
         flat = {k: obs[k].reshape(-1, *obs[k].shape[len(lead):]) for k in self.cfg.obs_keys}
-        z = self.projector(self.encoder(flat))  # (B*T, D)
-        return z.view(*lead, -1)
+        return self.encoder(flat), lead
+
+    def encode(self, obs) -> torch.Tensor:
+        """Observations -> latents. ``obs`` is a dict (``rgb`` uint8 ``(B, T, 3, H, W)`` or
+        ``(B, 3, H, W)``, plus ``depth``/``proprio`` if the model uses them) or the rgb tensor alone.
+        Returns ``(B, T, D)`` or ``(B, D)`` to match."""
+        feature, lead = self._encoder_features(obs)
+        return self.projector(feature).view(*lead, -1)  # (B*T, D) -> lead + (D,)
+
+    @torch.no_grad()
+    def calibrate(self, observations) -> None:
+        """Set the projector BatchNorm's evaluation statistics to the exact mean and variance of its
+        input over ``observations`` (an iterable of observation dicts as :meth:`encode` takes, or
+        one dict), pooled over every process. Afterwards evaluation mode encodes these frames as
+        training mode encodes them in one batch."""
+        if isinstance(observations, dict):
+            observations = [observations]
+        features = [self.projector[:-1](self._encoder_features(obs)[0]) for obs in observations]
+        if not features:
+            raise WmkitError("calibrate needs at least one batch of reference observations")
+        calibrate(self.projector[-1], features)
 
     def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Next latents after each step: ``z`` (B, T, D), ``actions`` (B, T, A) -> (B, T, D).
