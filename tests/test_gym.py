@@ -71,3 +71,9 @@ def test_unknown_env_id(env_id, tmp_path):
 def test_explore_policy_needs_a_world(tmp_path):
     with pytest.raises(WmkitError, match="needs a built-in world"):
         collect(CollectConfig(env="Pendulum-v1", episodes=1, workers=1, policy="explore"), tmp_path / "x", show_progress=False)
+
+
+def test_expert_policy_needs_a_world_with_an_expert(tmp_path):
+    with pytest.raises(WmkitError, match="no scripted expert"):
+        collect(CollectConfig(env="two-room", episodes=1, workers=1, policy="expert"), tmp_path / "x", show_progress=False)
+    assert not (tmp_path / "x").exists()

@@ -91,7 +91,8 @@ def test_observations():
     assert np.any(np.isclose(depth, 0.95))  # the agent's top
 
 
-def test_batch_equals_single_copies_and_is_deterministic():
+@pytest.mark.parametrize("policy", ["explore_actions", "expert_actions"])
+def test_batch_equals_single_copies_and_is_deterministic(policy):
     seeds, keys = [5, 6, 7], ("rgb", "depth", "proprio")
     batch = PushT(num_envs=3, obs_keys=keys)
     singles = [PushT(num_envs=1, obs_keys=keys) for _ in seeds]
@@ -99,11 +100,11 @@ def test_batch_equals_single_copies_and_is_deterministic():
     obs_s = [w.reset([s]) for w, s in zip(singles, seeds)]
     history = []
     for _ in range(20):
-        actions = batch.explore_actions(0.3)
+        actions = getattr(batch, policy)(0.3)
         history.append(actions)
         obs_b, reward_b, _, info_b = batch.step(actions)
         for i, world in enumerate(singles):
-            own = world.explore_actions(0.3)  # the same policy from the same per-copy rng
+            own = getattr(world, policy)(0.3)  # the same policy from the same per-copy rng
             assert np.array_equal(own[0], actions[i])
             obs_s, reward_s, _, info_s = world.step(actions[i : i + 1])
             assert np.array_equal(info_s["state"][0], info_b["state"][i])
@@ -113,7 +114,7 @@ def test_batch_equals_single_copies_and_is_deterministic():
     final = batch.state()
     batch.reset(seeds)  # the same seeds replay the same trajectory
     for actions in history:
-        assert np.array_equal(batch.explore_actions(0.3), actions)
+        assert np.array_equal(getattr(batch, policy)(0.3), actions)
         batch.step(actions)
     assert np.array_equal(batch.state(), final)
 
@@ -128,3 +129,21 @@ def test_exploration_moves_the_block():
     moved = np.linalg.norm(end[:, 2:4] - start[:, 2:4], axis=1) > 50
     turned = np.abs(end[:, 4] - start[:, 4]) > 0.5
     assert np.sum(moved | turned) >= 6
+
+
+def test_expert_brings_the_block_to_the_goal_pose():
+    """The scripted demonstrator reaches the episode's goal (position and angle) where exploration
+    does not, and the episode's goal, reward and success stay the first goal's after it moves on."""
+    reached = {}
+    for policy in ("expert_actions", "explore_actions"):
+        world = PushT(num_envs=16)
+        world.reset(list(range(200, 216)))
+        goal = world.goal_state()
+        hit = np.zeros(16, bool)
+        for _ in range(150):
+            _, reward, _, info = world.step(getattr(world, policy)(0.0))
+            hit |= info["success"]
+            assert np.array_equal(world.goal_state(), goal)
+            np.testing.assert_allclose(reward, -world.goal_distance(info["state"], goal))
+        reached[policy] = hit.mean()
+    assert reached["expert_actions"] >= 0.5 and reached["explore_actions"] <= 0.25, reached

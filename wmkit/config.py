@@ -24,9 +24,9 @@ class CollectConfig:
     steps: int = 0
     """Control steps per episode (frames = steps + 1); 0 uses the world's default length."""
     policy: str = ""
-    """Exploration policy: 'explore' (noisy goal-seeking, built-in worlds) or 'random'; empty picks explore for worlds, random for Gymnasium."""
+    """Data policy: 'explore' (noisy goal-seeking toward random sub-goals, built-in worlds), 'expert' (scripted demonstrations toward each episode's goal, push-t) or 'random'; empty picks explore for worlds, random for Gymnasium."""
     noise: float = 0.3
-    """Share of uniform random action mixed into the explore policy, in [0, 1]."""
+    """Share of uniform random action mixed into the explore or expert policy, in [0, 1]."""
     size: int = 64
     """Rendered frame size in pixels (square)."""
     obs_keys: tuple = ("rgb",)

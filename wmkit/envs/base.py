@@ -196,6 +196,11 @@ class World:
         """
         raise NotImplementedError
 
+    def expert_actions(self, noise: float) -> np.ndarray:
+        """Actions of a scripted demonstrator that works toward the episode's own goal (the
+        published Push-T numbers are trained on such task demonstrations, not on exploration)."""
+        raise WmkitError(f"world '{self.spec.name}' has no scripted expert; use --policy explore or random")
+
     def _check_state(self, state: np.ndarray) -> np.ndarray:
         state = np.asarray(state, dtype=np.float64)
         expected = (self.num_envs, self.spec.state_dim)

@@ -124,6 +124,7 @@ class PushT(World):
         self._contact, self._normal, self._push = np.zeros((B, 2)), np.zeros((B, 2)), np.zeros((B, 2))
         self._pushing = np.zeros(B, dtype=bool)
         self._plan_steps, self._push_len = np.zeros(B, np.int64), np.zeros(B, np.int64)
+        self._target = np.zeros((B, 3))
 
     # ----- physics ----------------------------------------------------------------------------
     def _make_space(self):
@@ -199,6 +200,7 @@ class PushT(World):
         self._pushing[:] = True
         self._plan_steps[:] = 0
         self._push_len[:] = 0
+        self._target = self.goal.copy()  # the expert's current target pose
 
     def _reward(self, state: np.ndarray) -> np.ndarray:
         return -self.goal_distance(state, self.goal_state())
@@ -277,12 +279,62 @@ class PushT(World):
         self._plan_steps[i] = 0
         self._push_len[i] = rng.integers(5, 16)
 
-    def explore_actions(self, noise: float) -> np.ndarray:
+    def _plan_expert(self, i: int, pose: np.ndarray) -> None:
+        """Pick the push that best moves the block toward this episode's goal pose.
+
+        Each of 64 random candidates (a point on the T's outline, a push through it up to 0.4 rad
+        off the inward normal, inside the contact's friction cone) is scored with a free-body
+        impulse model: pushing the contact point a distance ``L`` along ``p`` moves the centre by
+        ``s p`` and turns the block by ``s (r x p) / k^2`` (``r`` the contact point from the centre,
+        ``k`` the radius of gyration, ``s = L / (1 + (r x p)^2 / k^2)``). Position and angle errors
+        count in units of their success tolerance; the best candidate with its best length wins."""
+        rng = self.rngs[i]
+        k2 = self.moment / self.block_mass
+        target = self._target[i]
+        err_pos = target[:2] - pose[:2]
+        err_ang = (target[2] - pose[2] + math.pi) % (2 * math.pi) - math.pi
+        e = np.array([err_pos[0] / self.success_pos, err_pos[1] / self.success_pos, err_ang / self.success_angle])
+        edge = rng.choice(len(OUTLINE), size=64, p=self._edge_len / self._edge_len.sum())
+        point = OUTLINE[edge] + rng.uniform(size=(64, 1)) * self._edge[edge]  # block frame
+        tilt = rng.uniform(-0.4, 0.4, size=64)
+        n = self._edge_normal[edge]
+        ct, st = np.cos(tilt), np.sin(tilt)
+        push = np.stack([-(ct * n[:, 0] - st * n[:, 1]), -(st * n[:, 0] + ct * n[:, 1])], 1)  # block frame
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        r_w = np.stack([c * point[:, 0] - s * point[:, 1], s * point[:, 0] + c * point[:, 1]], 1)
+        p_w = np.stack([c * push[:, 0] - s * push[:, 1], s * push[:, 0] + c * push[:, 1]], 1)
+        turn = (r_w[:, 0] * p_w[:, 1] - r_w[:, 1] * p_w[:, 0]) / k2  # radians per unit of s
+        u = np.stack([p_w[:, 0] / self.success_pos, p_w[:, 1] / self.success_pos, turn / self.success_angle], 1)
+        best_s = np.clip((u @ e) / np.maximum((u * u).sum(1), 1e-12), 0.0, 150.0)
+        residual = ((e[None] - best_s[:, None] * u) ** 2).sum(1)
+        j = int(np.argmin(residual))
+        length = best_s[j] * (1.0 + (turn[j] ** 2) * k2)  # contact-point travel
+        self._contact[i], self._normal[i], self._push[i] = point[j], n[j], push[j]
+        self._pushing[i] = False
+        self._plan_steps[i] = 0
+        # the pushing agent moves ~15 units per step; at least one step, at most 15 per push
+        self._push_len[i] = int(np.clip(round(length / 15.0), 1, 15))
+
+    def expert_actions(self, noise: float) -> np.ndarray:
+        """Scripted demonstrations: pushes chosen to bring the block to a target pose
+        (:meth:`_plan_expert`), with the same approach and pushing motions as the explorer. The
+        first target is the episode's goal; once the block is there, the next is a fresh random
+        pose, so a whole episode is purposeful pushing (the episode's goal, reward and success
+        stay those of the first)."""
+        reached = np.flatnonzero(self.success(np.concatenate([np.zeros((self.num_envs, 2)), self.state()[:, 2:]], 1),
+                                              np.concatenate([np.zeros((self.num_envs, 2)), self._target, np.zeros((self.num_envs, 5))], 1)))
+        for i in reached:
+            self._target[i] = self._sample_block(self.rngs[i])
+            self._pushing[i], self._push_len[i] = True, 0  # plan toward the new target now
+        return self.explore_actions(noise, plan=self._plan_expert)
+
+    def explore_actions(self, noise: float, plan=None) -> np.ndarray:
+        plan = self._plan if plan is None else plan
         st = self.state()
         agent, pose = st[:, :2], st[:, 2:5]
         done = np.where(self._pushing, self._plan_steps >= self._push_len, self._plan_steps >= 30)
         for i in np.flatnonzero(done):
-            self._plan(i, pose[i])
+            plan(i, pose[i])
         c, s = _cos_sin(pose[:, 2])
         contact = _to_world(self._contact, pose, c, s)
         normal, push = _rotate(self._normal, c, s), _rotate(self._push, c, s)

@@ -16,10 +16,12 @@ from ..data.episode import Episode
 from ..data.video import square_resize
 from ..errors import UnknownEnvError, WmkitError
 from . import is_world, make_world
+from .base import World
 
 POLICIES = {
     "random": "uniform random actions within the bounds",
     "explore": "noisy goal-seeking toward random sub-goals (built-in worlds): covers the state space",
+    "expert": "scripted demonstrations toward each episode's own goal (built-in worlds that have one: push-t)",
 }
 
 
@@ -36,7 +38,10 @@ class WorldSource:
             raise WmkitError(f"unknown policy '{policy}'; expected one of {', '.join(POLICIES)}")
         self.env, self.size, self.obs_keys, self.policy, self.noise = env, size, tuple(obs_keys), policy, float(noise)
         self.params = dict(params or {})
-        self.spec = make_world(env, 1, size, obs_keys, **self.params).spec
+        world = make_world(env, 1, size, obs_keys, **self.params)
+        self.spec = world.spec
+        if policy == "expert" and type(world).expert_actions is World.expert_actions:  # fail fast, in this process
+            raise WmkitError(f"world '{env}' has no scripted expert (policy 'expert' works with push-t); use --policy explore or random")
 
     def metadata(self) -> dict:
         s = self.spec
@@ -52,7 +57,12 @@ class WorldSource:
         states, actions, rewards = [world.state()], [], []
         success = np.zeros(len(seeds), dtype=bool)
         for _ in range(num_steps):
-            act = world.sample_actions() if self.policy == "random" else world.explore_actions(self.noise)
+            if self.policy == "random":
+                act = world.sample_actions()
+            elif self.policy == "expert":
+                act = world.expert_actions(self.noise)
+            else:
+                act = world.explore_actions(self.noise)
             obs, reward, _, info = world.step(act)
             for k, v in obs.items():
                 frames[k].append(v)
