@@ -137,3 +137,36 @@ def test_reconstruction_term_teaches_the_encoder_the_frame():
     assert terms["recon"].item() < 0.2 * first
     plain = TrainConfig(rollout_steps=1)
     assert "recon" not in world_model_losses(model, batch, plain, gen(0))[0]
+
+
+def test_regularisers_see_every_cell_of_a_latent_map_and_subsample():
+    """With per-region latents each cell is one sample of SIGReg (embed_dim numbers), and at
+    most `sigreg_samples` cells are read per step: a random subset, the same for the same seed."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.errors import WmkitError
+    from wmkit.losses import subsample, world_model_losses
+    from wmkit.models import WorldModel
+    from wmkit.train import check_train_config
+
+    model = WorldModel(ModelConfig(channels=8, embed_dim=4, grid=4, predictor="conv", predictor_width=16, predictor_depth=1,
+                                   history=2, image_size=32))
+    batch = {"rgb": torch.randint(0, 256, (4, 3, 3, 32, 32), dtype=torch.uint8), "actions": torch.zeros(4, 3, 0)}
+    seen = []
+    import wmkit.losses as losses
+
+    original = losses.sigreg
+    try:
+        losses.sigreg = lambda z, *a, **k: seen.append(tuple(z.shape)) or original(z, *a, **k)
+        cfg = TrainConfig(rollout_steps=1, sigreg_samples=100, temporal_weight=1.0)
+        terms, z = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+    finally:
+        losses.sigreg = original
+    assert z.shape == (4, 3, 64)
+    assert seen == [(100, 4), (100, 4)]  # 4 x 3 frames x 16 cells = 192 cells, 100 of them, 4 numbers each
+    assert all(torch.isfinite(v) for v in terms.values())
+    x = torch.arange(50.0).view(25, 2)
+    assert subsample(x, 30, torch.Generator()) is x
+    a, b = (subsample(x, 10, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert a.shape == (10, 2) and torch.equal(a, b) and len({tuple(r) for r in a.tolist()}) == 10
+    with pytest.raises(WmkitError, match="sigreg_samples"):
+        check_train_config(TrainConfig(sigreg_samples=1))

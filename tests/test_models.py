@@ -199,3 +199,61 @@ def test_calibrate_makes_evaluation_mode_encode_as_training_mode():
     torch.testing.assert_close(calibrated, trained, rtol=2e-2, atol=2e-2)
     with pytest.raises(WmkitError, match="at least one batch"):
         model.calibrate([])
+
+
+GRID = dict(SMALL, grid=4, predictor="conv", embed_dim=4, history=2)  # 32x32 frames -> 4x4 cells of 4 channels
+
+
+def test_latent_map_shapes_gradients_and_causality():
+    model = WorldModel(ModelConfig(action_dim=2, **GRID))
+    assert model.latent_dim == 4 * 4 * 4
+    obs, actions = batch(b=3, t=5)
+    z = model.encode(obs)
+    assert z.shape == (3, 5, 64)
+    pred = model.predict(z, actions)  # the conv predictor slides a window of `history` maps
+    future = model.rollout(z[:, :2], torch.randn(3, 4, 2), past_actions=actions[:, :1])
+    assert pred.shape == (3, 5, 64) and future.shape == (3, 4, 64)
+    (pred.square().mean() + future.square().mean()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    torch.nn.init.normal_(model.predictor.out[-1].weight, std=0.1)  # zero-init output: give it weight
+    with torch.no_grad():
+        z2, a2 = z.clone(), actions.clone()
+        z2[:, 3:] += 5.0
+        a2[:, 3:] -= 3.0
+        base, changed = model.predict(z, actions), model.predict(z2, a2)
+        torch.testing.assert_close(changed[:, :3], base[:, :3], rtol=0, atol=1e-6)
+        assert not torch.allclose(changed[:, 3:], base[:, 3:])
+        a3 = actions.clone()
+        a3[:, 1] += 1.0
+        assert not torch.allclose(model.predict(z, a3)[:, 1], base[:, 1])  # the action is read
+
+
+def test_latent_map_cells_are_local():
+    """A change in one corner of the image moves that corner's cells, not the opposite corner's:
+    per-region latents keep a small object out of the rest of the map."""
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(action_dim=0, **dict(GRID, image_size=64, grid=8))).eval()
+    frame = torch.full((1, 3, 64, 64), 128, dtype=torch.uint8)
+    moved = frame.clone()
+    moved[..., :4, :4] = 255  # top-left 4x4 pixels
+    with torch.no_grad():
+        change = (model.encode(moved) - model.encode(frame)).view(8, 8, 4).norm(dim=-1)
+        assert change[0, 0] > 0 and change[4:, :].max() == 0 and change[:, 4:].max() == 0
+        torch.nn.init.normal_(model.predictor.out[-1].weight, std=0.1)
+        z = model.encode(frame[:, None].expand(1, 2, 3, 64, 64))
+        z2 = z.clone().view(1, 2, 8, 8, 4)
+        z2[:, :, 0, 0] += 1.0
+        reach = (model.predict(z2.view(1, 2, -1), torch.zeros(1, 2, 0)) - model.predict(z, torch.zeros(1, 2, 0)))
+        reach = reach[0, -1].view(8, 8, 4).norm(dim=-1)  # a 3x3 input conv and one 3x3 block: 2 cells
+    assert reach[0, 0] > 0 and reach[3:, :].max() == 0 and reach[:, 3:].max() == 0
+
+
+def test_latent_map_configuration_errors():
+    with pytest.raises(WmkitError, match="set model.grid"):
+        WorldModel(ModelConfig(predictor="conv", **SMALL))
+    with pytest.raises(WmkitError, match="cnn encoder"):
+        WorldModel(ModelConfig(**dict(GRID, encoder="vit")))
+    with pytest.raises(WmkitError, match="power of two"):
+        WorldModel(ModelConfig(**dict(GRID, grid=3)))
+    with pytest.raises(WmkitError, match="keypoints=0"):
+        WorldModel(ModelConfig(**dict(GRID, keypoints=4)))

@@ -196,3 +196,14 @@ def test_checkpoints_encode_alike_in_training_and_evaluation_mode(two_room_data,
         evaluated = model.eval().encode(frames)
     spread = (trained - trained.mean(0)).norm(dim=-1).mean()
     assert (evaluated - trained).norm(dim=-1).mean() < 0.25 * spread
+
+
+def test_a_latent_map_model_trains_and_loads(two_room_data, tmp_path):
+    import dataclasses
+
+    tcfg, mcfg = configs(max_steps=4, val_every=4, inverse_weight=0.5)
+    mcfg = dataclasses.replace(mcfg, grid=8, predictor="conv", embed_dim=4, history=2)
+    summary = train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
+    assert summary["step"] == 4 and summary["val_ratio"] > 0
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    assert model.encode(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 8 * 8 * 4)

@@ -69,6 +69,8 @@ class ModelConfig:
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128
     """Latent size D: the representation that is predicted, regularised and planned in."""
+    grid: int = 0
+    """Per-region latents: 0 gives one embed_dim vector per frame; G > 0 a G x G map of embed_dim-channel cells (the latent is the flattened map, G*G*embed_dim numbers; regularisers treat every cell as a sample), as V-JEPA's patch tokens. A static region then costs little, and a small moving object has cells of its own. CNN encoder; pair it with predictor=conv."""
     keypoints: int = 0
     """Spatial soft-argmax keypoints added to the CNN encoder's feature (x, y and presence of each): explicit positions of small objects; 0 = off."""
     patch_size: int = 8
@@ -76,7 +78,7 @@ class ModelConfig:
     vit_depth: int = 4
     """ViT transformer blocks."""
     predictor: str = "transformer"
-    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov) or 'gru'."""
+    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov), 'gru', or 'conv' (a CNN over the latent map of model.grid; reads the last `history` maps)."""
     predictor_width: int = 256
     """Hidden width of the predictor."""
     predictor_depth: int = 2
@@ -121,6 +123,8 @@ class TrainConfig:
     """Random 1-D directions per SIGReg evaluation."""
     sigreg_knots: int = 17
     """Quadrature knots of the Epps-Pulley integral on [0, 3]."""
+    sigreg_samples: int = 4096
+    """Most latent vectors per process the SIGReg terms read per step, a random subset when there are more (a latent map gives G*G vectors per frame; the statistic's cost grows with their number)."""
     vicreg_var_weight: float = 1.0
     """Weight of the VICReg variance (hinge on per-dimension std) term."""
     vicreg_cov_weight: float = 0.04

@@ -79,6 +79,13 @@ def effective_rank(z: torch.Tensor) -> float:
     return float(math.exp(entropy.item()))
 
 
+def subsample(x: torch.Tensor, most: int, generator: torch.Generator) -> torch.Tensor:
+    """At most ``most`` rows of ``x``, a random subset (from ``generator``) when it has more."""
+    if x.shape[0] <= most:
+        return x
+    return x[torch.randperm(x.shape[0], generator=generator)[:most].to(x.device)]
+
+
 def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: torch.Generator,
                        target_encoder=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """All loss terms of one batch, by name, and the latents ``(B, T, D)`` (for monitoring).
@@ -113,9 +120,12 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     if k >= 2 and cfg.rollout_weight > 0:
         imagined = model.rollout(z[:, :1], actions[:, :k])
         terms["rollout"] = prediction_loss(imagined, target[:, 1 : k + 1])
-    flat = z.reshape(-1, z.shape[-1])
+    # every latent vector is a sample: one per frame, or with a latent map (model.grid) one per
+    # cell, so that regions, not whole maps, are pushed toward an isotropic Gaussian
+    cell = model.cfg.embed_dim
+    flat = z.reshape(-1, cell)
     if cfg.regularizer == "sigreg":
-        terms["sigreg"] = sigreg(flat, cfg.sigreg_projections, cfg.sigreg_knots, generator)
+        terms["sigreg"] = sigreg(subsample(flat, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
     elif cfg.regularizer == "vicreg":
         terms["vic_var"], terms["vic_cov"] = vicreg_terms(flat)
     if cfg.temporal_weight > 0 and z.shape[1] > 1:
@@ -123,8 +133,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # the batch by itself; pushing the within-window deviations toward a Gaussian of fixed
         # spread makes the encoder represent what moves, which is what the predictor must model
         # (deviations from a T-frame mean spread sqrt((T-1)/T) less than the frames themselves)
-        dev = (z - z.mean(1, keepdim=True)).reshape(-1, z.shape[-1]) / cfg.temporal_scale
-        terms["temporal"] = sigreg(dev, cfg.sigreg_projections, cfg.sigreg_knots, generator)
+        dev = (z - z.mean(1, keepdim=True)).reshape(-1, cell) / cfg.temporal_scale
+        terms["temporal"] = sigreg(subsample(dev, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
     if cfg.recon_weight > 0:
         if model.decoder is None:
             raise ValueError("recon_weight > 0 needs a model built with a pixel decoder")

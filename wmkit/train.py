@@ -77,6 +77,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'window' = {cfg.window}: a window needs at least 2 frames to predict one")
     if cfg.max_steps < 1 or cfg.batch_size < 1:
         raise WmkitError("train config 'max_steps' and 'batch_size' must be >= 1")
+    if cfg.sigreg_samples < 2:
+        raise WmkitError(f"train config 'sigreg_samples' = {cfg.sigreg_samples}: SIGReg needs at least 2 latent vectors")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
 

@@ -38,10 +38,23 @@ class ProprioFusion(nn.Module):
         return feature + self.mlp(proprio.float())
 
 
-def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel: unlike GroupNorm, it never mixes positions, so a
+    change in one region leaves the features of distant regions exactly as they were."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _conv_block(c_in: int, c_out: int, local: bool = False) -> nn.Sequential:
     # one strided 3x3 convolution per stage: ~15M multiply-adds per 64x64 frame at channels=32,
     # a third of a two-convolution stage, which decides CPU training speed
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8 if c_out % 8 == 0 else 1, c_out), nn.GELU())
+    norm = ChannelNorm(c_out) if local else nn.GroupNorm(8 if c_out % 8 == 0 else 1, c_out)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), norm, nn.GELU())
 
 
 class SpatialKeypoints(nn.Module):
@@ -71,6 +84,8 @@ class SpatialKeypoints(nn.Module):
 
 class ConvEncoder(nn.Module):
     """Four stride-2 stages (64 -> 4 pixels at 64x64), then flatten and a linear map to ``out_dim``.
+    With ``grid`` = G, only as many stages as reach a G x G map, and a 3x3 convolution to
+    ``out_dim`` features per cell: ``(N, G*G, out_dim)``, one feature per image region.
     Flattening (not global pooling) keeps *where* things are, which the dynamics depend on. With
     ``keypoints`` > 0, :class:`SpatialKeypoints` of the second stage's map (16x16 at 64x64) join the
     flattened feature before the linear map: explicit positions of small objects."""
@@ -78,23 +93,32 @@ class ConvEncoder(nn.Module):
     KEYPOINT_STAGE = 1  # the second stage: fine enough for sub-cell positions, deep enough for parts
 
     def __init__(self, image_size: int, channels: int, out_dim: int, keys: tuple[str, ...], proprio_dim: int = 0,
-                 keypoints: int = 0):
+                 keypoints: int = 0, grid: int = 0):
         super().__init__()
         if keypoints < 0:
             raise WmkitError(f"model.keypoints must be >= 0, got {keypoints}")
-        self.keys = keys
+        self.keys, self.grid = keys, grid
         c_in = 3 + ("depth" in keys)
         widths = [channels, channels * 2, channels * 4, channels * 8]
+        if grid:  # per-region latents: stop halving at a G x G map
+            num_stages = (image_size // grid).bit_length() - 1
+            if grid < 1 or image_size % grid or image_size // grid != 2**num_stages or not 1 <= num_stages <= 4:
+                raise WmkitError(f"model.grid={grid} must divide the image size {image_size} by a power of two "
+                                 f"between 2 and 16 (e.g. grid={image_size // 8} for 8x8-pixel cells)")
+            if keypoints or "proprio" in keys:
+                raise WmkitError("model.grid (per-region latents) works with rgb/depth alone; set model.keypoints=0 and obs_keys=rgb")
+            widths = widths[:num_stages]
         stages, c = [], c_in
         for w in widths:
-            stages.append(_conv_block(c, w))
+            stages.append(_conv_block(c, w, local=bool(grid)))  # per-region latents: no norm across positions
             c = w
         self.stages = nn.Sequential(*stages)
         side = image_size
         for _ in widths:
             side = (side + 1) // 2
         self.keypoints = SpatialKeypoints(widths[self.KEYPOINT_STAGE], keypoints) if keypoints else None
-        self.head = nn.Linear(c * side * side + 3 * keypoints, out_dim)
+        # per-region latents: a 3x3 convolution lets each cell see its neighbours' features
+        self.head = nn.Conv2d(c, out_dim, 3, padding=1) if grid else nn.Linear(c * side * side + 3 * keypoints, out_dim)
         self.proprio = ProprioFusion(proprio_dim, out_dim) if "proprio" in keys else None
         self.channels_last = False  # set by the trainer: ~25% faster convolutions on CPU
 
@@ -107,6 +131,8 @@ class ConvEncoder(nn.Module):
             x = stage(x)
             if self.keypoints is not None and i == self.KEYPOINT_STAGE:
                 parts.append(self.keypoints(x))
+        if self.grid:
+            return self.head(x).flatten(2).transpose(1, 2)  # (N, G*G, out_dim), cell-major
         feature = self.head(torch.cat([x.flatten(1), *parts], 1) if parts else x.flatten(1))
         return feature if self.proprio is None else self.proprio(feature, obs["proprio"])
 

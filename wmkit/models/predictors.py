@@ -6,6 +6,8 @@ latent at every position, ``(B, T, D)``; output ``t`` depends only on latents an
   (adaLN-Zero, Peebles & Xie 2023, "Scalable Diffusion Models with Transformers", sec. 3.2).
 - ``MLPPredictor``: Markov, ``z_t+1 = z_t + f(z_t, a_t)``; the cheapest for planning on a CPU.
 - ``GRUPredictor``: a recurrent alternative, causal by construction.
+- ``ConvPredictor``: for per-region latents (``model.grid``): a small residual CNN over the
+  latent map, so content moves between neighbouring cells and a static region costs nothing.
 """
 
 from __future__ import annotations
@@ -134,3 +136,39 @@ class GRUPredictor(nn.Module):
         cond = self.actions(actions, z.shape[:2])
         h, _ = self.gru(torch.cat([z, cond], dim=-1))
         return z + self.out(h)
+
+
+class ConvPredictor(nn.Module):
+    """Next latent *map* from the last ``history`` maps and the action. A latent ``(B, T, G*G*C)``
+    is read as a ``G x G`` map of ``C``-channel cells (cell-major, as the encoder writes it); the
+    maps of the history are stacked on channels (oldest first, the first repeated before the
+    window), the action enters as a per-channel bias, and residual 3x3 convolutions predict each
+    cell's change. Output ``t`` sees maps and actions ``<= t`` only."""
+
+    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int):
+        super().__init__()
+        self.cell, self.grid, self.history, self.width = cell_dim, grid, int(history), width
+        from .encoders import ChannelNorm  # per-cell normalisation: what happens far away stays far away
+
+        self.actions = ActionEncoder(action_dim, width)
+        self.inp = nn.Conv2d(cell_dim * self.history, width, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+                                    for _ in range(max(depth, 1)))
+        self.out = nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, cell_dim, 1))
+        nn.init.zeros_(self.out[-1].weight)  # an untrained predictor copies the last map
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        b, t, d = z.shape
+        g, c = self.grid, self.cell
+        if d != g * g * c:
+            raise ValueError(f"the conv predictor reads {g}x{g} maps of {c} channels ({g * g * c} numbers), got latents of {d}")
+        maps = z.view(b, t, g, g, c)
+        padded = torch.cat([maps[:, :1].expand(-1, self.history - 1, -1, -1, -1), maps], dim=1)
+        context = torch.cat([padded[:, i : i + t] for i in range(self.history)], dim=-1)  # (B, T, G, G, C*h)
+        x = self.inp(context.reshape(b * t, g, g, -1).permute(0, 3, 1, 2))
+        x = x + self.actions(actions, (b, t)).reshape(b * t, self.width, 1, 1)
+        for block in self.blocks:
+            x = x + block(x)
+        change = self.out(x).permute(0, 2, 3, 1).reshape(b, t, d)
+        return z + change

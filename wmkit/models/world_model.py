@@ -22,7 +22,7 @@ from ..config import ModelConfig
 from ..errors import WmkitError
 from .encoders import ConvEncoder, PixelDecoder, ViTEncoder
 from .norm import GlobalBatchNorm1d, calibrate
-from .predictors import GRUPredictor, MLPPredictor, TransformerPredictor
+from .predictors import ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
 
 
 def _check(name: str, x: torch.Tensor, ndim: tuple[int, ...], what: str) -> None:
@@ -38,8 +38,12 @@ class WorldModel(nn.Module):
         if "rgb" not in keys:
             raise WmkitError(f"model obs_keys must include 'rgb', got {keys}")
         feat = max(cfg.embed_dim * 2, 128)
+        if cfg.grid < 0:
+            raise WmkitError(f"model.grid must be >= 0 (0 = one latent vector per frame), got {cfg.grid}")
+        if cfg.grid and cfg.encoder != "cnn":
+            raise WmkitError(f"model.grid (per-region latents) works with the cnn encoder, not {cfg.encoder!r}")
         if cfg.encoder == "cnn":
-            self.encoder = ConvEncoder(cfg.image_size, cfg.channels, feat, keys, cfg.proprio_dim, cfg.keypoints)
+            self.encoder = ConvEncoder(cfg.image_size, cfg.channels, feat, keys, cfg.proprio_dim, cfg.keypoints, cfg.grid)
         elif cfg.encoder == "vit":
             self.encoder = ViTEncoder(cfg.image_size, cfg.patch_size, cfg.channels * 4, cfg.vit_depth, feat, keys, cfg.proprio_dim)
         else:
@@ -47,8 +51,13 @@ class WorldModel(nn.Module):
         if cfg.keypoints and cfg.encoder != "cnn":
             raise WmkitError(f"model.keypoints works with the cnn encoder, not {cfg.encoder!r}; set model.keypoints=0")
         self.projector = nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim))
-        d, a, w = cfg.embed_dim, cfg.action_dim, cfg.predictor_width
-        if cfg.predictor == "transformer":
+        # the projector maps each cell's feature alike; the BatchNorm's statistics pool over cells
+        d, a, w = self.latent_dim, cfg.action_dim, cfg.predictor_width
+        if cfg.predictor == "conv":
+            if not cfg.grid:
+                raise WmkitError("model.predictor=conv predicts a latent map; set model.grid (e.g. 8) too")
+            self.predictor = ConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
+        elif cfg.predictor == "transformer":
             self.predictor = TransformerPredictor(d, a, w, cfg.predictor_depth, cfg.predictor_heads, cfg.history, cfg.dropout,
                                                   deltas=cfg.predictor_deltas)
         elif cfg.predictor_deltas:
@@ -60,7 +69,7 @@ class WorldModel(nn.Module):
         elif cfg.predictor == "gru":
             self.predictor = GRUPredictor(d, a, w, cfg.predictor_depth, cfg.history, cfg.dropout)
         else:
-            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp' or 'gru'")
+            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru' or 'conv'")
         self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d) if cfg.decoder else None
         # inverse dynamics (z_t, z_t+1) -> a_t, or with inverse_frames=3 (z_t-1, z_t, z_t+1) -> a_t:
         # an optional training signal (PLDM) that keeps action-relevant information in the latent
@@ -68,6 +77,11 @@ class WorldModel(nn.Module):
             raise WmkitError(f"model.inverse_frames must be >= 2 (the latents before and after the action), got {cfg.inverse_frames}")
         self.inverse = (nn.Sequential(nn.Linear(cfg.inverse_frames * d, w), nn.GELU(), nn.Linear(w, a))
                         if cfg.inverse_head and a > 0 else None)
+
+    @property
+    def latent_dim(self) -> int:
+        """Numbers per frame's latent: ``embed_dim``, or ``grid * grid * embed_dim`` for a latent map."""
+        return self.cfg.embed_dim * max(self.cfg.grid, 1) ** 2
 
     @property
     def history(self) -> int:
@@ -94,8 +108,8 @@ class WorldModel(nn.Module):
         """Observations -> latents. ``obs`` is a dict (``rgb`` uint8 ``(B, T, 3, H, W)`` or
         ``(B, 3, H, W)``, plus ``depth``/``proprio`` if the model uses them) or the rgb tensor alone.
         Returns ``(B, T, D)`` or ``(B, D)`` to match."""
-        feature, lead = self._encoder_features(obs)
-        return self.projector(feature).view(*lead, -1)  # (B*T, D) -> lead + (D,)
+        feature, lead = self._encoder_features(obs)  # (N, F) or, with a grid, (N, G*G, F)
+        return self.projector(feature.reshape(-1, feature.shape[-1])).view(*lead, -1)  # lead + (D,)
 
     @torch.no_grad()
     def calibrate(self, observations) -> None:
@@ -105,7 +119,7 @@ class WorldModel(nn.Module):
         training mode encodes them in one batch."""
         if isinstance(observations, dict):
             observations = [observations]
-        features = [self.projector[:-1](self._encoder_features(obs)[0]) for obs in observations]
+        features = [self.projector[:-1](self._encoder_features(obs)[0]) for obs in observations]  # per cell with a grid
         if not features:
             raise WmkitError("calibrate needs at least one batch of reference observations")
         calibrate(self.projector[-1], features)
@@ -117,7 +131,7 @@ class WorldModel(nn.Module):
         if actions.shape[:2] != z.shape[:2] or actions.shape[-1] != self.cfg.action_dim:
             raise WmkitError(f"actions must be (B, T, A) = ({z.shape[0]}, {z.shape[1]}, {self.cfg.action_dim}) "
                              f"to match z {tuple(z.shape)}, got {tuple(actions.shape)}")
-        if self.cfg.predictor != "mlp" and z.shape[1] > self.history:
+        if self.cfg.predictor not in ("mlp", "conv") and z.shape[1] > self.history:  # those two slide a window
             raise WmkitError(f"the predictor attends to at most history={self.history} steps, got {z.shape[1]}; "
                              f"pass the last {self.history} latents, or use rollout()")
         return self.predictor(z, actions)
