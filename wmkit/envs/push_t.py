@@ -321,9 +321,9 @@ class PushT(World):
         first target is the episode's goal; once the block is there, the next is a fresh random
         pose, so a whole episode is purposeful pushing (the episode's goal, reward and success
         stay those of the first)."""
-        reached = np.flatnonzero(self.success(np.concatenate([np.zeros((self.num_envs, 2)), self.state()[:, 2:]], 1),
-                                              np.concatenate([np.zeros((self.num_envs, 2)), self._target, np.zeros((self.num_envs, 5))], 1)))
-        for i in reached:
+        st = self.state()
+        pos_err, ang_err = self._errors(st, np.concatenate([st[:, :2], self._target], 1))
+        for i in np.flatnonzero((pos_err <= self.success_pos) & (ang_err <= self.success_angle)):
             self._target[i] = self._sample_block(self.rngs[i])
             self._pushing[i], self._push_len[i] = True, 0  # plan toward the new target now
         return self.explore_actions(noise, plan=self._plan_expert)
