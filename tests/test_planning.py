@@ -2,9 +2,11 @@
 end, bad inputs are refused, and the README's main job (`wmkit demo`) works."""
 
 import json
+from dataclasses import replace as dataclasses_replace
 
 import numpy as np
 import pytest
+import torch
 
 from wmkit.cli import main
 from wmkit.config import ModelConfig, PlanEvalConfig, TrainConfig, build
@@ -13,7 +15,8 @@ from wmkit.errors import WmkitError
 from wmkit.eval.plan import eval_plan, format_table, plan_episode, run_batch
 from wmkit.eval.stats import wilson_interval
 from wmkit.models import WorldModel
-from wmkit.planning.agent import MPCAgent, OracleAgent, RandomAgent
+from wmkit.planning.agent import MPCAgent, OracleAgent, RandomAgent, TrueDynamicsAgent
+from wmkit.planning.costs import CostConfig
 from wmkit.train import train
 
 
@@ -44,6 +47,33 @@ def test_oracle_mpc_reaches_goals():
     world.reset([101 + i for i in range(8)])
     random_result = run_batch(world, RandomAgent(), budget=60)
     assert random_result["success"].mean() < result["success"].mean()
+
+
+class RedCentroid(torch.nn.Module):
+    """A 'model' whose latent is the centre of the two-room agent's red pixels: a correct latent."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.cfg = ModelConfig(image_size=size)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) uint8 -> (N, 2)
+        f = frames.float()
+        red = ((f[:, 0] > 180) & (f[:, 1] < 90) & (f[:, 2] < 90)).float()  # the agent is (220, 40, 40)
+        ys, xs = torch.meshgrid(torch.arange(f.shape[2]).float(), torch.arange(f.shape[3]).float(), indexing="ij")
+        mass = red.sum((1, 2)).clamp_min(1.0)
+        return torch.stack([(red * xs).sum((1, 2)) / mass, (red * ys).sum((1, 2)) / mass], 1) * self.scale
+
+
+def test_true_dynamics_agent_reaches_goals_with_a_correct_latent():
+    """The simulator's search scored by a latent cost: with a latent that is the agent's position,
+    it reaches the goals as the oracle does; it reads only rendered frames and the goal image."""
+    world = make_world("two-room", num_envs=8, size=32)
+    world.reset([101 + i for i in range(8)])
+    agent = TrueDynamicsAgent(RedCentroid(32), CostConfig(metric="l2", reduce="min"), "cem", horizon=8, frame_skip=5,
+                              planner_options={"num_samples": 64, "num_elites": 8, "iterations": 4})
+    result = run_batch(world, agent, budget=60)
+    assert result["success"].mean() >= 6 / 8, result["success"]
 
 
 def test_model_agent_plans_within_bounds(debug_model):
@@ -133,3 +163,12 @@ def test_demo_debug_end_to_end(tmp_path, capsys):
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["planning"]["results"][0]["episodes"] == 4
     assert (tmp_path / "demo" / "plan.mp4").stat().st_size > 0 and (tmp_path / "demo" / "summary.md").exists()
+
+
+def test_eval_plan_runs_the_true_dynamics_baseline(debug_model):
+    cfg = PlanEvalConfig(episodes=2, budget=4, samples=8, iterations=1, elites=2, oracle_samples=4, oracle_iterations=1,
+                         baselines=("true-dynamics",))
+    report = eval_plan(debug_model, "two-room", cfg, show_progress=False)
+    assert [r["agent"] for r in report["results"]] == ["model", "true-dynamics"]
+    with pytest.raises(WmkitError, match="random, oracle and/or true-dynamics"):
+        eval_plan(debug_model, "two-room", dataclasses_replace(cfg, baselines=("perfect",)), show_progress=False)

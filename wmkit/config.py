@@ -220,7 +220,7 @@ class PlanEvalConfig:
     reduce: str = "min"
     """Distances along the horizon -> cost: 'last', 'sum', or 'min' (closest approach + 0.1 x mean)."""
     baselines: tuple = ("random", "oracle")
-    """Baselines run beside the model on the same pairs."""
+    """Baselines run beside the model on the same pairs: 'random', 'oracle' (searches the true simulator, scored by the true goal distance) and 'true-dynamics' (searches the true simulator, scored by the model's latent cost: splits the model's gap to the oracle into dynamics and cost). The simulator baselines use oracle_samples x oracle_iterations."""
     oracle_samples: int = 300
     """Oracle candidates per iteration."""
     oracle_iterations: int = 10

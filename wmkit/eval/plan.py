@@ -3,7 +3,8 @@
 Protocol: a fixed, seeded set of start/goal pairs per world (seeds disjoint from data collection's),
 the goal given to the agent only as an image, a step budget, the world's own success test (reached
 at any step within the budget). In the same run, on the same pairs: the model's MPC agent, a random
-policy and an oracle that plans with the true simulator. Reported: success rate with a 95% Wilson
+policy and an oracle that plans with the true simulator; on request a true-dynamics agent (the
+oracle's search scored by the model's latent cost). Reported: success rate with a 95% Wilson
 interval, mean final goal distance, and planning latency per replanning step.
 """
 
@@ -19,7 +20,7 @@ from ..envs.sources import episode_seed
 from ..config import PlanEvalConfig
 from ..errors import WmkitError
 from ..log import progress
-from ..planning.agent import MPCAgent, OracleAgent, RandomAgent
+from ..planning.agent import MPCAgent, OracleAgent, RandomAgent, TrueDynamicsAgent
 from ..planning.costs import CostConfig
 from .stats import wilson_interval
 
@@ -124,8 +125,14 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             agents[name] = OracleAgent(cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                                        planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
                                        seed=cfg.seed, reduce=cfg.reduce)
+        elif name == "true-dynamics" and not oracle_ok:
+            unavailable[name] = "needs a simulator wmkit can copy and restore; a Gymnasium env is run as a black box"
+        elif name == "true-dynamics":
+            agents[name] = TrueDynamicsAgent(model, cost, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
+                                             planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
+                                             seed=cfg.seed)
         else:
-            raise WmkitError(f"unknown baseline {name!r}; expected random and/or oracle")
+            raise WmkitError(f"unknown baseline {name!r}; expected random, oracle and/or true-dynamics")
     rows, state_names = [], None
     bar = progress(len(agents), f"eval plan {env}", "agent", None if show_progress is None else not show_progress)
     with bar:

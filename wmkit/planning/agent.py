@@ -3,7 +3,8 @@ two baselines every planning evaluation runs beside it — a random policy and a
 with the true simulator (the ceiling for the planner and budget used).
 
 Every agent has ``reset(world, obs)`` and ``act(world, obs) -> (B, A)`` env actions. The MPC agent
-uses only the observation and the goal *image*; the oracle reads the simulator's state.
+uses only the observation and the goal *image*; the oracle reads the simulator's state. A fourth,
+diagnostic agent searches the simulator like the oracle but scores with the model's latent cost.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import WmkitError
-from .costs import REDUCTIONS, CostConfig, model_cost, reduce_horizon
+from .costs import REDUCTIONS, CostConfig, latent_cost, model_cost, reduce_horizon
 from .planners import PLANNERS, shift_plan
 
 
@@ -187,6 +188,51 @@ class OracleAgent:
         self.since += 1
         self.queue = [block[:, i] for i in range(1, self.frame_skip)]
         return block[:, 0]
+
+
+class TrueDynamicsAgent(OracleAgent):
+    """The oracle's search over the true simulator, scored by the *model's* cost: every candidate's
+    simulated frames are rendered after each model step, encoded, and their latent distance to the
+    goal image's latent is reduced over the horizon as the model agent's is. It plans with perfect
+    dynamics and the model's idea of "closer to the goal", so a gap between the model agent and the
+    oracle splits into what the model's dynamics lose (model vs this agent) and what its cost loses
+    (this agent vs the oracle)."""
+
+    def __init__(self, model, cost: CostConfig, planner: str = "cem", horizon: int = 5, frame_skip: int = 1,
+                 replan_every: int = 1, planner_options: dict | None = None, seed: int = 0):
+        super().__init__(planner, horizon, frame_skip, replan_every, planner_options, seed, cost.reduce)
+        self.model, self.cost_cfg = model.eval(), cost
+        self.device = next(model.parameters()).device
+
+    def reset(self, world, obs) -> None:
+        super().reset(world, obs)
+        with torch.no_grad():
+            self.z_goal = self.model.encode(frames_to_tensor(world.render_goal(), self.device))  # (B, D)
+
+    def _cost(self, world):
+        from ..envs import make_world
+
+        state = world.state()
+        b = len(state)
+        size = self.model.cfg.image_size
+
+        @torch.no_grad()
+        def cost(actions: torch.Tensor) -> torch.Tensor:
+            _, s, h, a = actions.shape
+            if self.sim is None or self.sim.num_envs != b * s:
+                self.sim = make_world(world.spec.name, num_envs=b * s, size=size, **_world_params(world))
+                self.sim.reset(list(range(b * s)))
+            self.sim.set_state(np.repeat(state, s, axis=0))
+            steps = actions.reshape(b * s, h * self.frame_skip, a // self.frame_skip).cpu().numpy().astype(np.float64)
+            latents = []
+            for t in range(steps.shape[1]):
+                self.sim.simulate(steps[:, t])
+                if (t + 1) % self.frame_skip == 0:
+                    latents.append(self.model.encode(frames_to_tensor(self.sim.render(), self.device)))
+            z = torch.stack(latents, 1).view(b, s, h, -1)  # (B, S, H, D)
+            return latent_cost(z, self.z_goal, self.cost_cfg).float().cpu()
+
+        return cost
 
 
 def _world_params(world) -> dict:
