@@ -218,16 +218,21 @@ def format_table(report: dict) -> str:
              f"success: {report['success_test']}; {report['skipped_already_met']} draws left out as already at the goal)")
     lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs{where}, budget {report['budget']} steps, "
              f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']})",
-             f"{'agent':<8} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
+             f"{'agent':<13} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
     for r in report["results"]:
         ci = f"[{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]%"
         lat = f"{r['latency_ms_median']:.0f}" if r["latency_ms_median"] is not None else "-"
         per = f"{r['latency_ms_per_episode']:.0f}" if r["latency_ms_per_episode"] is not None else "-"
-        lines.append(f"{r['agent']:<8} {100 * r['success_rate']:>7.1f}% {ci:>15} {r['final_distance']:>11.4f} {lat:>16} {per:>16}")
+        lines.append(f"{r['agent']:<13} {100 * r['success_rate']:>7.1f}% {ci:>15} {r['final_distance']:>11.4f} {lat:>16} {per:>16}")
     for name, why in report.get("unavailable", {}).items():
-        lines.append(f"{name:<8} not run: {why}")
+        lines.append(f"{name:<13} not run: {why}")
     if report["relative_to_oracle"] is not None:
         lines.append(f"model / oracle success: {report['relative_to_oracle']:.2f}")
+    rates = {r["agent"]: r["success_rate"] for r in report["results"]}
+    if "true-dynamics" in rates:
+        lines.append(f"true dynamics instead of the model's: {100 * (rates['true-dynamics'] - rates['model']):+.0f} points"
+                     + (f"; then the true cost instead of the latent one (oracle): "
+                        f"{100 * (rates['oracle'] - rates['true-dynamics']):+.0f} points" if "oracle" in rates else ""))
     return "\n".join(lines)
 
 
