@@ -3,6 +3,7 @@ recorded episodes, the recorded actions reach the goal (so every pair is reachab
 reaches them, and Gymnasium envs are evaluated with a user success test or their own is_success."""
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -117,7 +118,7 @@ def test_gym_goals_with_a_success_function(pendulum, tmp_path, capsys):
                  "--success", "test_goals:pendulum_close", "--episodes", "3", "--samples", "8", "--iterations", "1",
                  "--elites", "2", "--horizon", "2", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "oracle   not run" in printed and "success: function" in printed
+    assert re.search(r"^oracle +not run: needs a simulator", printed, re.M) and "success: function" in printed
     report = json.loads(out.read_text())
     assert [r["agent"] for r in report["results"]] == ["model", "random"] and report["split"] == "all"
     with pytest.raises(WmkitError, match="reports no 'is_success'"):
