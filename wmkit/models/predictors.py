@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encoders import ChannelNorm
+
 
 def _zero_linear(c_in: int, c_out: int) -> nn.Linear:
     """The output layer of a residual predictor, zero-initialised: an untrained predictor copies the
@@ -148,8 +150,7 @@ class ConvPredictor(nn.Module):
     def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int):
         super().__init__()
         self.cell, self.grid, self.history, self.width = cell_dim, grid, int(history), width
-        from .encoders import ChannelNorm  # per-cell normalisation: what happens far away stays far away
-
+        # per-cell normalisation (ChannelNorm): what happens far away stays far away
         self.actions = ActionEncoder(action_dim, width)
         self.inp = nn.Conv2d(cell_dim * self.history, width, 3, padding=1)
         self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
