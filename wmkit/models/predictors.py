@@ -150,9 +150,9 @@ class ConvPredictor(nn.Module):
     def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int):
         super().__init__()
         self.cell, self.grid, self.history, self.width = cell_dim, grid, int(history), width
-        # per-cell normalisation (ChannelNorm): what happens far away stays far away
         self.actions = ActionEncoder(action_dim, width)
         self.inp = nn.Conv2d(cell_dim * self.history, width, 3, padding=1)
+        # per-cell normalisation (ChannelNorm): what happens far away stays far away
         self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
                                     for _ in range(max(depth, 1)))
         self.out = nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, cell_dim, 1))

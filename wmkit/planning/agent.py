@@ -148,25 +148,32 @@ class OracleAgent:
         self.sim = None
         self.latencies = []
 
-    def _cost(self, world):
+    def _simulate(self, world, state: np.ndarray, actions: torch.Tensor, size: int, read) -> list:
+        """Roll candidates ``(B, S, H, A)`` out in a copy of ``world`` (frames of ``size`` pixels)
+        started from ``state``; ``read(sim)`` after every model step, as the model agent sees it."""
         from ..envs import make_world
 
-        state, goal = world.state(), world.goal_state()
         b = len(state)
+        _, s, h, a = actions.shape
+        if self.sim is None or self.sim.num_envs != b * s or self.sim.size != size:
+            self.sim = make_world(world.spec.name, num_envs=b * s, size=size, **_world_params(world))
+            self.sim.reset(list(range(b * s)))
+        self.sim.set_state(np.repeat(state, s, axis=0))
+        steps = actions.reshape(b * s, h * self.frame_skip, a // self.frame_skip).cpu().numpy().astype(np.float64)
+        out = []
+        for t in range(steps.shape[1]):
+            self.sim.simulate(steps[:, t])
+            if (t + 1) % self.frame_skip == 0:
+                out.append(read(self.sim))
+        return out
+
+    def _cost(self, world):
+        state, goal = world.state(), world.goal_state()
 
         def cost(actions: torch.Tensor) -> torch.Tensor:
-            _, s, h, a = actions.shape
-            if self.sim is None or self.sim.num_envs != b * s:
-                self.sim = make_world(world.spec.name, num_envs=b * s, size=16, **_world_params(world))
-                self.sim.reset(list(range(b * s)))
-            self.sim.set_state(np.repeat(state, s, axis=0))
-            steps = actions.reshape(b * s, h * self.frame_skip, a // self.frame_skip).cpu().numpy().astype(np.float64)
+            b, s = actions.shape[:2]
             goals = np.repeat(goal, s, axis=0)
-            dists = []
-            for t in range(steps.shape[1]):
-                self.sim.simulate(steps[:, t])
-                if (t + 1) % self.frame_skip == 0:  # the distance after every model step, as the model agent sees it
-                    dists.append(world.goal_distance(self.sim.state(), goals))
+            dists = self._simulate(world, state, actions, 16, lambda sim: world.goal_distance(sim.state(), goals))
             total = reduce_horizon(np.stack(dists, -1), self.reduce)
             return torch.from_numpy(total.reshape(b, s)).float()
 
@@ -209,28 +216,17 @@ class TrueDynamicsAgent(OracleAgent):
         with torch.no_grad():
             self.z_goal = self.model.encode(frames_to_tensor(world.render_goal(), self.device))  # (B, D)
 
-    def _cost(self, world):
-        from ..envs import make_world
+    def _encode_frames(self, sim) -> torch.Tensor:
+        return self.model.encode(frames_to_tensor(sim.render(), self.device))  # (B*S, D)
 
+    def _cost(self, world):
         state = world.state()
-        b = len(state)
-        size = self.model.cfg.image_size
 
         @torch.no_grad()
         def cost(actions: torch.Tensor) -> torch.Tensor:
-            _, s, h, a = actions.shape
-            if self.sim is None or self.sim.num_envs != b * s:
-                self.sim = make_world(world.spec.name, num_envs=b * s, size=size, **_world_params(world))
-                self.sim.reset(list(range(b * s)))
-            self.sim.set_state(np.repeat(state, s, axis=0))
-            steps = actions.reshape(b * s, h * self.frame_skip, a // self.frame_skip).cpu().numpy().astype(np.float64)
-            latents = []
-            for t in range(steps.shape[1]):
-                self.sim.simulate(steps[:, t])
-                if (t + 1) % self.frame_skip == 0:
-                    latents.append(self.model.encode(frames_to_tensor(self.sim.render(), self.device)))
-            z = torch.stack(latents, 1).view(b, s, h, -1)  # (B, S, H, D)
-            return latent_cost(z, self.z_goal, self.cost_cfg).float().cpu()
+            b, s, h = actions.shape[:3]
+            z = torch.stack(self._simulate(world, state, actions, self.model.cfg.image_size, self._encode_frames), 1)
+            return latent_cost(z.view(b, s, h, -1), self.z_goal, self.cost_cfg).float().cpu()  # (B, S, H, D) -> (B, S)
 
         return cost
 
