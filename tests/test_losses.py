@@ -26,6 +26,22 @@ def test_sigreg_is_zero_for_isotropic_gaussians_and_large_for_collapse():
     assert abs(collapsed - expected.item()) < 1e-5
 
 
+def test_characteristic_sums_match_autograd_of_the_direct_formula():
+    from wmkit.losses import _CharacteristicSums
+
+    x = torch.randn(300, 7, generator=gen(6), dtype=torch.float64, requires_grad=True)
+    t = torch.linspace(0, 3, 17, dtype=torch.float64)
+    weights = torch.randn(2, 7, 17, generator=gen(7), dtype=torch.float64)
+    xt = x.unsqueeze(-1) * t
+    direct = torch.stack([torch.cos(xt).sum(0), torch.sin(xt).sum(0)])
+    (grad_direct,) = torch.autograd.grad((direct * weights).sum(), x)
+    ours = _CharacteristicSums.apply(x, t)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    assert torch.allclose(ours, direct, atol=1e-10)
+    assert torch.allclose(grad_ours, grad_direct, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda v: _CharacteristicSums.apply(v, t[:5]), (x[:20, :3].detach().requires_grad_(),))
+
+
 def test_sigreg_gradient_pulls_toward_the_gaussian():
     z = (torch.randn(2048, 8, generator=gen(4)) * 0.2).requires_grad_()
     opt = torch.optim.Adam([z], lr=0.02)
