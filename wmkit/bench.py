@@ -151,6 +151,45 @@ def bench_train(tmp: Path, quick: bool, repeats: int) -> dict:
             "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
 
 
+def _sigreg_step_time(direct: bool, steps: int) -> float:
+    """Median seconds of SIGReg's forward and backward at a per-region model's size (4,096 cell
+    vectors of 16 numbers, 256 directions, 17 knots); ``direct`` writes the characteristic-function
+    sums as plain torch expressions, whose backward autograd derives (the baseline)."""
+    import torch
+
+    from . import losses
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4096, 16, generator=g, requires_grad=True)
+    plain = losses._CharacteristicSums.apply
+
+    def direct_sums(x, t):
+        xt = x.unsqueeze(-1) * t
+        return torch.stack([torch.cos(xt).sum(0), torch.sin(xt).sum(0)])
+
+    times = []
+    losses._CharacteristicSums.apply = direct_sums if direct else plain
+    try:
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            losses.sigreg(z, 256, 17, torch.Generator().manual_seed(i)).backward()
+            if i >= 1:
+                times.append(time.perf_counter() - start)
+    finally:
+        losses._CharacteristicSums.apply = plain
+    return statistics.median(times)
+
+
+def bench_sigreg(tmp: Path, quick: bool, repeats: int) -> dict:
+    steps = 3 if quick else 15
+    main = _median(lambda: _sigreg_step_time(False, steps), repeats)
+    base = _median(lambda: _sigreg_step_time(True, steps), repeats)
+    samples = 4096
+    return {"frames_per_s": round(samples / main, 1), "baseline": "sums written directly (autograd backward)",
+            "baseline_frames_per_s": round(samples / base, 1), "ratio": round(base / main, 2),
+            "unit": "cell vectors/s", "ms": round(1000 * main, 1), "baseline_ms": round(1000 * base, 1)}
+
+
 def _plan_time(predictor: str, repeats: int, iterations: int) -> float:
     """Median seconds of one full CEM plan (B=1, 300 samples x horizon 5 x ``iterations``) through a
     small-preset world model with the given predictor."""
@@ -246,6 +285,7 @@ BENCHMARKS = {
     "read-windows": bench_read,
     "train-small": bench_train,
     "plan-cem": bench_plan,
+    "sigreg": bench_sigreg,
     "ddp-equality": bench_ddp,
 }
 
