@@ -156,6 +156,23 @@ def cmd_eval_plan(args) -> None:
         _write_json(args.json, report)
 
 
+def cmd_fit_distance(args) -> None:
+    from .models import WorldModel
+    from .planning.distance import fit_from_data
+
+    model = WorldModel.from_checkpoint(args.ckpt)
+    r = fit_from_data(model, args.data, args.out, max_offset=args.max_offset, steps=args.steps, episodes=args.episodes,
+                      val_episodes=args.val_episodes, seed=args.seed)
+    print(f"goal distance fitted on {r['episodes']} episodes ({r['frames']} frames; encode {r['seconds']['encode']} s, "
+          f"fit {r['seconds']['fit']} s) into {r['folder']}")
+    print(f"held out ({r['val_episodes']} episodes, {r['held_out_pairs']} pairs 0..{r['max_offset']} steps apart): "
+          f"mean error {r['mae_steps']:.1f} steps; rank correlation with the true steps {r['rank_corr']:.3f} "
+          f"(squared L2 between the latents: {r['rank_corr_l2']:.3f})")
+    print(f"plan with it: wmkit eval plan --ckpt {args.ckpt} --metric learned ...")
+    if args.json:
+        _write_json(args.json, r)
+
+
 def cmd_plan(args) -> None:
     from .eval.plan import plan_episode
     from .models import WorldModel
@@ -318,6 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations"))
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("fit-distance", help="fit a learned goal distance (env steps to a goal) on a model's latents, "
+                                            "for planning with --metric learned")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--data", required=True, help="recorded episodes of the model's world (state and reward not needed)")
+    p.add_argument("--out", default=None, help="output folder (default RUN/goal-distance/step-N beside the checkpoint)")
+    p.add_argument("--max-offset", type=int, default=60, help="largest step gap of a training pair (default 60)")
+    p.add_argument("--steps", type=int, default=4000, help="optimisation steps of 512 pairs (default 4000)")
+    p.add_argument("--episodes", type=int, default=300, help="training episodes to encode (default 300)")
+    p.add_argument("--val-episodes", type=int, default=50, help="held-out episodes to score it on (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="pairs and initialisation (default 0)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
+    p.set_defaults(func=cmd_fit_distance)
 
     p = sub.add_parser("demo", help="collect two-room data, train, evaluate planning, write a video and a summary")
     p.add_argument("--preset", choices=["debug", "small"], default="small", help="debug: seconds; small: ~15 min on 2 CPU cores")

@@ -216,7 +216,9 @@ class PlanEvalConfig:
     elites: int = 30
     """CEM/MPPI elites."""
     metric: str = "l2"
-    """Latent distance to the goal: l2, l1, cosine."""
+    """Latent distance to the goal: l2, l1, cosine, or learned (env steps to the goal, predicted by the goal distance `wmkit fit-distance` fitted on this checkpoint)."""
+    distance: str = ""
+    """With metric learned: the goal distance's folder (default: RUN/goal-distance/step-N beside the checkpoint)."""
     reduce: str = "min"
     """Distances along the horizon -> cost: 'last', 'sum', or 'min' (closest approach + 0.1 x mean)."""
     baselines: tuple = ("random", "oracle")

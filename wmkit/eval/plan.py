@@ -34,6 +34,19 @@ def planner_options(name: str, samples: int, iterations: int, elites: int) -> di
     return {"num_samples": samples, "iterations": iterations, "num_elites": min(elites, samples)}
 
 
+def cost_config(model, cfg: PlanEvalConfig) -> CostConfig:
+    """The latent cost ``cfg`` asks for; metric 'learned' loads the goal distance fitted on the
+    model's checkpoint (or the folder ``cfg.distance``)."""
+    distance = None
+    if cfg.metric == "learned":
+        from ..planning.distance import head_for
+
+        distance = head_for(model, cfg.distance)
+    elif cfg.distance:
+        raise WmkitError(f"--distance is the learned goal distance's folder; it goes with --metric learned, not {cfg.metric!r}")
+    return CostConfig(metric=cfg.metric, reduce=cfg.reduce, distance=distance)
+
+
 def run_batch(world, agent, budget: int, record: bool = False) -> dict:
     """Run every copy of ``world`` for ``budget`` steps with ``agent``; success = reached at any step."""
     obs = world.observe()
@@ -109,7 +122,7 @@ def _check_sizes(budget: int, cfg: PlanEvalConfig) -> None:
 def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, action_dim: int, oracle_ok: bool,
                 show_progress: bool | None) -> dict:
     """The model's MPC agent and the baselines, each on a fresh copy of the same pairs."""
-    cost = CostConfig(metric=cfg.metric, reduce=cfg.reduce)
+    cost = cost_config(model, cfg)
     agents = {"model": MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost,
                                 planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)}
     frame_skip = agents["model"].frame_skip
@@ -277,7 +290,7 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
         world = make_world(env, 1, model.cfg.image_size)
         world.reset([episode_seed(EVAL_SEED_BASE + cfg.seed, seed)])
     frames_bank, z_bank = frame_bank(model, bank_data)
-    agent = MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, CostConfig(cfg.metric, cfg.reduce),
+    agent = MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost_config(model, cfg),
                      planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)
     obs = world.observe()
     agent.reset(world, obs)

@@ -1,14 +1,15 @@
 """Planning costs in latent space, and the bridge from a world model to a planner's cost function.
 
 A cost scores imagined latents ``(B, S, H, D)`` against the goal's latent ``(B, D)``: squared L2
-(the usual choice), L1 or cosine distance, at the last step or summed over the horizon, plus an
+(the usual choice), L1, cosine distance, or a learned distance in env steps
+(:mod:`wmkit.planning.distance`), at the last step or summed over the horizon, plus an
 optional penalty on action changes. :func:`model_cost` turns a world model, the current context and
 the goal into the ``actions (B, S, H, A) -> (B, S)`` function a planner minimises.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,30 +17,39 @@ import torch.nn.functional as F
 
 from ..errors import WmkitError
 
-METRICS = ("l2", "l1", "cosine")
+METRICS = ("l2", "l1", "cosine", "learned")
 REDUCTIONS = ("last", "sum", "min")
 
 
 @dataclass
 class CostConfig:
     metric: str = "l2"
-    """Distance to the goal latent: l2 (squared Euclidean), l1, or cosine (1 - cosine similarity)."""
+    """Distance to the goal latent: l2 (squared Euclidean), l1, cosine (1 - cosine similarity), or
+    learned (the env steps ``distance`` predicts)."""
     reduce: str = "min"
     """'last': distance after the final step; 'sum': summed over the horizon (gets there early, but
     stalls in front of obstacles); 'min': the closest approach plus 0.1 x the mean (a plan that passes
     through the goal wins even if it must first move away, e.g. through a door)."""
     smooth_weight: float = 0.0
     """Weight of the squared change between consecutive actions."""
+    distance: object = field(default=None, repr=False)
+    """With metric 'learned': the :class:`~wmkit.planning.distance.GoalDistance` to plan with."""
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise WmkitError(f"cost metric {self.metric!r} is not one of {METRICS}")
+        if (self.metric == "learned") != (self.distance is not None):
+            raise WmkitError("metric 'learned' plans with a fitted goal distance (`wmkit fit-distance`), and only it takes one; "
+                             f"got metric {self.metric!r} with{'out' if self.distance is None else ''} a distance")
         if self.reduce not in REDUCTIONS:
             raise WmkitError(f"cost reduce {self.reduce!r} must be one of {REDUCTIONS}")
 
 
-def goal_distance(z: torch.Tensor, goal: torch.Tensor, metric: str = "l2") -> torch.Tensor:
-    """Distance of latents ``(..., D)`` from ``goal`` (broadcastable), over the last axis."""
+def goal_distance(z: torch.Tensor, goal: torch.Tensor, metric: str = "l2", distance=None) -> torch.Tensor:
+    """Distance of latents ``(..., D)`` from ``goal`` (broadcastable), over the last axis; metric
+    'learned' asks the fitted ``distance``."""
+    if metric == "learned":
+        return distance(z, goal)
     if metric == "l2":
         return (z - goal).pow(2).sum(-1)
     if metric == "l1":
@@ -63,7 +73,7 @@ def reduce_horizon(d, reduce: str):
 
 def latent_cost(z: torch.Tensor, goal: torch.Tensor, cfg: CostConfig) -> torch.Tensor:
     """Imagined latents ``(B, S, H, D)`` and goal latents ``(B, D)`` -> cost ``(B, S)``."""
-    d = goal_distance(z, goal[:, None, None, :], cfg.metric)  # (B, S, H)
+    d = goal_distance(z, goal[:, None, None, :], cfg.metric, cfg.distance)  # (B, S, H)
     return reduce_horizon(d, cfg.reduce)
 
 

@@ -1,0 +1,106 @@
+"""The learned goal distance: it learns what takes time rather than what is large, it is stored and
+found beside its checkpoint, and `--metric learned` plans with it."""
+
+import json
+
+import pytest
+import torch
+
+from wmkit.cli import main
+from wmkit.config import ModelConfig, PlanEvalConfig, TrainConfig, build
+from wmkit.errors import WmkitError
+from wmkit.eval.plan import eval_plan
+from wmkit.models import WorldModel
+from wmkit.planning.costs import CostConfig, latent_cost
+from wmkit.planning.distance import (GoalDistance, distance_folder, fit_goal_distance, head_for, load_goal_distance,
+                                     save_goal_distance)
+from wmkit.train import train
+
+
+def synthetic_episodes(count: int, length: int, seed: int) -> list[torch.Tensor]:
+    """Latents with a slow, steady coordinate (0.05 per step: what takes time) beside a large one that
+    jumps anywhere every step (a pusher that crosses the table at once) and small noise."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        slow = torch.rand(1, generator=g) * 2 + 0.05 * torch.arange(length).float()
+        fast = torch.rand(length, generator=g) * 6 - 3
+        noise = torch.randn(length, 2, generator=g) * 0.05
+        out.append(torch.cat([slow[:, None], fast[:, None], noise], 1))
+    return out
+
+
+def test_the_distance_reads_what_takes_time_not_what_is_large():
+    head, report = fit_goal_distance(synthetic_episodes(64, 40, 0), synthetic_episodes(16, 40, 1), max_offset=20,
+                                     steps=600, batch_size=256, width=64)
+    # squared L2 is ruled by the large jumping coordinate and barely orders the pairs; the head does
+    assert report["rank_corr_l2"] < 0.3
+    assert report["rank_corr"] > 0.9
+    assert report["mae_steps"] < 3.0
+    z = torch.tensor([[1.0, -2.5, 0, 0], [1.0, 2.5, 0, 0], [1.5, -2.5, 0, 0]])
+    goal = torch.tensor([2.0, 0.0, 0, 0])
+    near_big_jump, far = head(z[:2], goal), head(z[2:], goal)
+    # 20 steps of the slow coordinate to go, wherever the fast one is; 10 steps from 0.5 further on
+    assert torch.allclose(near_big_jump[0], near_big_jump[1], atol=3.0)
+    assert (near_big_jump - 20).abs().max() < 4 and (far - 10).abs().max() < 4
+
+
+def test_fit_refuses_what_cannot_work():
+    eps = synthetic_episodes(4, 10, 0)
+    with pytest.raises(WmkitError, match="max_offset"):
+        fit_goal_distance(eps, eps, max_offset=0)
+    with pytest.raises(WmkitError, match="held-out episodes of at least 2 frames"):
+        fit_goal_distance(eps, [torch.zeros(1, 4)])
+
+
+def test_saved_distance_loads_and_costs_plan_with_it(tmp_path):
+    head = GoalDistance(4, 16)
+    head.mean.fill_(0.5)
+    folder = save_goal_distance(tmp_path / "d", head, {"note": "test"})
+    again = load_goal_distance(folder)
+    z, goal = torch.randn(2, 3, 5, 4), torch.randn(2, 4)
+    assert torch.equal(again(z, goal[:, None, None]), head(z, goal[:, None, None])) and again.meta["note"] == "test"
+    cost = latent_cost(z, goal, CostConfig(metric="learned", reduce="last", distance=again))
+    assert torch.allclose(cost, head(z[:, :, -1], goal[:, None]))
+    save_goal_distance(tmp_path / "d", GoalDistance(4, 8), {})  # replaced in place
+    assert load_goal_distance(folder).width == 8
+    with pytest.raises(WmkitError, match="fitted goal distance"):
+        CostConfig(metric="learned")
+    with pytest.raises(WmkitError, match="fitted goal distance"):
+        CostConfig(metric="l2", distance=head)
+    with pytest.raises(WmkitError, match="no goal distance in"):
+        load_goal_distance(tmp_path / "missing")
+    with pytest.raises(WmkitError, match="4-number latents, got 5"):
+        head(torch.zeros(5), torch.zeros(5))
+
+
+@pytest.fixture(scope="module")
+def debug_run(two_room_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "r"
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=6), build(ModelConfig, "debug", "model", predictor="mlp"),
+          two_room_data, run, show_progress=False)
+    return run
+
+
+def test_fit_distance_command_then_plan_with_it(debug_run, two_room_data, tmp_path, capsys):
+    model = WorldModel.from_checkpoint(debug_run)
+    cfg = PlanEvalConfig(episodes=2, budget=4, samples=8, iterations=1, elites=2, baselines=("true-dynamics",),
+                         oracle_samples=4, oracle_iterations=1, metric="learned")
+    with pytest.raises(WmkitError, match="wmkit fit-distance"):
+        eval_plan(model, "two-room", cfg, show_progress=False)
+    assert main(["fit-distance", "--ckpt", str(debug_run), "--data", str(two_room_data), "--steps", "5", "--episodes", "8",
+                 "--val-episodes", "4", "--json", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert "rank correlation" in out and "--metric learned" in out
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["folder"] == str(distance_folder(model.checkpoint_path)) and -1 <= report["rank_corr"] <= 1
+    assert head_for(model).dim == model.latent_dim
+    result = eval_plan(model, "two-room", cfg, show_progress=False)
+    assert [r["agent"] for r in result["results"]] == ["model", "true-dynamics"]
+    with pytest.raises(WmkitError, match="goes with --metric learned"):
+        eval_plan(model, "two-room", PlanEvalConfig(episodes=1, budget=2, samples=4, iterations=1, elites=2, baselines=(),
+                                                    distance=str(tmp_path)), show_progress=False)
+    other = tmp_path / "other"
+    save_goal_distance(other, GoalDistance(model.latent_dim + 1, 8), {})
+    with pytest.raises(WmkitError, match="this model's are"):
+        head_for(model, str(other))

@@ -1,0 +1,222 @@
+"""A learned goal distance: how many env steps separate a latent from a goal latent.
+
+Squared L2 between latents weighs each thing in the picture by how far the encoder moves for it,
+and nothing asks the encoder to move most for what is hardest to change. In push-t the pusher is
+the biggest mover, so an L2 cost is mostly a pusher cost, while success asks for the block (see
+BENCHMARKS.md). The number of steps between two frames of a recording weighs things by what it
+takes to change them: the pusher crosses the table in a few steps, the block turns over many. This
+module fits that number on a trained model's frozen latents, from recorded episodes alone (no
+state, no reward), and :mod:`wmkit.planning.costs` plans with it (``metric="learned"``).
+
+Pairs ``(z_i, z_j)`` of one episode with ``0 <= j - i <= max_offset`` are the training data; the
+target is ``j - i``. With recordings from a purposeful policy (demonstrations) that is close to the
+steps a planner needs; with random exploration it is an upper bound that mostly counts how far the
+recording happened to wander. Predictions beyond the range trained on mean little.
+
+On disk, next to the checkpoint it was fitted on (``RUN/goal-distance/step-N/``):
+``distance.safetensors`` (weights and the latent normalisation) and ``distance.json`` (shape, the
+fit's settings and its held-out scores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import WmkitError
+
+WEIGHTS, META = "distance.safetensors", "distance.json"
+FORMAT = "wmkit-goal-distance"
+STEP_SCALE = 10.0  # the network predicts steps / 10: targets of order 1
+
+
+class GoalDistance(nn.Module):
+    """``(z, goal) -> steps``: an MLP on the normalised latent, the normalised goal and their
+    difference, with a softplus so that distances are positive. Broadcasts over leading axes."""
+
+    def __init__(self, dim: int, width: int = 256):
+        super().__init__()
+        self.dim, self.width = int(dim), int(width)
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.net = nn.Sequential(nn.Linear(3 * dim, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+
+    def forward(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        if z.shape[-1] != self.dim or goal.shape[-1] != self.dim:
+            raise WmkitError(f"the goal distance was fitted on {self.dim}-number latents, got {z.shape[-1]} and {goal.shape[-1]}: "
+                             f"fit one on this model's latents with `wmkit fit-distance`")
+        z, goal = torch.broadcast_tensors((z.float() - self.mean) / self.std, (goal.float() - self.mean) / self.std)
+        out = self.net(torch.cat([z, goal, z - goal], dim=-1)).squeeze(-1)
+        return STEP_SCALE * nn.functional.softplus(out)
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _pairs(episodes: list[torch.Tensor], count: int, max_offset: int, generator: torch.Generator):
+    """``count`` pairs ``(z_i, z_j, j - i)`` from random episodes, offsets uniform in ``0..max_offset``
+    (cut at the episode's end)."""
+    lengths = torch.tensor([len(e) for e in episodes])
+    which = torch.randint(0, len(episodes), (count,), generator=generator)
+    start = (torch.rand(count, generator=generator) * lengths[which]).long()
+    offset = torch.randint(0, max_offset + 1, (count,), generator=generator)
+    end = torch.minimum(start + offset, lengths[which] - 1)
+    z = torch.stack([episodes[w][s] for w, s in zip(which.tolist(), start.tolist())])
+    g = torch.stack([episodes[w][e] for w, e in zip(which.tolist(), end.tolist())])
+    return z, g, (end - start).float()
+
+
+def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], max_offset: int = 60, steps: int = 4000,
+                      batch_size: int = 512, width: int = 256, lr: float = 1e-3, seed: int = 0) -> tuple[GoalDistance, dict]:
+    """Fit :class:`GoalDistance` on per-episode latents ``(T_e, D)`` and score it on held-out episodes.
+
+    Returns the head (in eval mode) and a report: held-out mean absolute error in steps and the rank
+    correlation of the head's distance with the true offset, beside that of squared L2 between the
+    latents (what the default cost ranks by), on the same pairs."""
+    if max_offset < 1:
+        raise WmkitError(f"max_offset must be >= 1 env step, got {max_offset}")
+    if steps < 1 or batch_size < 2:
+        raise WmkitError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
+    for name, eps in (("training", train), ("held-out", held_out)):
+        if not eps or all(len(e) < 2 for e in eps):
+            raise WmkitError(f"fitting a goal distance needs {name} episodes of at least 2 frames, got {len(eps)} episodes")
+    train = [e.float() for e in train if len(e) >= 2]
+    held_out = [e.float() for e in held_out if len(e) >= 2]
+    dim = train[0].shape[-1]
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = GoalDistance(dim, width)
+    every = torch.cat(train)
+    head.mean.copy_(every.mean(0))
+    head.std.copy_(every.std(0).clamp_min(1e-6))
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    head.train()
+    for _ in range(steps):
+        z, g, k = _pairs(train, batch_size, max_offset, generator)
+        loss = nn.functional.smooth_l1_loss(head(z, g) / STEP_SCALE, k / STEP_SCALE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    head.eval()
+    with torch.no_grad():
+        z, g, k = _pairs(held_out, 4096, max_offset, torch.Generator().manual_seed(seed + 1))
+        pred = head(z, g)
+        l2 = (z - g).pow(2).sum(-1)
+    report = {"held_out_pairs": int(len(k)), "mae_steps": float((pred - k).abs().mean()),
+              "rank_corr": _rank_correlation(pred.numpy(), k.numpy()),
+              "rank_corr_l2": _rank_correlation(l2.numpy(), k.numpy()),
+              "final_train_loss": float(loss.item())}
+    return head, report
+
+
+def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1) -> list[torch.Tensor]:
+    """Latents ``(T, D)`` of up to ``max_episodes`` episodes of one split of a dataset."""
+    from ..data.store import EpisodeStore
+    from ..data.windows import split_episodes
+    from ..eval.probe import encode_frames
+
+    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
+    keys = [k for k in model.cfg.obs_keys if k not in store.obs_keys]
+    if keys:
+        raise WmkitError(f"the model reads {keys}, which {store.path} does not hold")
+    shape = tuple(store.frame_shape("obs/rgb")[:2])
+    if shape != (model.cfg.image_size, model.cfg.image_size):
+        raise WmkitError(f"{store.path} holds {shape} frames but the model takes {model.cfg.image_size}px ones")
+    rows = np.flatnonzero(split_episodes(store.episodes["id"], val_fraction, split))[:max_episodes]
+    model.eval()
+    return [encode_frames(model, store.load_episode(int(r)).obs) for r in rows]
+
+
+def distance_folder(checkpoint_path) -> Path:
+    """Where the distance fitted on a checkpoint folder ``RUN/checkpoints/step-N`` lives: ``RUN/goal-distance/step-N``."""
+    step = Path(checkpoint_path)
+    return step.parent.parent / "goal-distance" / step.name
+
+
+def save_goal_distance(folder, head: GoalDistance, meta: dict) -> Path:
+    """Write the head atomically: a temporary sibling folder, renamed into place."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(tmp / WEIGHTS))
+    (tmp / META).write_text(json.dumps({"format": FORMAT, "dim": head.dim, "width": head.width, **meta}, indent=2, sort_keys=True))
+    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_goal_distance(folder) -> GoalDistance:
+    """Read a head written by :func:`save_goal_distance` (safetensors and JSON: no pickle)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise WmkitError(f"no goal distance in {folder} (expected {WEIGHTS} and {META}); fit one with "
+                         f"`wmkit fit-distance --ckpt CKPT --data DATA`")
+    meta = json.loads((folder / META).read_text())
+    if meta.get("format") != FORMAT:
+        raise WmkitError(f"{folder / META} is not a wmkit goal distance (format {meta.get('format')!r})")
+    head = GoalDistance(int(meta["dim"]), int(meta["width"]))
+    try:
+        head.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
+    except RuntimeError as exc:
+        raise WmkitError(f"{folder}: the weights do not fit the head {META} describes ({exc})") from exc
+    head.meta = meta
+    return head.eval()
+
+
+def head_for(model, folder: str | None = None) -> GoalDistance:
+    """The goal distance of a loaded model: ``folder``, or the one fitted on the model's checkpoint."""
+    if not folder:
+        path = getattr(model, "checkpoint_path", None)
+        if path is None:
+            raise WmkitError("metric 'learned' needs a goal distance: pass its folder, or load the model from a checkpoint")
+        folder = distance_folder(path)
+    head = load_goal_distance(folder)
+    dim = model.latent_dim
+    if head.dim != dim:
+        raise WmkitError(f"the goal distance in {folder} reads {head.dim}-number latents but this model's are {dim}: "
+                         f"fit one on this checkpoint with `wmkit fit-distance`")
+    return head
+
+
+def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000, episodes: int = 300,
+                  val_episodes: int = 50, batch_size: int = 512, width: int = 256, seed: int = 0) -> dict:
+    """Encode a dataset with ``model``, fit a goal distance, and save it next to the model's
+    checkpoint (or in ``out``). Returns the report, with the folder written."""
+    import time
+
+    start = time.perf_counter()
+    train = encode_data(model, data, "train", episodes)
+    held_out = encode_data(model, data, "val", val_episodes)
+    if not held_out:
+        raise WmkitError(f"{data} has no held-out (val) episodes to score the goal distance on; collect more episodes")
+    encoded = time.perf_counter() - start
+    head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed)
+    if out is None:
+        if getattr(model, "checkpoint_path", None) is None:
+            raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
+        out = distance_folder(model.checkpoint_path)
+    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
+            "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "report": report,
+            "seconds": {"encode": round(encoded, 1), "fit": round(time.perf_counter() - start - encoded, 1)}}
+    folder = save_goal_distance(out, head, meta)
+    return {**report, "folder": str(folder), "episodes": len(train), "val_episodes": len(held_out),
+            "seconds": meta["seconds"], "frames": int(sum(len(e) for e in train)), "max_offset": max_offset}
