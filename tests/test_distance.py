@@ -12,7 +12,7 @@ from wmkit.errors import WmkitError
 from wmkit.eval.plan import eval_plan
 from wmkit.models import WorldModel
 from wmkit.planning.costs import CostConfig, latent_cost
-from wmkit.planning.distance import (GoalDistance, distance_folder, fit_goal_distance, head_for, load_goal_distance,
+from wmkit.planning.distance import (GoalDistance, distance_folder, fit_goal_distance, head_for, imagine, load_goal_distance,
                                      save_goal_distance)
 from wmkit.train import train
 
@@ -74,6 +74,29 @@ def test_saved_distance_loads_and_costs_plan_with_it(tmp_path):
         head(torch.zeros(5), torch.zeros(5))
 
 
+def test_imagined_latents_are_the_models_rollouts_from_real_context(debug_run, two_room_data):
+    from wmkit.data.store import EpisodeStore
+    from wmkit.eval.probe import encode_frames
+
+    model = WorldModel.from_checkpoint(debug_run)
+    k, hist = 2, model.history  # the debug run trains with frame_skip=2
+    ep = EpisodeStore(two_room_data).load_episode(0)
+    z = encode_frames(model, ep.obs)
+    pred = imagine(model, z, ep.actions, 3)
+    assert pred.shape == (len(z), 3, z.shape[1])
+    s = (hist - 1) * k + 1  # a context ending at frame s
+    ctx = z[[s - (hist - 1 - i) * k for i in range(hist)]][None]
+    acts = torch.as_tensor(ep.actions)
+    block = lambda f: acts[f : f + k].reshape(1, 1, -1)  # noqa: E731
+    past = torch.cat([block(s - (hist - 1 - i) * k) for i in range(hist - 1)], 1) if hist > 1 else None
+    want = model.rollout(ctx, torch.cat([block(s), block(s + k)], 1), past)[0]
+    assert torch.allclose(pred[s + k, 0], want[0], atol=1e-5) and torch.allclose(pred[s + 2 * k, 1], want[1], atol=1e-5)
+    assert torch.isnan(pred[: (hist - 1) * k + k, 0]).all()  # no context that early
+    # one prediction per horizon step for every context with room for all three steps after it
+    starts = len(z) - 1 - 3 * k - (hist - 1) * k + 1
+    assert [int((~torch.isnan(pred[:, m, 0])).sum()) for m in range(3)] == [starts] * 3
+
+
 @pytest.fixture(scope="module")
 def debug_run(two_room_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
@@ -89,9 +112,9 @@ def test_fit_distance_command_then_plan_with_it(debug_run, two_room_data, tmp_pa
     with pytest.raises(WmkitError, match="wmkit fit-distance"):
         eval_plan(model, "two-room", cfg, show_progress=False)
     assert main(["fit-distance", "--ckpt", str(debug_run), "--data", str(two_room_data), "--steps", "5", "--episodes", "8",
-                 "--val-episodes", "4", "--json", str(tmp_path / "d.json")]) == 0
+                 "--val-episodes", "4", "--imagined", "2", "--json", str(tmp_path / "d.json")]) == 0
     out = capsys.readouterr().out
-    assert "rank correlation" in out and "--metric learned" in out
+    assert "rank correlation" in out and "--metric learned" in out and "from the model's predictions" in out
     report = json.loads((tmp_path / "d.json").read_text())
     assert report["folder"] == str(distance_folder(model.checkpoint_path)) and -1 <= report["rank_corr"] <= 1
     assert head_for(model).dim == model.latent_dim

@@ -162,12 +162,15 @@ def cmd_fit_distance(args) -> None:
 
     model = WorldModel.from_checkpoint(args.ckpt)
     r = fit_from_data(model, args.data, args.out, max_offset=args.max_offset, steps=args.steps, episodes=args.episodes,
-                      val_episodes=args.val_episodes, seed=args.seed)
+                      val_episodes=args.val_episodes, seed=args.seed, imagined=args.imagined)
     print(f"goal distance fitted on {r['episodes']} episodes ({r['frames']} frames; encode {r['seconds']['encode']} s, "
           f"fit {r['seconds']['fit']} s) into {r['folder']}")
     print(f"held out ({r['val_episodes']} episodes, {r['held_out_pairs']} pairs 0..{r['max_offset']} steps apart): "
           f"mean error {r['mae_steps']:.1f} steps; rank correlation with the true steps {r['rank_corr']:.3f} "
           f"(squared L2 between the latents: {r['rank_corr_l2']:.3f})")
+    if "rank_corr_imagined" in r:
+        print(f"from the model's predictions (1..{args.imagined} steps ahead): rank correlation {r['rank_corr_imagined']:.3f} "
+              f"(squared L2: {r['rank_corr_l2_imagined']:.3f})")
     print(f"plan with it: wmkit eval plan --ckpt {args.ckpt} --metric learned ...")
     if args.json:
         _write_json(args.json, r)
@@ -346,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=300, help="training episodes to encode (default 300)")
     p.add_argument("--val-episodes", type=int, default=50, help="held-out episodes to score it on (default 50)")
     p.add_argument("--seed", type=int, default=0, help="pairs and initialisation (default 0)")
+    p.add_argument("--imagined", type=int, default=0,
+                   help="half of the pairs start from the model's prediction of the frame, 1..N model steps ahead "
+                        "(what a planner asks about; default 0: encoded frames only)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_distance)
 

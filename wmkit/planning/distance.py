@@ -13,6 +13,11 @@ target is ``j - i``. With recordings from a purposeful policy (demonstrations) t
 steps a planner needs; with random exploration it is an upper bound that mostly counts how far the
 recording happened to wander. Predictions beyond the range trained on mean little.
 
+A planner asks the distance about *imagined* latents, the predictor's rollouts, which are not
+quite the encoder's. With ``imagined=H``, half of the pairs start instead from the model's own
+open-loop prediction of that frame, 1 to H model steps after a real context, made with the
+recorded actions, so the distance is fitted on what it will be asked about.
+
 On disk, next to the checkpoint it was fitted on (``RUN/goal-distance/step-N/``):
 ``distance.safetensors`` (weights and the latent normalisation) and ``distance.json`` (shape, the
 fit's settings and its held-out scores).
@@ -61,9 +66,11 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _pairs(episodes: list[torch.Tensor], count: int, max_offset: int, generator: torch.Generator):
+def _pairs(episodes: list[torch.Tensor], count: int, max_offset: int, generator: torch.Generator,
+           imagined: list[torch.Tensor] | None = None, imagined_share: float = 0.5):
     """``count`` pairs ``(z_i, z_j, j - i)`` from random episodes, offsets uniform in ``0..max_offset``
-    (cut at the episode's end)."""
+    (cut at the episode's end). With ``imagined`` (per episode ``(T, H, D)``, NaN where there is no
+    prediction), a share of the pairs takes a predicted ``z_i`` (a random one of the H) instead."""
     lengths = torch.tensor([len(e) for e in episodes])
     which = torch.randint(0, len(episodes), (count,), generator=generator)
     start = (torch.rand(count, generator=generator) * lengths[which]).long()
@@ -71,16 +78,54 @@ def _pairs(episodes: list[torch.Tensor], count: int, max_offset: int, generator:
     end = torch.minimum(start + offset, lengths[which] - 1)
     z = torch.stack([episodes[w][s] for w, s in zip(which.tolist(), start.tolist())])
     g = torch.stack([episodes[w][e] for w, e in zip(which.tolist(), end.tolist())])
+    if imagined is not None:
+        horizon = imagined[0].shape[1]
+        swap = (torch.rand(count, generator=generator) < imagined_share).tolist()
+        steps = torch.randint(0, horizon, (count,), generator=generator).tolist()
+        for n, (w, s) in enumerate(zip(which.tolist(), start.tolist())):
+            if swap[n]:
+                guess = imagined[w][s, steps[n]]
+                if not torch.isnan(guess[0]):
+                    z[n] = guess
     return z, g, (end - start).float()
 
 
+def imagine(model, z: torch.Tensor, actions: np.ndarray, horizon: int) -> torch.Tensor:
+    """The model's open-loop predictions ``(T, horizon, D)`` of one episode's frames: entry
+    ``[f, m]`` is frame ``f`` predicted ``m + 1`` model steps ahead (``frame_skip`` env steps each)
+    from the real latents before it, with the recorded actions; NaN where the episode has no such
+    context. ``z`` are the episode's ``T`` latents, ``actions`` its ``T - 1`` env actions."""
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    k = int(meta.get("train_config", {}).get("frame_skip", 1))
+    hist, t = model.history, len(z)
+    out = torch.full((t, horizon, z.shape[-1]), float("nan"))
+    first, last = (hist - 1) * k, t - 1 - horizon * k  # context start frames s with every needed frame and action
+    if last < first:
+        return out
+    acts = torch.as_tensor(np.asarray(actions, np.float32))
+    s = torch.arange(first, last + 1)
+    frames = lambda offsets: torch.stack([s + o for o in offsets], 1)  # noqa: E731
+    ctx_frames = frames([-(hist - 1 - i) * k for i in range(hist)])  # (N, hist)
+    act_rows = lambda f: acts[f[..., None] + torch.arange(k)].flatten(-2)  # noqa: E731  (N, n, k*A)
+    past = act_rows(ctx_frames[:, :-1]) if hist > 1 else acts.new_zeros(len(s), 0, acts.shape[-1] * k)
+    future = act_rows(frames([m * k for m in range(horizon)]))
+    with torch.no_grad():
+        pred = model.rollout(z[ctx_frames], future, past)  # (N, horizon, D)
+    for m in range(horizon):
+        out[s + (m + 1) * k, m] = pred[:, m].float()
+    return out
+
+
 def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], max_offset: int = 60, steps: int = 4000,
-                      batch_size: int = 512, width: int = 256, lr: float = 1e-3, seed: int = 0) -> tuple[GoalDistance, dict]:
+                      batch_size: int = 512, width: int = 256, lr: float = 1e-3, seed: int = 0,
+                      imagined: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> tuple[GoalDistance, dict]:
     """Fit :class:`GoalDistance` on per-episode latents ``(T_e, D)`` and score it on held-out episodes.
 
     Returns the head (in eval mode) and a report: held-out mean absolute error in steps and the rank
     correlation of the head's distance with the true offset, beside that of squared L2 between the
-    latents (what the default cost ranks by), on the same pairs."""
+    latents (what the default cost ranks by), on the same pairs; with ``imagined`` (predictions of
+    the training and the held-out episodes, see :func:`imagine`), half of the training pairs start
+    from a prediction, and the held-out scores are given for pairs that all do, too."""
     if max_offset < 1:
         raise WmkitError(f"max_offset must be >= 1 env step, got {max_offset}")
     if steps < 1 or batch_size < 2:
@@ -101,7 +146,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     head.train()
     for _ in range(steps):
-        z, g, k = _pairs(train, batch_size, max_offset, generator)
+        z, g, k = _pairs(train, batch_size, max_offset, generator, imagined[0] if imagined else None)
         loss = nn.functional.smooth_l1_loss(head(z, g) / STEP_SCALE, k / STEP_SCALE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,11 +161,17 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
               "rank_corr": _rank_correlation(pred.numpy(), k.numpy()),
               "rank_corr_l2": _rank_correlation(l2.numpy(), k.numpy()),
               "final_train_loss": float(loss.item())}
+    if imagined:
+        with torch.no_grad():
+            z, g, k = _pairs(held_out, 4096, max_offset, torch.Generator().manual_seed(seed + 1), imagined[1], 1.0)
+            report["rank_corr_imagined"] = _rank_correlation(head(z, g).numpy(), k.numpy())
+            report["rank_corr_l2_imagined"] = _rank_correlation((z - g).pow(2).sum(-1).numpy(), k.numpy())
     return head, report
 
 
-def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1) -> list[torch.Tensor]:
-    """Latents ``(T, D)`` of up to ``max_episodes`` episodes of one split of a dataset."""
+def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1, imagined: int = 0):
+    """Latents ``(T, D)`` of up to ``max_episodes`` episodes of one split of a dataset, and with
+    ``imagined`` > 0 the model's predictions of them (:func:`imagine`; else None)."""
     from ..data.store import EpisodeStore
     from ..data.windows import split_episodes
     from ..eval.probe import encode_frames
@@ -134,7 +185,13 @@ def encode_data(model, data, split: str, max_episodes: int, val_fraction: float 
         raise WmkitError(f"{store.path} holds {shape} frames but the model takes {model.cfg.image_size}px ones")
     rows = np.flatnonzero(split_episodes(store.episodes["id"], val_fraction, split))[:max_episodes]
     model.eval()
-    return [encode_frames(model, store.load_episode(int(r)).obs) for r in rows]
+    latents, predictions = [], []
+    for r in rows:
+        ep = store.load_episode(int(r))
+        latents.append(encode_frames(model, ep.obs))
+        if imagined:
+            predictions.append(imagine(model, latents[-1], ep.actions, imagined))
+    return latents, (predictions if imagined else None)
 
 
 def distance_folder(checkpoint_path) -> Path:
@@ -198,24 +255,28 @@ def head_for(model, folder: str | None = None) -> GoalDistance:
 
 
 def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000, episodes: int = 300,
-                  val_episodes: int = 50, batch_size: int = 512, width: int = 256, seed: int = 0) -> dict:
+                  val_episodes: int = 50, batch_size: int = 512, width: int = 256, seed: int = 0, imagined: int = 0) -> dict:
     """Encode a dataset with ``model``, fit a goal distance, and save it next to the model's
     checkpoint (or in ``out``). Returns the report, with the folder written."""
     import time
 
     start = time.perf_counter()
-    train = encode_data(model, data, "train", episodes)
-    held_out = encode_data(model, data, "val", val_episodes)
+    if imagined < 0:
+        raise WmkitError(f"imagined is a number of model steps (0 turns it off), got {imagined}")
+    train, train_pred = encode_data(model, data, "train", episodes, imagined=imagined)
+    held_out, held_pred = encode_data(model, data, "val", val_episodes, imagined=imagined)
     if not held_out:
         raise WmkitError(f"{data} has no held-out (val) episodes to score the goal distance on; collect more episodes")
     encoded = time.perf_counter() - start
-    head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed)
+    head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed,
+                                     imagined=(train_pred, held_pred) if imagined else None)
     if out is None:
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
     meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
-            "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "report": report,
+            "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
+            "report": report,
             "seconds": {"encode": round(encoded, 1), "fit": round(time.perf_counter() - start - encoded, 1)}}
     folder = save_goal_distance(out, head, meta)
     return {**report, "folder": str(folder), "episodes": len(train), "val_episodes": len(held_out),
