@@ -218,6 +218,15 @@ def test_latent_sensitivity_sees_what_the_frame_shows(tmp_path):
     assert shift["dq1"] == 0.0 and shift["dq2"] == 0.0
     assert {"tip_x", "tip_y", "target_x", "target_y"} <= set(result["derived"])
     assert "tip_x" not in shift
+    # with a goal distance, each variable also gets the steps it predicts back to the unmoved frame
+    from wmkit.planning.distance import GoalDistance
+
+    head = GoalDistance(model.latent_dim, 16)
+    with_head = latent_sensitivity(model, out, num_states=16, distance=head)
+    z = torch.randn(3, model.latent_dim)
+    assert with_head["distance_unmoved"] > 0 and head(z, z).min() > 0
+    assert all(v["distance_steps"] > 0 for v in with_head["variables"].values())
+    assert with_head["variables"]["q1"]["relative_shift"] == result["variables"]["q1"]["relative_shift"]
 
 
 def test_latent_sensitivity_refuses_another_worlds_data(tmp_path, two_room_data):

@@ -67,13 +67,22 @@ def cmd_eval_sensitivity(args) -> None:
     from .models import WorldModel
 
     model = WorldModel.from_checkpoint(args.ckpt)
-    result = latent_sensitivity(model, args.data, num_states=args.states, scale=args.scale, seed=args.seed)
+    distance = None
+    if args.learned:
+        from .planning.distance import head_for
+
+        distance = head_for(model, None if args.learned == "auto" else args.learned)
+    result = latent_sensitivity(model, args.data, num_states=args.states, scale=args.scale, seed=args.seed, distance=distance)
     print(f"latent shift when one state variable moves by {args.scale} x its spread, nothing else moving "
           f"({result['states']} held-out states of {result['env']}; 1.0 = the median distance between a latent and the mean latent)")
     width = max([len(k) for k in result["variables"]] + [8])
-    print(f"{'state':<{width}}  {'moved by':>10}  {'latent shift':>12}")
+    learned = distance is not None
+    print(f"{'state':<{width}}  {'moved by':>10}  {'latent shift':>12}" + (f"  {'learned distance, steps':>23}" if learned else ""))
     for name, row in result["variables"].items():
-        print(f"{name:<{width}}  {row['delta']:>10.4g}  {row['relative_shift']:>12.4f}")
+        print(f"{name:<{width}}  {row['delta']:>10.4g}  {row['relative_shift']:>12.4f}"
+              + (f"  {row['distance_steps']:>23.2f}" if learned else ""))
+    if learned:
+        print(f"learned distance from an unmoved frame to itself: {result['distance_unmoved']:.2f} steps")
     if result["derived"]:
         print(f"derived from other variables (not moved alone): {', '.join(result['derived'])}")
     for key, what in (("constant", "constant over these states"), ("discrete", "flags (not moved by a fraction)")):
@@ -302,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--states", type=int, default=256, help="states to perturb (default 256)")
     p.add_argument("--scale", type=float, default=0.25, help="each variable moves by this times its spread (default 0.25)")
     p.add_argument("--seed", type=int, default=0, help="which held-out states (default 0)")
+    p.add_argument("--learned", nargs="?", const="auto", default=None, metavar="DIR",
+                   help="also report the learned goal distance (`wmkit fit-distance`; default: the one beside the checkpoint)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_sensitivity)
 

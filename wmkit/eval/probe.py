@@ -263,7 +263,7 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
 
 @torch.no_grad()
 def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, val_fraction: float = 0.1,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, distance=None) -> dict:
     """How far the latent moves when one state variable changes and nothing else does.
 
     Recorded states of held-out episodes of ``data`` (a built-in world's collection) are re-rendered
@@ -273,7 +273,10 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
     variable the success test needs but the latent hardly moves for is one planning cannot fix.
     Variables the world derives from others (a fingertip from joint angles) cannot be moved alone
     and are listed as such, and so are flags (two values at most); velocities do not show in one
-    frame and come out near zero."""
+    frame and come out near zero. With a learned goal ``distance``
+    (:class:`~wmkit.planning.distance.GoalDistance`), each variable also gets the median distance it
+    predicts from the moved frame to the unmoved one, in env steps, beside the unmoved frame's own
+    (``distance_unmoved``, ideally 0): what a planner with ``--metric learned`` weighs it by."""
     from ..envs import is_world, make_world, world_class
     from ..planning.agent import constructor_params
 
@@ -328,5 +331,12 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
             derived.append(name)
             continue
         out[name] = {"delta": delta, "relative_shift": float((z - z0).norm(dim=1).median()) / max(spread, 1e-12)}
+        if distance is not None:
+            with torch.no_grad():
+                out[name]["distance_steps"] = float(distance(z, z0).median())
+    extra = {}
+    if distance is not None:
+        with torch.no_grad():
+            extra["distance_unmoved"] = float(distance(z0, z0).median())
     return {"env": env, "states": int(len(base)), "scale": scale, "latent_spread": spread, "variables": out,
-            "derived": derived, "constant": constant, "discrete": discrete}
+            "derived": derived, "constant": constant, "discrete": discrete, **extra}
