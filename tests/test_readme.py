@@ -96,3 +96,21 @@ def test_gymnasium_goal_commands(tmp_path):
         assert result.returncode == 0, f"{line}\n{result.stderr}"
     report = json.loads((tmp_path / "plan.json").read_text())
     assert report["success_test"] == "function" and report["results"][0]["episodes"] == 3
+
+
+def test_learned_distance_commands(tmp_path):
+    """The learned-goal-distance block runs as written, at debug sizes."""
+    block = next(b for b in blocks("bash") if "wmkit fit-distance" in b)
+    shrink = {"1000": "12", "50": "4", "small": "debug", "5": "2"}
+    extra = {"collect": ["--steps", "24"],
+             "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0", "val_fraction=0.3"],
+             "fit-distance": ["--steps", "5", "--episodes", "6"],
+             "eval": ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
+                      "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1", "--json", "plan.json"]}
+    for line in block.replace("\\\n", " ").strip().splitlines():
+        argv = [shrink.get(a, a) for a in shlex.split(line.split("#")[0])[1:]]
+        argv += extra[argv[0]]
+        result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+    report = json.loads((tmp_path / "plan.json").read_text())
+    assert [r["agent"] for r in report["results"]] == ["model", "oracle", "true-dynamics"]
