@@ -66,27 +66,31 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _pairs(episodes: list[torch.Tensor], count: int, max_offset: int, generator: torch.Generator,
-           imagined: list[torch.Tensor] | None = None, imagined_share: float = 0.5):
-    """``count`` pairs ``(z_i, z_j, j - i)`` from random episodes, offsets uniform in ``0..max_offset``
-    (cut at the episode's end). With ``imagined`` (per episode ``(T, H, D)``, NaN where there is no
-    prediction), a share of the pairs takes a predicted ``z_i`` (a random one of the H) instead."""
-    lengths = torch.tensor([len(e) for e in episodes])
-    which = torch.randint(0, len(episodes), (count,), generator=generator)
+def _padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Per-episode tensors ``(T_e, ...)`` as one ``(E, max T_e, ...)`` tensor (NaN padding), so that
+    pairs are drawn with one indexing operation, not one per pair."""
+    out = torch.full((len(tensors), max(len(t) for t in tensors), *tensors[0].shape[1:]), float("nan"))
+    for i, t in enumerate(tensors):
+        out[i, : len(t)] = t
+    return out
+
+
+def _pairs(latents: torch.Tensor, lengths: torch.Tensor, count: int, max_offset: int, generator: torch.Generator,
+           imagined: torch.Tensor | None = None, imagined_share: float = 0.5):
+    """``count`` pairs ``(z_i, z_j, j - i)`` from random episodes of ``latents`` (E, T, D) (see
+    :func:`_padded`), offsets uniform in ``0..max_offset`` (cut at the episode's end). With
+    ``imagined`` (E, T, H, D), NaN where there is no prediction, a share of the pairs takes a
+    predicted ``z_i`` (one of the H, at random) instead."""
+    which = torch.randint(0, len(latents), (count,), generator=generator)
     start = (torch.rand(count, generator=generator) * lengths[which]).long()
     offset = torch.randint(0, max_offset + 1, (count,), generator=generator)
     end = torch.minimum(start + offset, lengths[which] - 1)
-    z = torch.stack([episodes[w][s] for w, s in zip(which.tolist(), start.tolist())])
-    g = torch.stack([episodes[w][e] for w, e in zip(which.tolist(), end.tolist())])
+    z, g = latents[which, start], latents[which, end]
     if imagined is not None:
-        horizon = imagined[0].shape[1]
-        swap = (torch.rand(count, generator=generator) < imagined_share).tolist()
-        steps = torch.randint(0, horizon, (count,), generator=generator).tolist()
-        for n, (w, s) in enumerate(zip(which.tolist(), start.tolist())):
-            if swap[n]:
-                guess = imagined[w][s, steps[n]]
-                if not torch.isnan(guess[0]):
-                    z[n] = guess
+        swap = torch.rand(count, generator=generator) < imagined_share
+        guess = imagined[which, start, torch.randint(0, imagined.shape[2], (count,), generator=generator)]
+        use = swap & ~torch.isnan(guess[:, 0])
+        z = torch.where(use[:, None], guess, z)
     return z, g, (end - start).float()
 
 
@@ -133,20 +137,24 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     for name, eps in (("training", train), ("held-out", held_out)):
         if not eps or all(len(e) < 2 for e in eps):
             raise WmkitError(f"fitting a goal distance needs {name} episodes of at least 2 frames, got {len(eps)} episodes")
-    train = [e.float() for e in train if len(e) >= 2]
-    held_out = [e.float() for e in held_out if len(e) >= 2]
+    keep_train = [i for i, e in enumerate(train) if len(e) >= 2]
+    keep_held = [i for i, e in enumerate(held_out) if len(e) >= 2]
+    train_bank = _padded([train[i].float() for i in keep_train]), torch.tensor([len(train[i]) for i in keep_train])
+    held_bank = _padded([held_out[i].float() for i in keep_held]), torch.tensor([len(held_out[i]) for i in keep_held])
+    train_pred = _padded([imagined[0][i] for i in keep_train]) if imagined else None
+    held_pred = _padded([imagined[1][i] for i in keep_held]) if imagined else None
     dim = train[0].shape[-1]
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = GoalDistance(dim, width)
-    every = torch.cat(train)
+    every = torch.cat([train[i].float() for i in keep_train])
     head.mean.copy_(every.mean(0))
     head.std.copy_(every.std(0).clamp_min(1e-6))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     head.train()
     for _ in range(steps):
-        z, g, k = _pairs(train, batch_size, max_offset, generator, imagined[0] if imagined else None)
+        z, g, k = _pairs(*train_bank, batch_size, max_offset, generator, train_pred)
         loss = nn.functional.smooth_l1_loss(head(z, g) / STEP_SCALE, k / STEP_SCALE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,7 +162,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
         sched.step()
     head.eval()
     with torch.no_grad():
-        z, g, k = _pairs(held_out, 4096, max_offset, torch.Generator().manual_seed(seed + 1))
+        z, g, k = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1))
         pred = head(z, g)
         l2 = (z - g).pow(2).sum(-1)
     report = {"held_out_pairs": int(len(k)), "mae_steps": float((pred - k).abs().mean()),
@@ -163,7 +171,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
               "final_train_loss": float(loss.item())}
     if imagined:
         with torch.no_grad():
-            z, g, k = _pairs(held_out, 4096, max_offset, torch.Generator().manual_seed(seed + 1), imagined[1], 1.0)
+            z, g, k = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), held_pred, 1.0)
             report["rank_corr_imagined"] = _rank_correlation(head(z, g).numpy(), k.numpy())
             report["rank_corr_l2_imagined"] = _rank_correlation((z - g).pow(2).sum(-1).numpy(), k.numpy())
     return head, report
