@@ -129,7 +129,8 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     correlation of the head's distance with the true offset, beside that of squared L2 between the
     latents (what the default cost ranks by), on the same pairs; with ``imagined`` (predictions of
     the training and the held-out episodes, see :func:`imagine`), half of the training pairs start
-    from a prediction, and the held-out scores are given for pairs that all do, too."""
+    from a prediction, and the held-out scores are given again with every pair that has one
+    starting from it."""
     if max_offset < 1:
         raise WmkitError(f"max_offset must be >= 1 env step, got {max_offset}")
     if steps < 1 or batch_size < 2:
