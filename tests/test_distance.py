@@ -74,27 +74,55 @@ def test_saved_distance_loads_and_costs_plan_with_it(tmp_path):
         head(torch.zeros(5), torch.zeros(5))
 
 
-def test_imagined_latents_are_the_models_rollouts_from_real_context(debug_run, two_room_data):
-    from wmkit.data.store import EpisodeStore
+def test_imagined_latents_are_the_models_rollouts_over_training_windows(two_room_data, tmp_path):
+    """Entry [f, m] is what the model predicts for frame f from the real frames before it, the
+    windows and action blocks being exactly those training reads (frame skip 2, three frames of memory)."""
+    from wmkit.data.windows import WindowDataset
     from wmkit.eval.probe import encode_frames
 
-    model = WorldModel.from_checkpoint(debug_run)
-    k, hist = 2, model.history  # the debug run trains with frame_skip=2
-    ep = EpisodeStore(two_room_data).load_episode(0)
+    run = tmp_path / "r"
+    train(build(TrainConfig, "debug", "train", frame_skip=2, window=4, max_steps=2),
+          build(ModelConfig, "debug", "model", history=3), two_room_data, run, show_progress=False)
+    model = WorldModel.from_checkpoint(run)
+    k, hist, horizon = 2, model.history, 2
+    assert model.frame_skip == k and hist == 3
+    windows = WindowDataset(two_room_data, length=hist + horizon, frame_skip=k)
+    ep = windows.store.load_episode(0)
     z = encode_frames(model, ep.obs)
-    pred = imagine(model, z, ep.actions, 3)
-    assert pred.shape == (len(z), 3, z.shape[1])
-    s = (hist - 1) * k + 1  # a context ending at frame s
-    ctx = z[[s - (hist - 1 - i) * k for i in range(hist)]][None]
-    acts = torch.as_tensor(ep.actions)
-    block = lambda f: acts[f : f + k].reshape(1, 1, -1)  # noqa: E731
-    past = torch.cat([block(s - (hist - 1 - i) * k) for i in range(hist - 1)], 1) if hist > 1 else None
-    want = model.rollout(ctx, torch.cat([block(s), block(s + k)], 1), past)[0]
-    assert torch.allclose(pred[s + k, 0], want[0], atol=1e-5) and torch.allclose(pred[s + 2 * k, 1], want[1], atol=1e-5)
-    assert torch.isnan(pred[: (hist - 1) * k + k, 0]).all()  # no context that early
-    # one prediction per horizon step for every context with room for all three steps after it
-    starts = len(z) - 1 - 3 * k - (hist - 1) * k + 1
-    assert [int((~torch.isnan(pred[:, m, 0])).sum()) for m in range(3)] == [starts] * 3
+    pred = imagine(model, z, ep.actions, horizon)
+    checked = 0
+    for i in range(len(windows)):
+        if int(windows._episode[i]) != 0:  # the episode rows in id order: row 0 is load_episode(0)
+            continue
+        batch = windows.__getitems__([i])
+        f0 = int(windows._offset[i])
+        ctx = z[f0 : f0 + hist * k : k][None]
+        want = model.rollout(ctx, batch["actions"][:, hist - 1 : hist - 1 + horizon], batch["actions"][:, : hist - 1])[0]
+        s = f0 + (hist - 1) * k
+        assert torch.allclose(pred[s + k, 0], want[0], atol=1e-5) and torch.allclose(pred[s + 2 * k, 1], want[1], atol=1e-5)
+        checked += 1
+    # every context with room for the horizon was checked but the last: a window also reads the
+    # action block after its last frame, which that context's final prediction does not need
+    assert checked == int((~torch.isnan(pred[:, 0, 0])).sum()) - 1 > 10
+    assert torch.isnan(pred[: hist * k, 0]).all()  # no context that early
+    with pytest.raises(WmkitError, match="actions of 2 numbers"):
+        imagine(model, z, ep.actions[:, :1], horizon)
+
+
+def test_pairs_start_from_predictions_where_there_are_some():
+    from wmkit.planning.distance import _padded, _pairs
+
+    eps = synthetic_episodes(6, 12, 0)
+    latents, lengths = _padded(eps), torch.tensor([len(e) for e in eps])
+    guesses = latents[:, :, None].repeat(1, 1, 3, 1) + 100.0
+    guesses[:, :4] = float("nan")  # the first frames have no prediction at any depth
+    guesses[:, :, 0] = float("nan")  # and none has one at the first depth
+    z, g, k, swapped = _pairs(latents, lengths, 4000, 5, torch.Generator().manual_seed(0), guesses, 0.5)
+    real, _, k_real, none = _pairs(latents, lengths, 4000, 5, torch.Generator().manual_seed(0))
+    assert none == 0 and not torch.isnan(z).any()
+    moved = (z - real).abs().amax(1) > 50
+    assert int(moved.sum()) == swapped and 0.3 * 4000 < swapped < 0.5 * 4000  # half of those that have one
+    assert torch.equal(k, k_real) and torch.equal(g, _pairs(latents, lengths, 4000, 5, torch.Generator().manual_seed(0))[1])
 
 
 @pytest.fixture(scope="module")

@@ -218,14 +218,16 @@ def test_latent_sensitivity_sees_what_the_frame_shows(tmp_path):
     assert shift["dq1"] == 0.0 and shift["dq2"] == 0.0
     assert {"tip_x", "tip_y", "target_x", "target_y"} <= set(result["derived"])
     assert "tip_x" not in shift
-    # with a goal distance, each variable also gets the steps it predicts back to the unmoved frame
-    from wmkit.planning.distance import GoalDistance
+    # with a goal distance, each variable also gets the distance from the moved frame to the unmoved
+    # one: here plain latent distance, so it is the latent shift in absolute units, and 0 unmoved
+    def distance(z, goal):
+        return (z - goal).norm(dim=-1)
 
-    head = GoalDistance(model.latent_dim, 16)
-    with_head = latent_sensitivity(model, out, num_states=16, distance=head)
-    z = torch.randn(3, model.latent_dim)
-    assert with_head["distance_unmoved"] > 0 and head(z, z).min() > 0
-    assert all(v["distance_steps"] > 0 for v in with_head["variables"].values())
+    with_head = latent_sensitivity(model, out, num_states=16, distance=distance)
+    assert with_head["distance_unmoved"] == 0.0
+    for name, row in with_head["variables"].items():
+        assert row["distance_steps"] == pytest.approx(row["relative_shift"] * with_head["latent_spread"], rel=1e-5, abs=1e-7)
+    assert with_head["variables"]["q1"]["distance_steps"] > 0 and with_head["variables"]["dq1"]["distance_steps"] == 0.0
     assert with_head["variables"]["q1"]["relative_shift"] == result["variables"]["q1"]["relative_shift"]
 
 

@@ -144,32 +144,15 @@ def _fsync(path: Path, text: str | None = None) -> None:
         os.close(fd)
 
 
-def save_checkpoint(run_dir, step: int, model_state: dict[str, torch.Tensor], meta: dict,
-                    optimizer_state: dict | None = None, extra: dict[str, torch.Tensor] | None = None,
-                    keep_last: int | None = 3) -> Path:
-    """Write ``RUN/checkpoints/step-{step:08d}/`` atomically, point ``latest`` at it, and delete
-    older step folders beyond ``keep_last`` (counting this one; ``None`` keeps all; folders of a
-    higher step, left from a rewound run, are kept). A folder of the same step is replaced.
-    Returns the step folder."""
+def write_folder_atomic(final: Path, tensor_files: dict[str, dict[str, torch.Tensor]], text_files: dict[str, str]) -> Path:
+    """Write a folder of safetensors and text files so that it is complete or absent: into a hidden
+    sibling, fsynced, then renamed into place (an existing folder of that name is replaced, and put
+    back if the rename fails). Returns ``final``."""
     st = _safetensors()
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"step must be a non-negative int, got {step!r}")
-    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
-        raise CheckpointError(f"keep_last must be None (keep every checkpoint) or an int >= 1, got {keep_last!r}")
-    if not isinstance(meta, dict) or {"format", "format_version"} & meta.keys() or meta.get("step", step) != step:
-        raise CheckpointError(f"meta must be a dict without the keys 'format' and 'format_version' (wmkit writes them) and with "
-                              f"'step' absent or equal to {step}; got {meta!r:.200}")
-    # Convert everything before touching the disk, so a bad argument leaves no folder behind.
-    tensor_files = {MODEL_FILE: _prepare(model_state, "model_state"), EXTRA_FILE: _prepare(extra or {}, "extra")}
-    text_files = {TRAINER_FILE: _json_text({**meta, "step": step, "format": FORMAT, "format_version": FORMAT_VERSION}, "meta", True)}
-    if optimizer_state is not None:
-        tensor_files[OPTIMIZER_FILE], rest = _flatten_optimizer(optimizer_state)
-        text_files[OPTIMIZER_JSON] = _json_text(rest, "optimizer_state", False)  # keep torch's order
-
-    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
-    final, tmp, old = ckpt_dir / name, ckpt_dir / f".{name}.tmp-{os.getpid()}", ckpt_dir / f".{name}.old-{os.getpid()}"
+    final = Path(final)
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = parent / f".{final.name}.tmp-{os.getpid()}", parent / f".{final.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier crashed process that had our pid
     tmp.mkdir()
     try:
@@ -185,14 +168,42 @@ def save_checkpoint(run_dir, step: int, model_state: dict[str, torch.Tensor], me
             try:
                 os.replace(tmp, final)
             except OSError:
-                os.replace(old, final)  # put the previous checkpoint back before reporting the failure
+                os.replace(old, final)  # put the previous folder back before reporting the failure
                 raise
             shutil.rmtree(old)
         else:
             os.replace(tmp, final)
-        _fsync(ckpt_dir)
+        _fsync(parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after a successful rename; a partial folder otherwise
+    return final
+
+
+def save_checkpoint(run_dir, step: int, model_state: dict[str, torch.Tensor], meta: dict,
+                    optimizer_state: dict | None = None, extra: dict[str, torch.Tensor] | None = None,
+                    keep_last: int | None = 3) -> Path:
+    """Write ``RUN/checkpoints/step-{step:08d}/`` atomically, point ``latest`` at it, and delete
+    older step folders beyond ``keep_last`` (counting this one; ``None`` keeps all; folders of a
+    higher step, left from a rewound run, are kept). A folder of the same step is replaced.
+    Returns the step folder."""
+    _safetensors()  # fail on a missing dependency before any work
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"step must be a non-negative int, got {step!r}")
+    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
+        raise CheckpointError(f"keep_last must be None (keep every checkpoint) or an int >= 1, got {keep_last!r}")
+    if not isinstance(meta, dict) or {"format", "format_version"} & meta.keys() or meta.get("step", step) != step:
+        raise CheckpointError(f"meta must be a dict without the keys 'format' and 'format_version' (wmkit writes them) and with "
+                              f"'step' absent or equal to {step}; got {meta!r:.200}")
+    # Convert everything before touching the disk, so a bad argument leaves no folder behind.
+    tensor_files = {MODEL_FILE: _prepare(model_state, "model_state"), EXTRA_FILE: _prepare(extra or {}, "extra")}
+    text_files = {TRAINER_FILE: _json_text({**meta, "step": step, "format": FORMAT, "format_version": FORMAT_VERSION}, "meta", True)}
+    if optimizer_state is not None:
+        tensor_files[OPTIMIZER_FILE], rest = _flatten_optimizer(optimizer_state)
+        text_files[OPTIMIZER_JSON] = _json_text(rest, "optimizer_state", False)  # keep torch's order
+
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    name = f"step-{step:08d}"
+    final = write_folder_atomic(ckpt_dir / name, tensor_files, text_files)
     _fsync(ckpt_dir / f".{LATEST_FILE}.tmp-{os.getpid()}", name + "\n")
     os.replace(ckpt_dir / f".{LATEST_FILE}.tmp-{os.getpid()}", ckpt_dir / LATEST_FILE)
     _fsync(ckpt_dir)

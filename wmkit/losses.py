@@ -52,7 +52,8 @@ class _CharacteristicSums(torch.autograd.Function):
     Written with autograd, the backward pass evaluates every sine and cosine a second time (the
     derivative of ``cos`` is ``-sin``); here the forward keeps them, and the gradient is one
     contraction over the knots, ``dx_nm = sum_k t_k (g_sin,mk cos_nmk - g_cos,mk sin_nmk)``: half
-    the transcendental work (which took about half of a per-region model's training step)."""
+    the transcendental work (which took about half of a per-region model's training step), for
+    keeping both ``(N, M, K)`` tensors until the backward pass instead of one."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -62,6 +63,7 @@ class _CharacteristicSums(torch.autograd.Function):
         return torch.stack([cos.sum(0), sin.sum(0)])
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the saved cosines are constants to a second derivative
     def backward(ctx, grad: torch.Tensor):
         cos, sin, t = ctx.saved_tensors
         weights = grad * t  # (2, M, K): d cos(tx)/dx = -t sin(tx), d sin(tx)/dx = t cos(tx)

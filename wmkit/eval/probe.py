@@ -233,8 +233,7 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
     from ..errors import WmkitError
 
     store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
-    meta = getattr(model, "checkpoint_meta", None) or {}
-    skip = frame_skip or int(meta.get("train_config", {}).get("frame_skip", 1))
+    skip = frame_skip or model.frame_skip
     context = context or max(1, model.history)
     if horizon < 1 or context < 1:
         raise WmkitError(f"rollout horizon and context must be >= 1, got {horizon} and {context}")
@@ -332,11 +331,7 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
             continue
         out[name] = {"delta": delta, "relative_shift": float((z - z0).norm(dim=1).median()) / max(spread, 1e-12)}
         if distance is not None:
-            with torch.no_grad():
-                out[name]["distance_steps"] = float(distance(z, z0).median())
-    extra = {}
-    if distance is not None:
-        with torch.no_grad():
-            extra["distance_unmoved"] = float(distance(z0, z0).median())
+            out[name]["distance_steps"] = float(distance(z, z0).median())
+    extra = {} if distance is None else {"distance_unmoved": float(distance(z0, z0).median())}
     return {"env": env, "states": int(len(base)), "scale": scale, "latent_spread": spread, "variables": out,
             "derived": derived, "constant": constant, "discrete": discrete, **extra}

@@ -164,6 +164,12 @@ class WorldModel(nn.Module):
         x = self.decoder(z.reshape(-1, z.shape[-1]))
         return x.view(*lead, *x.shape[1:])
 
+    @property
+    def frame_skip(self) -> int:
+        """Env steps per model step, as the model was trained (1 for a model not loaded from a checkpoint)."""
+        meta = getattr(self, "checkpoint_meta", None) or {}
+        return int(meta.get("train_config", {}).get("frame_skip", 1))
+
     @classmethod
     def from_checkpoint(cls, path, map_location="cpu") -> "WorldModel":
         """Rebuild a trained model from a run folder or a checkpoint folder alone (no pickle)."""

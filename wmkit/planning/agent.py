@@ -44,8 +44,7 @@ class MPCAgent:
         self.cost_cfg = cost or CostConfig()
         self.options = dict(planner_options or {})
         self.generator = torch.Generator().manual_seed(seed)
-        meta = getattr(model, "checkpoint_meta", {}) or {}
-        self.frame_skip = int(meta.get("train_config", {}).get("frame_skip", 1))
+        self.frame_skip = model.frame_skip
         if model.cfg.action_dim % self.frame_skip:
             raise WmkitError(f"model action size {model.cfg.action_dim} is not a multiple of its frame skip {self.frame_skip}")
         self.env_action_dim = model.cfg.action_dim // self.frame_skip

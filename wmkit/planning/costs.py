@@ -49,6 +49,8 @@ def goal_distance(z: torch.Tensor, goal: torch.Tensor, metric: str = "l2", dista
     """Distance of latents ``(..., D)`` from ``goal`` (broadcastable), over the last axis; metric
     'learned' asks the fitted ``distance``."""
     if metric == "learned":
+        if distance is None:
+            raise WmkitError("metric 'learned' needs the fitted goal distance: pass distance= (wmkit.planning.distance.head_for)")
         return distance(z, goal)
     if metric == "l2":
         return (z - goal).pow(2).sum(-1)

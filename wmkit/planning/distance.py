@@ -26,8 +26,6 @@ fit's settings and its held-out scores).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,18 +78,20 @@ def _pairs(latents: torch.Tensor, lengths: torch.Tensor, count: int, max_offset:
     """``count`` pairs ``(z_i, z_j, j - i)`` from random episodes of ``latents`` (E, T, D) (see
     :func:`_padded`), offsets uniform in ``0..max_offset`` (cut at the episode's end). With
     ``imagined`` (E, T, H, D), NaN where there is no prediction, a share of the pairs takes a
-    predicted ``z_i`` (one of the H, at random) instead."""
+    predicted ``z_i`` (one of the H that exist for it, at random) instead. Also returns how many did."""
     which = torch.randint(0, len(latents), (count,), generator=generator)
     start = (torch.rand(count, generator=generator) * lengths[which]).long()
     offset = torch.randint(0, max_offset + 1, (count,), generator=generator)
     end = torch.minimum(start + offset, lengths[which] - 1)
     z, g = latents[which, start], latents[which, end]
     if imagined is not None:
-        swap = torch.rand(count, generator=generator) < imagined_share
-        guess = imagined[which, start, torch.randint(0, imagined.shape[2], (count,), generator=generator)]
-        use = swap & ~torch.isnan(guess[:, 0])
-        z = torch.where(use[:, None], guess, z)
-    return z, g, (end - start).float()
+        available = ~torch.isnan(imagined[which, start, :, 0])  # (count, H): horizons with a prediction of z_i
+        pick = torch.multinomial(available.float() + 1e-12, 1, generator=generator)[:, 0]  # one of them, at random
+        chosen = imagined[which, start, pick]
+        use = (torch.rand(count, generator=generator) < imagined_share) & ~torch.isnan(chosen[:, 0])
+        z = torch.where(use[:, None], chosen, z)
+        return z, g, (end - start).float(), int(use.sum())
+    return z, g, (end - start).float(), 0
 
 
 def imagine(model, z: torch.Tensor, actions: np.ndarray, horizon: int) -> torch.Tensor:
@@ -99,14 +99,17 @@ def imagine(model, z: torch.Tensor, actions: np.ndarray, horizon: int) -> torch.
     ``[f, m]`` is frame ``f`` predicted ``m + 1`` model steps ahead (``frame_skip`` env steps each)
     from the real latents before it, with the recorded actions; NaN where the episode has no such
     context. ``z`` are the episode's ``T`` latents, ``actions`` its ``T - 1`` env actions."""
-    meta = getattr(model, "checkpoint_meta", None) or {}
-    k = int(meta.get("train_config", {}).get("frame_skip", 1))
+    k = model.frame_skip
     hist, t = model.history, len(z)
     out = torch.full((t, horizon, z.shape[-1]), float("nan"))
     first, last = (hist - 1) * k, t - 1 - horizon * k  # context start frames s with every needed frame and action
     if last < first:
         return out
     acts = torch.as_tensor(np.asarray(actions, np.float32))
+    if acts.ndim != 2 or len(acts) != t - 1 or acts.shape[1] * k != model.cfg.action_dim:
+        raise WmkitError(f"imagining needs the episode's {t - 1} actions of {model.cfg.action_dim // k} numbers (the model takes "
+                         f"{model.cfg.action_dim} per step at frame skip {k}); got actions of shape {tuple(acts.shape)}: "
+                         f"use recordings of the world and action space the model was trained on")
     s = torch.arange(first, last + 1)
     frames = lambda offsets: torch.stack([s + o for o in offsets], 1)  # noqa: E731
     ctx_frames = frames([-(hist - 1 - i) * k for i in range(hist)])  # (N, hist)
@@ -137,7 +140,12 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
         raise WmkitError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
     for name, eps in (("training", train), ("held-out", held_out)):
         if not eps or all(len(e) < 2 for e in eps):
-            raise WmkitError(f"fitting a goal distance needs {name} episodes of at least 2 frames, got {len(eps)} episodes")
+            longest = max((len(e) for e in eps), default=0)
+            raise WmkitError(f"fitting a goal distance needs {name} episodes of at least 2 frames, got {len(eps)} episodes "
+                             f"of at most {longest}")
+    dims = {e.shape[-1] for e in train + held_out}
+    if len(dims) != 1:
+        raise WmkitError(f"training and held-out latents must all have one size, got sizes {sorted(dims)}")
     keep_train = [i for i, e in enumerate(train) if len(e) >= 2]
     keep_held = [i for i, e in enumerate(held_out) if len(e) >= 2]
     train_bank = _padded([train[i].float() for i in keep_train]), torch.tensor([len(train[i]) for i in keep_train])
@@ -146,8 +154,9 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     held_pred = _padded([imagined[1][i] for i in keep_held]) if imagined else None
     dim = train[0].shape[-1]
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    head = GoalDistance(dim, width)
+    with torch.random.fork_rng():  # seeded initialisation without touching the caller's generator
+        torch.manual_seed(seed)
+        head = GoalDistance(dim, width)
     every = torch.cat([train[i].float() for i in keep_train])
     head.mean.copy_(every.mean(0))
     head.std.copy_(every.std(0).clamp_min(1e-6))
@@ -155,7 +164,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     head.train()
     for _ in range(steps):
-        z, g, k = _pairs(*train_bank, batch_size, max_offset, generator, train_pred)
+        z, g, k, _ = _pairs(*train_bank, batch_size, max_offset, generator, train_pred)
         loss = nn.functional.smooth_l1_loss(head(z, g) / STEP_SCALE, k / STEP_SCALE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,7 +172,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
         sched.step()
     head.eval()
     with torch.no_grad():
-        z, g, k = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1))
+        z, g, k, _ = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1))
         pred = head(z, g)
         l2 = (z - g).pow(2).sum(-1)
     report = {"held_out_pairs": int(len(k)), "mae_steps": float((pred - k).abs().mean()),
@@ -172,7 +181,11 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
               "final_train_loss": float(loss.item())}
     if imagined:
         with torch.no_grad():
-            z, g, k = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), held_pred, 1.0)
+            z, g, k, swapped = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), held_pred, 1.0)
+            if swapped == 0:
+                raise WmkitError(f"no held-out frame has a prediction {train_pred.shape[2]} model steps deep: the episodes are "
+                                 f"too short for that horizon; lower imagined")
+            report["imagined_pairs"] = swapped
             report["rank_corr_imagined"] = _rank_correlation(head(z, g).numpy(), k.numpy())
             report["rank_corr_l2_imagined"] = _rank_correlation((z - g).pow(2).sum(-1).numpy(), k.numpy())
     return head, report
@@ -205,27 +218,20 @@ def encode_data(model, data, split: str, max_episodes: int, val_fraction: float 
 
 def distance_folder(checkpoint_path) -> Path:
     """Where the distance fitted on a checkpoint folder ``RUN/checkpoints/step-N`` lives: ``RUN/goal-distance/step-N``."""
-    step = Path(checkpoint_path)
+    step = Path(checkpoint_path).resolve()
+    if step.parent.name != "checkpoints":
+        raise WmkitError(f"{checkpoint_path} is not a step folder inside a run's checkpoints/ folder, so there is no run "
+                         f"folder to keep its goal distance in: pass the distance's folder explicitly (--out / --distance)")
     return step.parent.parent / "goal-distance" / step.name
 
 
 def save_goal_distance(folder, head: GoalDistance, meta: dict) -> Path:
-    """Write the head atomically: a temporary sibling folder, renamed into place."""
-    from safetensors.torch import save_file
+    """Write the head atomically (complete or absent, as checkpoints are)."""
+    from ..checkpoint import write_folder_atomic
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(tmp / WEIGHTS))
-    (tmp / META).write_text(json.dumps({"format": FORMAT, "dim": head.dim, "width": head.width, **meta}, indent=2, sort_keys=True))
-    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    text = json.dumps({**meta, "format": FORMAT, "dim": head.dim, "width": head.width}, indent=2, sort_keys=True)
+    return write_folder_atomic(Path(folder), {WEIGHTS: tensors}, {META: text})
 
 
 def load_goal_distance(folder) -> GoalDistance:
@@ -236,10 +242,14 @@ def load_goal_distance(folder) -> GoalDistance:
     if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
         raise WmkitError(f"no goal distance in {folder} (expected {WEIGHTS} and {META}); fit one with "
                          f"`wmkit fit-distance --ckpt CKPT --data DATA`")
-    meta = json.loads((folder / META).read_text())
+    try:
+        meta = json.loads((folder / META).read_text())
+        shape = int(meta["dim"]), int(meta["width"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise WmkitError(f"{folder / META} is damaged ({exc}); fit the distance again with `wmkit fit-distance`") from exc
     if meta.get("format") != FORMAT:
         raise WmkitError(f"{folder / META} is not a wmkit goal distance (format {meta.get('format')!r})")
-    head = GoalDistance(int(meta["dim"]), int(meta["width"]))
+    head = GoalDistance(*shape)
     try:
         head.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
     except RuntimeError as exc:
@@ -260,7 +270,7 @@ def head_for(model, folder: str | None = None) -> GoalDistance:
     if head.dim != dim:
         raise WmkitError(f"the goal distance in {folder} reads {head.dim}-number latents but this model's are {dim}: "
                          f"fit one on this checkpoint with `wmkit fit-distance`")
-    return head
+    return head.to(next(model.parameters()).device)
 
 
 def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000, episodes: int = 300,
@@ -272,6 +282,10 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
     start = time.perf_counter()
     if imagined < 0:
         raise WmkitError(f"imagined is a number of model steps (0 turns it off), got {imagined}")
+    if out is None:
+        if getattr(model, "checkpoint_path", None) is None:
+            raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
+        out = distance_folder(model.checkpoint_path)
     train, train_pred = encode_data(model, data, "train", episodes, imagined=imagined)
     held_out, held_pred = encode_data(model, data, "val", val_episodes, imagined=imagined)
     if not held_out:
@@ -279,10 +293,6 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
     encoded = time.perf_counter() - start
     head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed,
                                      imagined=(train_pred, held_pred) if imagined else None)
-    if out is None:
-        if getattr(model, "checkpoint_path", None) is None:
-            raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
-        out = distance_folder(model.checkpoint_path)
     meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
             "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
             "report": report,
