@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="measure collection and data-loading throughput")
+    p = sub.add_parser("bench", help="measure throughput (collection, data loading, training, planning, SIGReg) and DDP equality, each beside a baseline")
     p.add_argument("--quick", action="store_true", help="a short run (seconds) for smoke tests")
     p.add_argument("--only", default=None, help="comma-separated benchmark names")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results to FILE")
