@@ -241,3 +241,20 @@ def test_latent_sensitivity_refuses_another_worlds_data(tmp_path, two_room_data)
     model.checkpoint_meta = {"dataset": {"env": "push-t"}}
     with pytest.raises(DatasetError, match="trained on 'push-t'"):
         latent_sensitivity(model, two_room_data, num_states=4)
+
+
+def test_rollout_error_on_windows_where_a_variable_moves(two_room_data):
+    from wmkit.config import ModelConfig
+    from wmkit.errors import WmkitError
+    from wmkit.eval.probe import rollout_error
+    from wmkit.models import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(channels=8, embed_dim=16, image_size=64, action_dim=2, predictor="mlp", predictor_width=16))
+    every = rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3)
+    moved = rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("x", 1e-6))
+    assert every["windows"] == moved["windows"] == 8 and moved["windows_looked_at"] >= 8 and "moving" not in every
+    with pytest.raises(WmkitError, match="lower the amount"):
+        rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("x", 1e9))
+    with pytest.raises(WmkitError, match=r"got .nothing., the data has \[.x., .y."):
+        rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("nothing", 1.0))

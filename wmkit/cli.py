@@ -106,9 +106,22 @@ def cmd_eval_probe(args) -> None:
         print(f"{name:<{width}}  {value:.4f}")
     result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "probe": args.probe, "r2": r2}
     if args.horizon > 0:
-        roll = rollout_error(model, args.data, horizon=args.horizon, windows=args.windows, val_fraction=args.val_fraction)
+        moving = None
+        if args.moving:
+            name, _, amount = args.moving.rpartition(":")
+            try:
+                moving = (name, float(amount))
+            except ValueError:
+                moving = None
+            if not name or moving is None:
+                raise WmkitError(f"--moving takes NAME:AMOUNT, a state variable and how much it must change (e.g. block_x:10), "
+                                 f"got {args.moving!r}")
+        roll = rollout_error(model, args.data, horizon=args.horizon, windows=args.windows, val_fraction=args.val_fraction,
+                             moving=moving)
+        only = (f", only those where {moving[0]} changes by more than {moving[1]:g} ({roll['windows']} of "
+                f"{roll['windows_looked_at']} looked at)" if moving else "")
         print(f"\nopen-loop rollout from {roll['context']} frames (frame_skip {roll['frame_skip']}), "
-              f"{roll['windows']} held-out windows: latent MSE vs copying the last latent")
+              f"{roll['windows']} held-out windows{only}: latent MSE vs copying the last latent")
         print(f"{'k':>3}  {'model':>10}  {'copy-last':>10}  {'ratio':>6}")
         for k, m, c, q in zip(roll["k"], roll["model"], roll["copy_last"], roll["ratio"]):
             print(f"{k:>3}  {m:>10.5f}  {c:>10.5f}  {q:>6.3f}")
@@ -303,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "non-linearly (its failing does not prove the variable absent)")
     p.add_argument("--horizon", type=int, default=10, help="open-loop rollout steps to score (default 10; 0 skips)")
     p.add_argument("--windows", type=int, default=256, help="held-out windows for the rollout error (default 256)")
+    p.add_argument("--moving", default=None, metavar="NAME:AMOUNT",
+                   help="score the rollout only on windows where state variable NAME changes by more than AMOUNT "
+                        "over the horizon (e.g. block_x:10: the error on pushes, not on the average window)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_probe)
     p = esub.add_parser("sensitivity", help="how far the latent (and so a planner's cost) moves when one state variable changes alone")
