@@ -70,6 +70,11 @@ def test_saved_distance_loads_and_costs_plan_with_it(tmp_path):
         CostConfig(metric="l2", distance=head)
     with pytest.raises(WmkitError, match="no goal distance in"):
         load_goal_distance(tmp_path / "missing")
+    (folder / "distance.json").write_text("{not json")
+    with pytest.raises(WmkitError, match="is damaged"):
+        load_goal_distance(folder)
+    with pytest.raises(WmkitError, match="not a step folder inside a run"):
+        distance_folder(tmp_path / "step-00000001")
     with pytest.raises(WmkitError, match="4-number latents, got 5"):
         head(torch.zeros(5), torch.zeros(5))
 
