@@ -157,7 +157,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     with torch.random.fork_rng():  # seeded initialisation without touching the caller's generator
         torch.manual_seed(seed)
         head = GoalDistance(dim, width)
-    every = torch.cat([train[i].float() for i in keep_train])
+    every = train_bank[0][~torch.isnan(train_bank[0][..., 0])]  # every training latent, padding left out
     head.mean.copy_(every.mean(0))
     head.std.copy_(every.std(0).clamp_min(1e-6))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
