@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from wmkit.errors import WmkitError
-from wmkit.planning import PLANNERS, cem, gradient, mppi, shift_plan
+from wmkit.planning import PLANNERS, cem, gradient, mppi, search_held, shift_plan
 
 B, T, A = 4, 5, 2
 WEIGHTS = torch.tensor([1.0, 3.0])
@@ -184,3 +184,41 @@ def test_planner_specific_bad_inputs(planner, change, match):
     args.update(change)
     with pytest.raises(WmkitError, match=match):
         planner(args.pop("cost_fn"), B, T, A, **args)
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_held_search_reaches_the_best_held_plan_within_bounds(name):
+    """One env action per model step, held over a frame skip of 3: the cost sees full 3 x 2 actions,
+    every step's three env actions are equal, and the plan sits at the per-step optimum of a
+    quadratic whose targets differ between the env steps of a model step (the mean of the three)."""
+    skip = 3
+    target = torch.rand(B, T, skip * A, generator=gen(7)) * 1.2 - 0.6
+    low, high = torch.tensor([-1.0, -0.5] * skip), torch.tensor([1.0, 0.25] * skip)
+    seen = []
+
+    def cost(actions):  # (B, S, T, skip * A)
+        seen.append(actions.detach().clone())
+        return ((actions - target[:, None]) ** 2).sum((-1, -2))
+
+    result = search_held(PLANNERS[name], cost, B, T, skip * A, skip, low=low, high=high, generator=gen(1),
+                         **SETTINGS[name][0])
+    assert result.actions.shape == (B, T, skip * A)
+    steps = result.actions.view(B, T, skip, A)
+    assert torch.equal(steps, steps[:, :, :1].expand_as(steps))  # held
+    best = target.view(B, T, skip, A).mean(2).clamp(low[:A], high[:A])
+    assert (steps[:, :, 0] - best).abs().max() < SETTINGS[name][1]
+    asked = torch.cat([s.reshape(-1, skip * A) for s in seen])
+    assert asked.shape[1] == skip * A and (asked >= low).all() and (asked <= high).all()
+    assert torch.equal(asked.view(-1, skip, A), asked.view(-1, skip, A)[:, :1].expand(-1, skip, A))
+
+
+def test_held_search_with_frame_skip_one_is_the_planner_itself():
+    target = interior_target()
+    warm = torch.zeros(B, T, A)
+    a = search_held(cem, quadratic(target), B, T, A, 1, low=-1.0, high=1.0, init=warm, generator=gen(3))
+    b = cem(quadratic(target), B, T, A, low=-1.0, high=1.0, init=warm, generator=gen(3))
+    assert torch.equal(a.actions, b.actions)
+    with pytest.raises(WmkitError, match="frame_skip must be a positive integer dividing action_dim=2"):
+        search_held(cem, quadratic(target), B, T, A, 3, low=-1.0, high=1.0, generator=gen(3))
+    with pytest.raises(WmkitError, match="init must be a full plan with 4 numbers per step"):
+        search_held(cem, quadratic(target), B, T, 4, 2, low=-1.0, high=1.0, init=warm[..., :1], generator=gen(3))

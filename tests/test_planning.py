@@ -37,10 +37,12 @@ def test_wilson_interval():
     assert low < 0.8 < high
 
 
-def test_oracle_mpc_reaches_goals():
+@pytest.mark.parametrize("hold", [False, True])
+def test_oracle_mpc_reaches_goals(hold):
     world = make_world("two-room", num_envs=8, size=32)
     world.reset([101 + i for i in range(8)])
-    oracle = OracleAgent("cem", horizon=8, frame_skip=5, planner_options={"num_samples": 64, "num_elites": 8, "iterations": 4})
+    oracle = OracleAgent("cem", horizon=8, frame_skip=5, planner_options={"num_samples": 64, "num_elites": 8, "iterations": 4},
+                         hold=hold)
     result = run_batch(world, oracle, budget=60)
     assert result["success"].mean() >= 7 / 8
     assert np.median(result["final_distance"]) < world.success_radius  # it stays at the goal
@@ -88,6 +90,23 @@ def test_model_agent_plans_within_bounds(debug_model):
         obs, *_ = world.step(action)
     assert agent.frame_skip == 2 and len(agent.latencies) == 3  # one plan per 2-step action block
     assert agent.imagined.shape == (3, 3, debug_model.cfg.embed_dim)
+
+
+def test_model_agent_holds_one_action_per_model_step(debug_model):
+    world = make_world("two-room", num_envs=3)
+    world.reset([1, 2, 3])
+    agent = MPCAgent(debug_model, "cem", horizon=3, planner_options={"num_samples": 16, "num_elites": 4, "iterations": 2},
+                     hold=True)
+    obs = world.observe()
+    agent.reset(world, obs)
+    for _ in range(3):  # frame skip 2: each plan's first block is two equal env actions
+        first = agent.act(world, obs)
+        obs, *_ = world.step(first)
+        second = agent.act(world, obs)
+        obs, *_ = world.step(second)
+        assert np.array_equal(first, second)
+    blocks = agent.plan.view(3, 3, 2, 2)
+    assert torch.equal(blocks, blocks[:, :, :1].expand_as(blocks))
 
 
 def test_eval_plan_report(debug_model):
@@ -172,3 +191,55 @@ def test_eval_plan_runs_the_true_dynamics_baseline(debug_model):
     assert [r["agent"] for r in report["results"]] == ["model", "true-dynamics"]
     with pytest.raises(WmkitError, match="random, oracle and/or true-dynamics"):
         eval_plan(debug_model, "two-room", dataclasses_replace(cfg, baselines=("perfect",)), show_progress=False)
+
+
+def test_candidate_ranking_with_true_dynamics_agrees_and_copying_does_not(debug_model, two_room_data, tmp_path, capsys):
+    """`wmkit eval candidates`: with the true simulator in place of the model's rollout (found by
+    matching each context's last latent to its pair's start frame), the model's ranking is the true
+    frames' ranking (agreement 1, same pick, no error); a predictor that copies the start scores
+    error 1 at every step and picks no better than the true frames' cost does."""
+    from wmkit.eval.candidates import FAMILIES, candidate_report, format_candidates
+    from wmkit.eval.plan import dataset_goals
+    from wmkit.planning.agent import frames_to_tensor
+
+    cfg = PlanEvalConfig(horizon=2, goal_offset=6)
+    pairs = dataset_goals(debug_model, None, dataclasses_replace(cfg, goals_from=str(two_room_data), episodes=4))["pairs"]
+    world = make_world("two-room", 1, debug_model.cfg.image_size)
+    world.reset(pairs.seeds[:1])
+    starts = []
+    for state in pairs.start_states:
+        world.set_state(state[None])
+        starts.append(debug_model.encode(frames_to_tensor(world.render(), "cpu"))[0])
+    starts = torch.stack(starts)
+
+    def truth(z_ctx, actions, past):  # (S, T0, D), (S, H, k*A), (S, T0-1, k*A) -> (S, H, D)
+        i = int((starts - z_ctx[0, -1]).abs().sum(1).argmin())
+        s, h = actions.shape[:2]
+        sim = make_world("two-room", s, debug_model.cfg.image_size)
+        sim.reset([pairs.seeds[i]] * s)
+        sim.set_state(np.repeat(pairs.start_states[i:i + 1], s, 0))
+        steps = actions.view(s, h * 2, 2).numpy().astype(np.float64)
+        out = []
+        for t in range(h * 2):
+            sim.simulate(steps[:, t])
+            if t % 2 == 1:
+                out.append(debug_model.encode(frames_to_tensor(sim.render(), "cpu")))
+        return torch.stack(out, 1)
+
+    report = candidate_report(debug_model, str(two_room_data), cfg, starts=4, samples=12, predict=truth)
+    assert [r["family"] for r in report["rows"]] == list(FAMILIES) and report["starts"] == 4
+    for row in report["rows"]:
+        assert row["dynamics"] == pytest.approx(1.0) and row["pick_model"] == row["pick_cost"]
+        assert row["error_first"] < 1e-6 and row["error_last"] < 1e-6
+        assert row["best"] <= row["pick_cost"] and row["best"] <= row["average"]
+    copy = candidate_report(debug_model, str(two_room_data), cfg, starts=4, samples=12, families=("near",),
+                            predict=lambda z, a, p: z[:, -1:].expand(-1, a.shape[1], -1))
+    row = copy["rows"][0]
+    assert row["error_first"] == pytest.approx(1.0) and row["error_last"] == pytest.approx(1.0)
+    assert main(["eval", "candidates", "--ckpt", str(debug_model.checkpoint_path), "--data", str(two_room_data),
+                 "--starts", "2", "--samples", "4", "--families", "wide-held", "--horizon", "2", "--goal-offset", "6",
+                 "--json", str(tmp_path / "c.json")]) == 0
+    assert "wide-held" in capsys.readouterr().out and json.loads((tmp_path / "c.json").read_text())["rows"][0]["family"] == "wide-held"
+    assert "dynamics" in format_candidates(report)
+    with pytest.raises(WmkitError, match="unknown candidate family 'far'"):
+        candidate_report(debug_model, str(two_room_data), cfg, starts=2, samples=4, families=("far",))

@@ -178,6 +178,18 @@ def cmd_eval_plan(args) -> None:
         _write_json(args.json, report)
 
 
+def cmd_eval_candidates(args) -> None:
+    from .eval.candidates import FAMILIES, candidate_report, format_candidates
+    from .models import WorldModel
+
+    families = tuple(f for f in args.families.split(",") if f) if args.families else tuple(FAMILIES)
+    report = candidate_report(WorldModel.from_checkpoint(args.ckpt), args.data, _plan_config(args), starts=args.starts,
+                              samples=args.samples, families=families, seed=args.seed)
+    print(format_candidates(report))
+    if args.json:
+        _write_json(args.json, report)
+
+
 def cmd_fit_distance(args) -> None:
     from .models import WorldModel
     from .planning.distance import fit_from_data
@@ -354,6 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     _add_config_flags(p, PlanEvalConfig)
     p.set_defaults(func=cmd_eval_plan)
+
+    p = esub.add_parser("candidates", help="does the model rank candidate plans as the true simulator does? "
+                                           "(dynamics vs cost, per kind of candidate; seconds)")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--data", required=True, help="recorded episodes of a built-in world (held out, or the training data: "
+                                                 "then its validation episodes)")
+    p.add_argument("--starts", type=int, default=24, help="start/goal pairs (default 24)")
+    p.add_argument("--samples", type=int, default=48, help="candidates per pair and family (default 48)")
+    p.add_argument("--families", default=None, help="comma-separated subset of wide,wide-held,near,near-0.3 (default all)")
+    p.add_argument("--seed", type=int, default=0, help="pairs and candidates (default 0)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "budget", "planner", "replan_every", "samples", "iterations",
+                                               "elites", "hold", "baselines", "oracle_samples", "oracle_iterations",
+                                               "goals_from", "success"))
+    p.set_defaults(func=cmd_eval_candidates)
 
     p = sub.add_parser("plan", help="plan one episode toward a goal image and write a video")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")

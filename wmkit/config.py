@@ -91,6 +91,8 @@ class ModelConfig:
     """Latents the MLP predictor reads (the last k, concatenated): 1 is Markov; 2 also gives velocity."""
     dropout: float = 0.0
     """Dropout in the predictor."""
+    predictor_coords: bool = False
+    """Conv predictor: read the action per cell with the cell's position, so an action that names a place (a target position) can move the right cells."""
     predictor_deltas: bool = False
     """Also feed the transformer predictor each latent's change since the previous one: motion read from history, which action-free video needs most."""
     obs_keys: tuple = ("rgb",)
@@ -221,6 +223,8 @@ class PlanEvalConfig:
     """With metric learned: the goal distance's folder (default: RUN/goal-distance/step-N beside the checkpoint)."""
     reduce: str = "min"
     """Distances along the horizon -> cost: 'last', 'sum', or 'min' (closest approach + 0.1 x mean)."""
+    hold: bool = False
+    """Search one env action per model step, held over the frame skip (frame_skip times fewer numbers; the oracle and true-dynamics baselines search the same way)."""
     baselines: tuple = ("random", "oracle")
     """Baselines run beside the model on the same pairs: 'random', 'oracle' (searches the true simulator, scored by the true goal distance) and 'true-dynamics' (searches the true simulator, scored by the model's latent cost: splits the model's gap to the oracle into dynamics and cost). The simulator baselines use oracle_samples x oracle_iterations."""
     oracle_samples: int = 300

@@ -117,17 +117,31 @@ def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
         model.projector.eval()
 
 
+# model settings that shape the predictor and heads, not the latent: they may change under freeze_encoder
+PREDICTOR_FIELDS = frozenset({"predictor", "predictor_width", "predictor_depth", "predictor_heads", "history",
+                              "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "inverse_frames",
+                              "inverse_head", "decoder"})
+
+
 def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     """``init_from`` and ``freeze_encoder``: start from a trained model, optionally freezing its
     representation so that only the predictor (and heads) learn."""
     if cfg.init_from:
         source = WorldModel.from_checkpoint(cfg.init_from)
         differ = {k: (v, getattr(model.cfg, k)) for k, v in dataclasses.asdict(source.cfg).items() if getattr(model.cfg, k) != v}
-        if differ:
+        # a frozen representation may get a new predictor (and heads): only what makes the latent must match
+        blocking = {k: v for k, v in differ.items() if not (cfg.freeze_encoder and k in PREDICTOR_FIELDS)}
+        if blocking:
             raise WmkitError(f"init_from={cfg.init_from}: its model config differs from this run's in "
-                             + ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in differ.items())
-                             + "; pass the same model.* settings")
-        model.load_state_dict(source.state_dict())
+                             + ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in blocking.items())
+                             + "; pass the same model.* settings"
+                             + ("" if cfg.freeze_encoder else
+                                " (with freeze_encoder=true only the encoder's settings must match: the predictor may differ)"))
+        if differ:  # a new predictor on the frozen encoder: copy the representation only
+            for part in ("encoder", "projector"):
+                getattr(model, part).load_state_dict(getattr(source, part).state_dict())
+        else:
+            model.load_state_dict(source.state_dict())
     if cfg.freeze_encoder:
         if not cfg.init_from:
             raise WmkitError("freeze_encoder=true needs init_from=RUN: freezing a random encoder trains a predictor on noise")

@@ -124,7 +124,8 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
     """The model's MPC agent and the baselines, each on a fresh copy of the same pairs."""
     cost = cost_config(model, cfg)
     agents = {"model": MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost,
-                                planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)}
+                                planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
+                                hold=cfg.hold)}
     frame_skip = agents["model"].frame_skip
     if cfg.horizon * frame_skip * action_dim == 0:
         raise WmkitError("planning needs actions: this world or model has none")
@@ -137,13 +138,13 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
         elif name == "oracle":
             agents[name] = OracleAgent(cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                                        planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
-                                       seed=cfg.seed, reduce=cfg.reduce)
+                                       seed=cfg.seed, reduce=cfg.reduce, hold=cfg.hold)
         elif name == "true-dynamics" and not oracle_ok:
             unavailable[name] = "needs a simulator wmkit can copy and restore; a Gymnasium env is run as a black box"
         elif name == "true-dynamics":
             agents[name] = TrueDynamicsAgent(model, cost, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                                              planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
-                                             seed=cfg.seed)
+                                             seed=cfg.seed, hold=cfg.hold)
         else:
             raise WmkitError(f"unknown baseline {name!r}; expected random, oracle and/or true-dynamics")
     rows, state_names = [], None
@@ -156,7 +157,7 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             bar.update(1)
     model_rate = rows[0]["success_rate"]
     oracle = next((r for r in rows if r["agent"] == "oracle"), None)
-    return {"env": env, "budget": budget, "frame_skip": frame_skip, "planner": cfg.planner, "horizon": cfg.horizon,
+    return {"env": env, "budget": budget, "frame_skip": frame_skip, "planner": cfg.planner, "horizon": cfg.horizon, "hold": cfg.hold,
             "samples": cfg.samples, "iterations": cfg.iterations, "seed": cfg.seed, "results": rows,
             "unavailable": unavailable, "state_names": state_names,
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
@@ -230,7 +231,8 @@ def format_table(report: dict) -> str:
              f" from {report['goals_from']} ({report['split']} episodes; goal {report['goal_offset']} steps after the start; "
              f"success: {report['success_test']}; {report['skipped_already_met']} draws left out as already at the goal)")
     lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs{where}, budget {report['budget']} steps, "
-             f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']})",
+             f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']}"
+             + (", one action held per model step)" if report.get("hold") else ")"),
              f"{'agent':<13} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
     for r in report["results"]:
         ci = f"[{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]%"
@@ -291,7 +293,7 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
         world.reset([episode_seed(EVAL_SEED_BASE + cfg.seed, seed)])
     frames_bank, z_bank = frame_bank(model, bank_data)
     agent = MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost_config(model, cfg),
-                     planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed)
+                     planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed, hold=cfg.hold)
     obs = world.observe()
     agent.reset(world, obs)
     goal_img = world.render_goal()[0]

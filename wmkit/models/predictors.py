@@ -145,12 +145,24 @@ class ConvPredictor(nn.Module):
     is read as a ``G x G`` map of ``C``-channel cells (cell-major, as the encoder writes it); the
     maps of the history are stacked on channels (oldest first, the first repeated before the
     window), the action enters as a per-channel bias, and residual 3x3 convolutions predict each
-    cell's change. Output ``t`` sees maps and actions ``<= t`` only."""
+    cell's change. Output ``t`` sees maps and actions ``<= t`` only.
 
-    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int):
+    With ``coords`` the action is read *per cell*, with the cell's position: a small per-cell MLP of
+    (action embedding, cell x, cell y). Convolutions are blind to where a cell is, so without it an
+    action that names a place (push-t's target position of the agent) cannot say which cells move
+    toward it; with it each cell can relate the action to itself."""
+
+    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int,
+                 coords: bool = False):
         super().__init__()
         self.cell, self.grid, self.history, self.width = cell_dim, grid, int(history), width
         self.actions = ActionEncoder(action_dim, width)
+        self.coords = bool(coords)
+        if self.coords:
+            axis = torch.linspace(-1.0, 1.0, grid)
+            ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+            self.register_buffer("cell_xy", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, G, G)
+            self.where = nn.Sequential(nn.Conv2d(width + 2, width, 1), nn.GELU(), nn.Conv2d(width, width, 1))
         self.inp = nn.Conv2d(cell_dim * self.history, width, 3, padding=1)
         # per-cell normalisation (ChannelNorm): what happens far away stays far away
         self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
@@ -168,7 +180,11 @@ class ConvPredictor(nn.Module):
         padded = torch.cat([maps[:, :1].expand(-1, self.history - 1, -1, -1, -1), maps], dim=1)
         context = torch.cat([padded[:, i : i + t] for i in range(self.history)], dim=-1)  # (B, T, G, G, C*h)
         x = self.inp(context.reshape(b * t, g, g, -1).permute(0, 3, 1, 2))
-        x = x + self.actions(actions, (b, t)).reshape(b * t, self.width, 1, 1)
+        act = self.actions(actions, (b, t)).reshape(b * t, self.width, 1, 1)
+        if self.coords:  # the action as each cell sees it from where it is
+            here = torch.cat([act.expand(-1, -1, g, g), self.cell_xy.to(act.dtype).expand(b * t, -1, -1, -1)], 1)
+            act = act + self.where(here)
+        x = x + act
         for block in self.blocks:
             x = x + block(x)
         change = self.out(x).permute(0, 2, 3, 1).reshape(b, t, d)

@@ -56,7 +56,10 @@ class WorldModel(nn.Module):
         if cfg.predictor == "conv":
             if not cfg.grid:
                 raise WmkitError("model.predictor=conv predicts a latent map; set model.grid (e.g. 8) too")
-            self.predictor = ConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
+            self.predictor = ConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history,
+                                           coords=cfg.predictor_coords)
+        elif cfg.predictor_coords:
+            raise WmkitError(f"model.predictor_coords works with the conv predictor, not {cfg.predictor!r}")
         elif cfg.predictor == "transformer":
             self.predictor = TransformerPredictor(d, a, w, cfg.predictor_depth, cfg.predictor_heads, cfg.history, cfg.dropout,
                                                   deltas=cfg.predictor_deltas)

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import WmkitError
 from .costs import REDUCTIONS, CostConfig, latent_cost, model_cost, reduce_horizon
-from .planners import PLANNERS, shift_plan
+from .planners import PLANNERS, search_held, shift_plan
 
 
 def _planner(name: str):
@@ -32,10 +32,11 @@ def frames_to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
 
 class MPCAgent:
     """Encode the observation and the goal image, plan ``horizon`` model steps in latent space,
-    execute the first ``replan_every`` of them, then plan again (warm-started from the rest)."""
+    execute the first ``replan_every`` of them, then plan again (warm-started from the rest). With
+    ``hold`` the planner searches one env action per model step, held over the frame skip."""
 
     def __init__(self, model, planner: str = "cem", horizon: int = 5, replan_every: int = 1,
-                 cost: CostConfig | None = None, planner_options: dict | None = None, seed: int = 0):
+                 cost: CostConfig | None = None, planner_options: dict | None = None, seed: int = 0, hold: bool = False):
         if horizon < 1 or not 1 <= replan_every <= horizon:
             raise WmkitError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got horizon={horizon}, replan_every={replan_every}")
         self.model = model.eval()
@@ -45,6 +46,7 @@ class MPCAgent:
         self.options = dict(planner_options or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.frame_skip = model.frame_skip
+        self.hold = bool(hold)
         if model.cfg.action_dim % self.frame_skip:
             raise WmkitError(f"model action size {model.cfg.action_dim} is not a multiple of its frame skip {self.frame_skip}")
         self.env_action_dim = model.cfg.action_dim // self.frame_skip
@@ -108,8 +110,9 @@ class MPCAgent:
         init = shift_plan(self.plan, self.since) if self.plan is not None else None
         cost = model_cost(self.model, context, past, self.z_goal, self.cost_cfg)
         start = time.perf_counter()
-        result = self.plan_fn(cost, b, self.horizon, self.model.cfg.action_dim, low=self.low, high=self.high, init=init,
-                              generator=self.generator, device=self.device, **self.options)
+        result = search_held(self.plan_fn, cost, b, self.horizon, self.model.cfg.action_dim,
+                             self.frame_skip if self.hold else 1, low=self.low, high=self.high, init=init,
+                             generator=self.generator, device=self.device, **self.options)
         self.latencies.append(time.perf_counter() - start)
         self.plan, self.since = result.actions, 0
         self.imagined = self.model.rollout(context, self.plan, past)  # (B, H, D), for videos
@@ -132,10 +135,10 @@ class OracleAgent:
     started from the true state, and scored by the world's own goal distance after the horizon."""
 
     def __init__(self, planner: str = "cem", horizon: int = 5, frame_skip: int = 1, replan_every: int = 1,
-                 planner_options: dict | None = None, seed: int = 0, reduce: str = "min"):
+                 planner_options: dict | None = None, seed: int = 0, reduce: str = "min", hold: bool = False):
         if reduce not in REDUCTIONS:
             raise WmkitError(f"oracle cost reduce {reduce!r} must be one of {REDUCTIONS}")
-        self.reduce = reduce
+        self.reduce, self.hold = reduce, bool(hold)
         self.plan_fn = _planner(planner)
         self.horizon, self.frame_skip, self.replan_every = horizon, frame_skip, replan_every
         self.options = dict(planner_options or {})
@@ -186,8 +189,9 @@ class OracleAgent:
         if self.plan is None or self.since >= self.replan_every:
             init = shift_plan(self.plan, self.since) if self.plan is not None else None
             start = time.perf_counter()
-            result = self.plan_fn(self._cost(world), b, self.horizon, a * self.frame_skip, low=-1.0, high=1.0,
-                                  init=init, generator=self.generator, **self.options)
+            result = search_held(self.plan_fn, self._cost(world), b, self.horizon, a * self.frame_skip,
+                                 self.frame_skip if self.hold else 1, low=-1.0, high=1.0, init=init,
+                                 generator=self.generator, **self.options)
             self.latencies.append(time.perf_counter() - start)
             self.plan, self.since = result.actions, 0
         block = self.plan[:, self.since].view(b, self.frame_skip, a).numpy().astype(np.float64)
@@ -205,8 +209,8 @@ class TrueDynamicsAgent(OracleAgent):
     (this agent vs the oracle)."""
 
     def __init__(self, model, cost: CostConfig, planner: str = "cem", horizon: int = 5, frame_skip: int = 1,
-                 replan_every: int = 1, planner_options: dict | None = None, seed: int = 0):
-        super().__init__(planner, horizon, frame_skip, replan_every, planner_options, seed, cost.reduce)
+                 replan_every: int = 1, planner_options: dict | None = None, seed: int = 0, hold: bool = False):
+        super().__init__(planner, horizon, frame_skip, replan_every, planner_options, seed, cost.reduce, hold)
         self.model, self.cost_cfg = model.eval(), cost
         self.device = next(model.parameters()).device
 

@@ -252,4 +252,33 @@ def shift_plan(actions: torch.Tensor, steps: int, fill: str = "last") -> torch.T
     return torch.cat([actions[:, steps:], pad.expand(-1, steps, -1)], dim=1)
 
 
+def search_held(plan_fn: Callable[..., PlanResult], cost_fn: CostFn, batch: int, horizon: int, action_dim: int,
+                frame_skip: int, *, low, high, init: torch.Tensor | None = None, **options) -> PlanResult:
+    """Run ``plan_fn`` over one env action per model step, held for its ``frame_skip`` env steps.
+
+    A model step's action is ``frame_skip`` env actions side by side (``action_dim = frame_skip x a``).
+    Searching them all lets every env step of a candidate jump somewhere else, which recorded
+    behaviour rarely does; holding one action per model step searches ``frame_skip`` times fewer
+    numbers. The cost still sees full ``(B, S, T, action_dim)`` candidates, and the returned plan is
+    full-size too. ``frame_skip = 1`` is ``plan_fn`` itself. ``low``/``high`` and ``init`` are those of
+    the full action (the first env action of each step is the warm start)."""
+    if not isinstance(frame_skip, int) or frame_skip < 1 or action_dim % frame_skip:
+        raise WmkitError(f"frame_skip must be a positive integer dividing action_dim={action_dim}, got {frame_skip!r}")
+    if frame_skip == 1:
+        return plan_fn(cost_fn, batch, horizon, action_dim, low=low, high=high, init=init, **options)
+    a = action_dim // frame_skip
+
+    def tile(x: torch.Tensor) -> torch.Tensor:  # (..., a) -> (..., frame_skip * a)
+        return x.unsqueeze(-2).expand(*x.shape[:-1], frame_skip, a).reshape(*x.shape[:-1], action_dim)
+
+    def first(bound):
+        return torch.as_tensor(bound, dtype=torch.float32).broadcast_to((action_dim,))[:a]
+
+    if isinstance(init, torch.Tensor) and init.shape[-1] != action_dim:
+        raise WmkitError(f"init must be a full plan with {action_dim} numbers per step, got {tuple(init.shape)}")
+    result = plan_fn(lambda actions: cost_fn(tile(actions)), batch, horizon, a, low=first(low), high=first(high),
+                     init=None if init is None else init[..., :a], **options)
+    return PlanResult(tile(result.actions), result.cost, result.history)
+
+
 PLANNERS: dict[str, Callable[..., PlanResult]] = {"cem": cem, "mppi": mppi, "gradient": gradient}

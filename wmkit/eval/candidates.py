@@ -1,0 +1,176 @@
+"""``wmkit eval candidates``: does the model rank a planner's candidate plans as the world would?
+
+A planner only compares candidates. For held-out start/goal pairs of a built-in world, this draws
+families of candidate action sequences, rolls every candidate out twice, in the model and in the
+true simulator (the simulated frames rendered and encoded after each model step), and scores each
+with the planning cost. Per family it reports:
+
+- ``dynamics``: rank agreement (Spearman, mean over pairs) between the cost of the model's
+  predictions and the same cost of the true frames' latents: what the model's dynamics lose;
+- ``cost``: rank agreement between the cost of the true frames and the world's own goal distance:
+  what the latent cost loses;
+- the world's goal distance reached by the candidate each ranking picks: the model's pick, the cost's
+  pick with perfect dynamics, the best candidate and the average one (a random pick);
+- the model's prediction error after one and after ``horizon`` model steps, relative to how far the
+  true latent moved from the start (the copy-last error).
+
+Seconds instead of a planning run's many minutes, and it says which half of the pipeline to fix, for
+which kind of candidate: the wide ones CEM starts from, or near-recorded ones it ends among.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from ..config import PlanEvalConfig
+from ..data.store import EpisodeStore
+from ..envs import make_world, world_class
+from ..errors import WmkitError
+from ..planning.agent import constructor_params, frames_to_tensor
+from ..planning.costs import latent_cost, reduce_horizon
+
+FAMILIES = {
+    "wide": "CEM's first draw: every env step anywhere (the centre of the bounds, std 0.5 of the half-range)",
+    "wide-held": "the same, one env action held per model step",
+    "near": "the recorded actions after the start, plus noise of std 0.1 of the half-range",
+    "near-0.3": "the recorded actions plus noise of std 0.3",
+}
+
+
+def _draw(family: str, recorded: np.ndarray, samples: int, steps: int, frame_skip: int, low: np.ndarray,
+          high: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(B, S, steps, A)`` env actions of one family, within the bounds."""
+    b, _, a = recorded.shape
+    mid, half = (low + high) / 2, (high - low) / 2
+    if family == "wide":
+        acts = mid + 0.5 * half * rng.standard_normal((b, samples, steps, a))
+    elif family == "wide-held":
+        held = rng.standard_normal((b, samples, steps // frame_skip, 1, a))
+        acts = mid + 0.5 * half * np.repeat(held, frame_skip, 3).reshape(b, samples, steps, a)
+    elif family in ("near", "near-0.3"):
+        std = 0.1 if family == "near" else 0.3
+        acts = recorded[:, None] + std * half * rng.standard_normal((b, samples, steps, a))
+    else:
+        raise WmkitError(f"unknown candidate family {family!r}; expected one of {', '.join(FAMILIES)}")
+    return np.clip(acts, low, high)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over rows of the rank correlation of ``(B, S)`` scores; rows without spread are left out."""
+    ra = np.argsort(np.argsort(a, 1), 1).astype(np.float64)
+    rb = np.argsort(np.argsort(b, 1), 1).astype(np.float64)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    ok = (den > 0) & (np.ptp(a, 1) > 0) & (np.ptp(b, 1) > 0)
+    return float(((ra * rb).sum(1)[ok] / den[ok]).mean()) if ok.any() else float("nan")
+
+
+def _context(model, ep, start: int):
+    """The model's context at ``start`` from the recording: up to ``history`` latents ``frame_skip``
+    apart ending at ``start`` (as many as the episode has) and the action blocks between them."""
+    k = model.frame_skip
+    n = min(model.history, start // k + 1)
+    frames = [start - (n - 1 - i) * k for i in range(n)]
+    past = [np.asarray(ep.actions[f:f + k], np.float32).reshape(-1) for f in frames[:-1]]
+    return frames, past
+
+
+@torch.no_grad()
+def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts: int = 24, samples: int = 48,
+                     families=tuple(FAMILIES), seed: int = 0, predict=None) -> dict:
+    """Rank agreement of the model's cost with the true outcome over candidate plans (module doc).
+
+    ``cfg`` gives the cost (metric, reduce, learned distance), the horizon and the goal offset; its
+    ``goals_from`` is set to ``data``. ``predict(context, actions, past) -> (N, H, D)`` replaces the
+    model's rollout (tests pass the true simulator through it)."""
+    from .plan import cost_config, dataset_goals
+
+    cfg = replace(cfg or PlanEvalConfig(), goals_from=str(data), episodes=starts, seed=seed)
+    if starts < 1 or samples < 2:
+        raise WmkitError(f"need at least 1 start and 2 candidates per start, got starts={starts}, samples={samples}")
+    goals = dataset_goals(model, None, cfg)
+    env = goals["env"]
+    if not goals["oracle_ok"]:
+        raise WmkitError(f"'{env}' is a Gymnasium env: ranking candidates needs a built-in world wmkit can set to a "
+                         f"recorded state and simulate")
+    pairs, cost_cfg = goals["pairs"], cost_config(model, cfg)
+    model = model.eval()
+    device = next(model.parameters()).device
+    k, horizon, size = model.frame_skip, cfg.horizon, model.cfg.image_size
+    steps = horizon * k
+    store = EpisodeStore(data)
+    params = constructor_params(world_class(env), store.meta.get("world_params") or {})
+    b = len(pairs)
+    sim = make_world(env, b * samples, size, **params)
+    low, high = (np.broadcast_to(np.asarray(x, np.float64), (sim.spec.action_dim,)) for x in
+                 getattr(sim, "action_bounds", (-1.0, 1.0)))
+    recorded, contexts = [], []
+    for index, start in zip(pairs.episodes, pairs.starts):
+        ep = store.load_episode(index)
+        acts = np.asarray(ep.actions[start:start + steps], np.float64)
+        if len(acts) < steps:  # the recording ends first: hold its last action
+            acts = np.concatenate([acts, np.repeat(acts[-1:], steps - len(acts), 0)])
+        recorded.append(acts)
+        frames, past = _context(model, ep, start)
+        contexts.append((np.asarray(ep.obs["rgb"])[frames], past))
+    recorded = np.stack(recorded)  # (B, steps, A)
+    goal_state = sim.goal_from_state(pairs.goal_states)
+    z_goal = model.encode(frames_to_tensor(pairs.goal_images, device))  # (B, D)
+    rng = np.random.default_rng([seed, 11])
+    rows = []
+    for family in families:
+        acts = _draw(family, recorded, samples, steps, k, low, high, rng)  # (B, S, steps, A)
+        sim.reset(np.repeat(pairs.seeds, samples).tolist())
+        sim.set_state(np.repeat(pairs.start_states, samples, 0))
+        flat = acts.reshape(b * samples, steps, -1)
+        z_true, dist = [], []
+        for t in range(steps):
+            sim.simulate(flat[:, t])
+            if (t + 1) % k == 0:
+                z_true.append(model.encode(frames_to_tensor(sim.render(), device)).float().cpu())
+                dist.append(sim.goal_distance(sim.state(), np.repeat(goal_state, samples, 0)))
+        z_true = torch.stack(z_true, 1).view(b, samples, horizon, -1)  # (B, S, H, D)
+        true_dist = reduce_horizon(np.stack(dist, -1).reshape(b, samples, horizon), cost_cfg.reduce)  # (B, S)
+        model_actions = torch.as_tensor(acts.reshape(b, samples, horizon, -1), dtype=torch.float32)  # k env actions per step
+        z_pred, z_start = [], []
+        for i, (frames, past) in enumerate(contexts):
+            z_ctx = model.encode(frames_to_tensor(frames, device))[None].expand(samples, -1, -1)  # (S, T0, D)
+            p = (torch.as_tensor(np.stack(past), device=device)[None].expand(samples, -1, -1) if past else
+                 z_ctx.new_zeros(samples, 0, model.cfg.action_dim))
+            a = model_actions[i].to(device)
+            z_pred.append((predict or model.rollout)(z_ctx, a, p).float().cpu())
+            z_start.append(z_ctx[0, -1].float().cpu())
+        z_pred, z_start = torch.stack(z_pred), torch.stack(z_start)  # (B, S, H, D), (B, D)
+        goal = z_goal.float().cpu()
+        model_cost = latent_cost(z_pred, goal, cost_cfg).numpy()
+        frame_cost = latent_cost(z_true, goal, cost_cfg).numpy()
+        moved = (z_true - z_start[:, None, None]).pow(2).sum(-1).clamp_min(1e-12)
+        rel = ((z_pred - z_true).pow(2).sum(-1) / moved).numpy()  # (B, S, H)
+        pick = lambda score: np.take_along_axis(true_dist, score.argmin(1)[:, None], 1).mean()  # noqa: E731
+        rows.append({"family": family, "dynamics": _spearman(model_cost, frame_cost),
+                     "cost": _spearman(frame_cost, true_dist),
+                     "pick_model": float(pick(model_cost)), "pick_cost": float(pick(frame_cost)),
+                     "best": float(true_dist.min(1).mean()), "average": float(true_dist.mean()),
+                     "error_first": float(np.median(rel[..., 0])), "error_last": float(np.median(rel[..., -1]))})
+    return {"env": env, "data": str(data), "split": goals["split"], "starts": b, "samples": samples, "horizon": horizon,
+            "frame_skip": k, "metric": cfg.metric, "reduce": cfg.reduce, "goal_offset": cfg.goal_offset, "rows": rows}
+
+
+def format_candidates(report: dict) -> str:
+    lines = [f"{report['env']}: {report['starts']} start/goal pairs from {report['data']} ({report['split']} episodes, goal "
+             f"{report['goal_offset']} steps ahead), {report['samples']} candidates each, horizon {report['horizon']} x frame "
+             f"skip {report['frame_skip']}; cost {report['metric']} ({report['reduce']} over the horizon)",
+             "rank agreement: dynamics = model's cost vs the same cost on the true frames; cost = that vs the world's goal distance",
+             "goal distance reached by the pick of: the model / the cost with true dynamics / the best candidate / an average one",
+             f"{'family':<10} {'dynamics':>9} {'cost':>6} {'model':>7} {'cost':>7} {'best':>7} {'average':>8} "
+             f"{'err 1 step':>11} {'err last':>9}"]
+    for r in report["rows"]:
+        lines.append(f"{r['family']:<10} {r['dynamics']:>9.2f} {r['cost']:>6.2f} {r['pick_model']:>7.2f} {r['pick_cost']:>7.2f} "
+                     f"{r['best']:>7.2f} {r['average']:>8.2f} {r['error_first']:>11.3f} {r['error_last']:>9.3f}")
+    lines.append("err = the model's squared error over the true latent's squared distance from the start (1 = no better than "
+                 "copying the start)")
+    return "\n".join(lines)
