@@ -99,18 +99,27 @@ def test_gymnasium_goal_commands(tmp_path):
 
 
 def test_learned_distance_commands(tmp_path):
-    """The learned-goal-distance block runs as written, at debug sizes."""
+    """The learned-goal-distance block and the candidate-ranking block after it run as written, at debug sizes."""
     block = next(b for b in blocks("bash") if "wmkit fit-distance" in b)
+    block += next(b for b in blocks("bash") if "wmkit eval candidates" in b)
     shrink = {"1000": "12", "50": "4", "small": "debug", "5": "2"}
+    plan = ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
+            "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1"]
     extra = {"collect": ["--steps", "24"],
              "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0", "val_fraction=0.3"],
              "fit-distance": ["--steps", "5", "--episodes", "6"],
-             "eval": ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
-                      "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1", "--json", "plan.json"]}
+             "candidates": ["--goal-offset", "4", "--starts", "2", "--samples", "4", "--horizon", "1", "--json", "cand.json"]}
+    plans = 0
     for line in block.replace("\\\n", " ").strip().splitlines():
         argv = [shrink.get(a, a) for a in shlex.split(line.split("#")[0])[1:]]
-        argv += extra[argv[0]]
+        if argv[:2] == ["eval", "plan"]:
+            plans += 1
+            argv += plan + ["--json", f"plan{plans}.json"]
+        else:
+            argv += extra[argv[1] if argv[0] == "eval" else argv[0]]
         result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{line}\n{result.stderr}"
-    report = json.loads((tmp_path / "plan.json").read_text())
+    report = json.loads((tmp_path / "plan1.json").read_text())
     assert [r["agent"] for r in report["results"]] == ["model", "oracle", "true-dynamics"]
+    assert json.loads((tmp_path / "plan2.json").read_text())["hold"] is True
+    assert len(json.loads((tmp_path / "cand.json").read_text())["rows"]) == 4
