@@ -299,3 +299,5 @@ def test_conv_predictor_with_cell_positions_moves_the_cell_an_action_names():
     err_plain, _ = _place_task(False)
     assert hits_coords >= 0.95 and err_coords < 0.05, (hits_coords, err_coords)
     assert err_plain > 5 * err_coords, (err_plain, err_coords)
+    with pytest.raises(WmkitError, match="predictor_coords works with the conv predictor, not 'mlp'"):
+        WorldModel(ModelConfig(predictor="mlp", predictor_coords=True, action_dim=2))

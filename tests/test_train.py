@@ -177,6 +177,14 @@ def test_predictor_on_a_frozen_encoder(two_room_data, tmp_path):
 
     with pytest.raises(WmkitError, match="embed_dim"):
         train(tcfg2, dataclasses.replace(mcfg, embed_dim=mcfg.embed_dim * 2), two_room_data, tmp_path / "d", show_progress=False)
+    # a new, different predictor on the frozen representation: the latent is the same, the predictor new
+    other = dataclasses.replace(mcfg, predictor="mlp", predictor_width=mcfg.predictor_width * 2)
+    train(tcfg2, other, two_room_data, tmp_path / "e", show_progress=False)
+    third = WorldModel.from_checkpoint(tmp_path / "e")
+    c = third.state_dict()
+    assert third.cfg.predictor == "mlp" and all(torch.equal(a[k], c[k]) for k in frozen)
+    with pytest.raises(WmkitError, match="only the encoder's settings must match"):  # without freezing, all must match
+        train(configs(max_steps=3, init_from=str(tmp_path / "a"))[0], other, two_room_data, tmp_path / "f", show_progress=False)
 
 
 def test_checkpoints_encode_alike_in_training_and_evaluation_mode(two_room_data, tmp_path):
