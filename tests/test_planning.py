@@ -232,10 +232,12 @@ def test_candidate_ranking_with_true_dynamics_agrees_and_copying_does_not(debug_
         assert row["dynamics"] == pytest.approx(1.0) and row["pick_model"] == row["pick_cost"]
         assert row["error_first"] < 1e-6 and row["error_last"] < 1e-6
         assert row["best"] <= row["pick_cost"] and row["best"] <= row["average"]
+        assert row["responds"] and all(v["predicted"] == pytest.approx(v["true"]) for v in row["responds"].values())
     copy = candidate_report(debug_model, str(two_room_data), cfg, starts=4, samples=12, families=("near",),
                             predict=lambda z, a, p: z[:, -1:].expand(-1, a.shape[1], -1))
     row = copy["rows"][0]
     assert row["error_first"] == pytest.approx(1.0) and row["error_last"] == pytest.approx(1.0)
+    assert all(v["predicted"] == 0.0 for v in row["responds"].values())  # a prediction that ignores the action
     assert main(["eval", "candidates", "--ckpt", str(debug_model.checkpoint_path), "--data", str(two_room_data),
                  "--starts", "2", "--samples", "4", "--families", "wide-held", "--horizon", "2", "--goal-offset", "6",
                  "--json", str(tmp_path / "c.json")]) == 0

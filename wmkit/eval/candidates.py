@@ -12,7 +12,12 @@ with the planning cost. Per family it reports:
 - the world's goal distance reached by the candidate each ranking picks: the model's pick, the cost's
   pick with perfect dynamics, the best candidate and the average one (a random pick);
 - the model's prediction error after one and after ``horizon`` model steps, relative to how far the
-  true latent moved from the start (the copy-last error).
+  true latent moved from the start (the copy-last error);
+- per state variable, whether the predictions respond to the action as the world does: a ridge probe
+  from latents to the state, fitted on the true frames' latents of half of the pairs, reads the last
+  predicted latent of each candidate of the other half; the correlation across one start's
+  candidates between that reading and the true final value (mean over starts), beside the same
+  probe on the true frames (what the latent holds). A prediction that ignores the action scores 0.
 
 Seconds instead of a planning run's many minutes, and it says which half of the pipeline to fix, for
 which kind of candidate: the wide ones CEM starts from, or near-recorded ones it ends among.
@@ -121,19 +126,21 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
     goal_state = sim.goal_from_state(pairs.goal_states)
     z_goal = model.encode(frames_to_tensor(pairs.goal_images, device))  # (B, D)
     rng = np.random.default_rng([seed, 11])
-    rows = []
+    rows, probe_data = [], []
     for family in families:
         acts = _draw(family, recorded, samples, steps, k, low, high, rng)  # (B, S, steps, A)
         sim.reset(np.repeat(pairs.seeds, samples).tolist())
         sim.set_state(np.repeat(pairs.start_states, samples, 0))
         flat = acts.reshape(b * samples, steps, -1)
-        z_true, dist = [], []
+        z_true, dist, states = [], [], []
         for t in range(steps):
             sim.simulate(flat[:, t])
             if (t + 1) % k == 0:
                 z_true.append(model.encode(frames_to_tensor(sim.render(), device)).float().cpu())
-                dist.append(sim.goal_distance(sim.state(), np.repeat(goal_state, samples, 0)))
+                states.append(sim.state())
+                dist.append(sim.goal_distance(states[-1], np.repeat(goal_state, samples, 0)))
         z_true = torch.stack(z_true, 1).view(b, samples, horizon, -1)  # (B, S, H, D)
+        states = np.stack(states, 1).reshape(b, samples, horizon, -1)  # (B, S, H, state)
         true_dist = reduce_horizon(np.stack(dist, -1).reshape(b, samples, horizon), cost_cfg.reduce)  # (B, S)
         model_actions = torch.as_tensor(acts.reshape(b, samples, horizon, -1), dtype=torch.float32)  # k env actions per step
         z_pred, z_start = [], []
@@ -150,14 +157,51 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
         frame_cost = latent_cost(z_true, goal, cost_cfg).numpy()
         moved = (z_true - z_start[:, None, None]).pow(2).sum(-1).clamp_min(1e-12)
         rel = ((z_pred - z_true).pow(2).sum(-1) / moved).numpy()  # (B, S, H)
+        probe_data.append((z_true.numpy(), z_pred.numpy(), states))
         pick = lambda score: np.take_along_axis(true_dist, score.argmin(1)[:, None], 1).mean()  # noqa: E731
         rows.append({"family": family, "dynamics": _spearman(model_cost, frame_cost),
                      "cost": _spearman(frame_cost, true_dist),
                      "pick_model": float(pick(model_cost)), "pick_cost": float(pick(frame_cost)),
                      "best": float(true_dist.min(1).mean()), "average": float(true_dist.mean()),
                      "error_first": float(np.median(rel[..., 0])), "error_last": float(np.median(rel[..., -1]))})
+    names = list(sim.spec.state_names)
+    for row, response in zip(rows, _responses(probe_data, names)):
+        row["responds"] = response
     return {"env": env, "data": str(data), "split": goals["split"], "starts": b, "samples": samples, "horizon": horizon,
-            "frame_skip": k, "metric": cfg.metric, "reduce": cfg.reduce, "goal_offset": cfg.goal_offset, "rows": rows}
+            "frame_skip": k, "metric": cfg.metric, "reduce": cfg.reduce, "goal_offset": cfg.goal_offset,
+            "state_names": names, "rows": rows}
+
+
+def _responses(probe_data, names, ridge: float = 1.0) -> list[dict]:
+    """Per family and state variable: ``{"predicted": r, "true": r}``, the mean over held-out starts of the
+    correlation across candidates between the final true value and the probe's reading of the
+    predicted (true-frame) latent. The ridge probe is fitted on every true latent of the first half of
+    the starts, all families pooled; variables that do not vary across candidates are left out."""
+    half = max(1, len(probe_data[0][0]) // 2)
+    x = np.concatenate([zt[:half].reshape(-1, zt.shape[-1]) for zt, _, _ in probe_data]).astype(np.float64)
+    y = np.concatenate([st[:half].reshape(-1, st.shape[-1]) for _, _, st in probe_data])
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    xc = x - mean_x
+    w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]) * xc.var(0).mean(), xc.T @ (y - mean_y))
+    read = lambda z: (z - mean_x) @ w + mean_y  # noqa: E731
+    out = []
+    for zt, zp, st in probe_data:
+        held = slice(half, None) if len(zt) > half else slice(None)
+        final = st[held, :, -1]  # (B', S, state)
+        got = {"true": read(zt[held, :, -1]), "predicted": read(zp[held, :, -1])}
+        family = {}
+        for j, name in enumerate(names):
+            rs = {key: [] for key in got}
+            for i in range(len(final)):
+                if np.ptp(final[i, :, j]) <= 1e-9 * (1 + np.abs(final[i, :, j]).max()):
+                    continue
+                for key, value in got.items():
+                    v = value[i, :, j]
+                    rs[key].append(float(np.corrcoef(final[i, :, j], v)[0, 1]) if np.ptp(v) > 0 else 0.0)
+            if rs["true"]:
+                family[name] = {key: float(np.mean(v)) for key, v in rs.items()}
+        out.append(family)
+    return out
 
 
 def format_candidates(report: dict) -> str:
@@ -173,4 +217,13 @@ def format_candidates(report: dict) -> str:
                      f"{r['best']:>7.2f} {r['average']:>8.2f} {r['error_first']:>11.3f} {r['error_last']:>9.3f}")
     lines.append("err = the model's squared error over the true latent's squared distance from the start (1 = no better than "
                  "copying the start)")
+    names = [n for n in report.get("state_names", []) if any(n in r.get("responds", {}) for r in report["rows"])]
+    if names:
+        lines.append("does the prediction respond to the action? per state variable, correlation across candidates of the "
+                     "true final value with a probe's reading of the predicted latent (of the true frame's latent)")
+        lines.append(f"{'family':<10} " + " ".join(f"{n[:13]:>13}" for n in names))
+        for r in report["rows"]:
+            cells = [f"{r['responds'][n]['predicted']:.2f} ({r['responds'][n]['true']:.2f})" if n in r["responds"] else "-"
+                     for n in names]
+            lines.append(f"{r['family']:<10} " + " ".join(f"{c:>13}" for c in cells))
     return "\n".join(lines)
