@@ -45,6 +45,8 @@ def test_oracle_mpc_reaches_goals(hold):
                          hold=hold)
     result = run_batch(world, oracle, budget=60)
     assert result["success"].mean() >= 7 / 8
+    blocks = oracle.plan.view(8, 8, 5, 2)
+    assert torch.equal(blocks, blocks[:, :, :1].expand_as(blocks)) == hold  # held plans only with hold
     assert np.median(result["final_distance"]) < world.success_radius  # it stays at the goal
     world.reset([101 + i for i in range(8)])
     random_result = run_batch(world, RandomAgent(), budget=60)
@@ -244,4 +246,10 @@ def test_candidate_ranking_with_true_dynamics_agrees_and_copying_does_not(debug_
     assert "wide-held" in capsys.readouterr().out and json.loads((tmp_path / "c.json").read_text())["rows"][0]["family"] == "wide-held"
     assert "dynamics" in format_candidates(report)
     with pytest.raises(WmkitError, match="unknown candidate family 'far'"):
-        candidate_report(debug_model, str(two_room_data), cfg, starts=2, samples=4, families=("far",))
+        candidate_report(debug_model, str(two_room_data), cfg, starts=2, samples=4, families=("near", "far"))
+    with pytest.raises(WmkitError, match="name at least one candidate family"):
+        candidate_report(debug_model, str(two_room_data), cfg, starts=2, samples=4, families=())
+    from wmkit.eval.candidates import _spearman
+
+    assert _spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[4, 3, 2, 1, 5.0]])) == pytest.approx(
+        _spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[1, 2, 3, 4, 5.0]])))  # ties share their average rank

@@ -183,8 +183,8 @@ def cmd_eval_candidates(args) -> None:
     from .models import WorldModel
 
     families = tuple(f for f in args.families.split(",") if f) if args.families else tuple(FAMILIES)
-    report = candidate_report(WorldModel.from_checkpoint(args.ckpt), args.data, _plan_config(args), starts=args.starts,
-                              samples=args.samples, families=families, seed=args.seed)
+    report = candidate_report(WorldModel.from_checkpoint(args.ckpt), args.data, _plan_config(args, skip=("samples", "seed")),
+                              starts=args.starts, samples=args.samples, families=families, seed=args.seed)
     print(format_candidates(report))
     if args.json:
         _write_json(args.json, report)

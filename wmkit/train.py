@@ -135,11 +135,13 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
             raise WmkitError(f"init_from={cfg.init_from}: its model config differs from this run's in "
                              + ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in blocking.items())
                              + "; pass the same model.* settings"
-                             + ("" if cfg.freeze_encoder else
+                             + ("" if cfg.freeze_encoder or not set(blocking) <= PREDICTOR_FIELDS else
                                 " (with freeze_encoder=true only the encoder's settings must match: the predictor may differ)"))
         if differ:  # a new predictor on the frozen encoder: copy the representation only
             for part in ("encoder", "projector"):
                 getattr(model, part).load_state_dict(getattr(source, part).state_dict())
+            logger.info(f"init_from={cfg.init_from}: encoder and projector copied; the predictor and heads start afresh "
+                        f"(the model settings differ in {', '.join(sorted(differ))})")
         else:
             model.load_state_dict(source.state_dict())
     if cfg.freeze_encoder:

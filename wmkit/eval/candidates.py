@@ -63,10 +63,20 @@ def _draw(family: str, recorded: np.ndarray, samples: int, steps: int, frame_ski
     return np.clip(acts, low, high)
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis of ``(B, S)`` values, ties sharing their average rank."""
+    ranks = np.empty_like(x, dtype=np.float64)
+    for i in range(len(x)):
+        values, inverse, counts = np.unique(x[i], return_inverse=True, return_counts=True)
+        mean_rank = np.cumsum(counts) - (counts - 1) / 2.0 - 1.0  # average 0-based rank of each distinct value
+        ranks[i] = mean_rank[inverse]
+    return ranks
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over rows of the rank correlation of ``(B, S)`` scores; rows without spread are left out."""
-    ra = np.argsort(np.argsort(a, 1), 1).astype(np.float64)
-    rb = np.argsort(np.argsort(b, 1), 1).astype(np.float64)
+    """Mean over rows of the rank correlation of ``(B, S)`` scores (ties share their average rank);
+    rows without spread are left out."""
+    ra, rb = _ranks(a), _ranks(b)
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
     den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
@@ -97,6 +107,11 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
     cfg = replace(cfg or PlanEvalConfig(), goals_from=str(data), episodes=starts, seed=seed)
     if starts < 1 or samples < 2:
         raise WmkitError(f"need at least 1 start and 2 candidates per start, got starts={starts}, samples={samples}")
+    families = tuple(families)
+    unknown = [f for f in families if f not in FAMILIES]
+    if not families or unknown:
+        raise WmkitError(f"unknown candidate family {unknown[0]!r}; expected one of {', '.join(FAMILIES)}" if unknown else
+                         f"name at least one candidate family of {', '.join(FAMILIES)}")
     goals = dataset_goals(model, None, cfg)
     env = goals["env"]
     if not goals["oracle_ok"]:
@@ -111,6 +126,9 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
     params = constructor_params(world_class(env), store.meta.get("world_params") or {})
     b = len(pairs)
     sim = make_world(env, b * samples, size, **params)
+    if model.cfg.action_dim == 0 or model.cfg.action_dim != k * sim.spec.action_dim:
+        raise WmkitError(f"the model takes {model.cfg.action_dim} numbers per step but '{env}' acts with "
+                         f"{sim.spec.action_dim} per env step x frame skip {k}: use a model trained with actions on this world")
     low, high = (np.broadcast_to(np.asarray(x, np.float64), (sim.spec.action_dim,)) for x in
                  getattr(sim, "action_bounds", (-1.0, 1.0)))
     recorded, contexts = [], []
@@ -125,9 +143,9 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
     recorded = np.stack(recorded)  # (B, steps, A)
     goal_state = sim.goal_from_state(pairs.goal_states)
     z_goal = model.encode(frames_to_tensor(pairs.goal_images, device))  # (B, D)
-    rng = np.random.default_rng([seed, 11])
     rows, probe_data = [], []
     for family in families:
+        rng = np.random.default_rng([seed, 11, list(FAMILIES).index(family)])  # a family draws alike in any subset
         acts = _draw(family, recorded, samples, steps, k, low, high, rng)  # (B, S, steps, A)
         sim.reset(np.repeat(pairs.seeds, samples).tolist())
         sim.set_state(np.repeat(pairs.start_states, samples, 0))
@@ -152,9 +170,9 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
             z_pred.append((predict or model.rollout)(z_ctx, a, p).float().cpu())
             z_start.append(z_ctx[0, -1].float().cpu())
         z_pred, z_start = torch.stack(z_pred), torch.stack(z_start)  # (B, S, H, D), (B, D)
-        goal = z_goal.float().cpu()
-        model_cost = latent_cost(z_pred, goal, cost_cfg).numpy()
-        frame_cost = latent_cost(z_true, goal, cost_cfg).numpy()
+        # the cost where the model (and a learned distance) lives, the numbers back on the CPU
+        model_cost = latent_cost(z_pred.to(device), z_goal, cost_cfg).float().cpu().numpy()
+        frame_cost = latent_cost(z_true.to(device), z_goal, cost_cfg).float().cpu().numpy()
         moved = (z_true - z_start[:, None, None]).pow(2).sum(-1).clamp_min(1e-12)
         rel = ((z_pred - z_true).pow(2).sum(-1) / moved).numpy()  # (B, S, H)
         probe_data.append((z_true.numpy(), z_pred.numpy(), states))
@@ -182,7 +200,11 @@ def _responses(probe_data, names, ridge: float = 1.0) -> list[dict]:
     y = np.concatenate([st[:half].reshape(-1, st.shape[-1]) for _, _, st in probe_data])
     mean_x, mean_y = x.mean(0), y.mean(0)
     xc = x - mean_x
-    w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]) * xc.var(0).mean(), xc.T @ (y - mean_y))
+    lam = ridge * len(x) * max(float(xc.var(0).mean()), 1e-12)
+    if len(x) < x.shape[1]:  # fewer samples than latent numbers: solve in sample space
+        w = xc.T @ np.linalg.solve(xc @ xc.T + lam * np.eye(len(x)), y - mean_y)
+    else:
+        w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ (y - mean_y))
     read = lambda z: (z - mean_x) @ w + mean_y  # noqa: E731
     out = []
     for zt, zp, st in probe_data:

@@ -271,12 +271,23 @@ def search_held(plan_fn: Callable[..., PlanResult], cost_fn: CostFn, batch: int,
     def tile(x: torch.Tensor) -> torch.Tensor:  # (..., a) -> (..., frame_skip * a)
         return x.unsqueeze(-2).expand(*x.shape[:-1], frame_skip, a).reshape(*x.shape[:-1], action_dim)
 
-    def first(bound):
-        return torch.as_tensor(bound, dtype=torch.float32).broadcast_to((action_dim,))[:a]
+    def per_env_action(bound, name):  # a float, (a,) or (frame_skip * a,) with the same bound for each env step
+        value = torch.as_tensor(bound, dtype=torch.float32)
+        if value.ndim == 0 or tuple(value.shape) == (a,):
+            return value.broadcast_to((a,))
+        if tuple(value.shape) == (action_dim,):
+            steps = value.view(frame_skip, a)
+            if not (steps == steps[:1]).all():
+                raise WmkitError(f"holding one action per model step needs the same {name} bound for every env step of it, "
+                                 f"got {name}={value.tolist()}")
+            return steps[0]
+        raise WmkitError(f"{name} must be a float or have {a} (one env action) or {action_dim} numbers, got shape "
+                         f"{tuple(value.shape)}")
 
     if isinstance(init, torch.Tensor) and init.shape[-1] != action_dim:
         raise WmkitError(f"init must be a full plan with {action_dim} numbers per step, got {tuple(init.shape)}")
-    result = plan_fn(lambda actions: cost_fn(tile(actions)), batch, horizon, a, low=first(low), high=first(high),
+    result = plan_fn(lambda actions: cost_fn(tile(actions)), batch, horizon, a, low=per_env_action(low, "low"),
+                     high=per_env_action(high, "high"),
                      init=None if init is None else init[..., :a], **options)
     return PlanResult(tile(result.actions), result.cost, result.history)
 
