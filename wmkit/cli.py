@@ -9,13 +9,9 @@ import json
 import sys
 
 from . import __version__
+from .cli_eval import (cmd_eval_candidates, cmd_eval_physics, cmd_eval_plan, cmd_eval_probe,
+                       cmd_eval_sensitivity, cmd_fit_distance, cmd_plan, write_json)
 from .errors import WmkitError
-
-
-def _write_json(path: str, obj) -> None:
-    from .data.store import write_json_atomic
-
-    write_json_atomic(path, obj)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -62,166 +58,6 @@ def cmd_train(args) -> None:
     print(f"trained {summary['step']} steps into {summary['run']}: {shown}")
 
 
-def cmd_eval_sensitivity(args) -> None:
-    from .eval.probe import latent_sensitivity
-    from .models import WorldModel
-
-    model = WorldModel.from_checkpoint(args.ckpt)
-    distance = None
-    if args.learned:
-        from .planning.distance import head_for
-
-        distance = head_for(model, None if args.learned == "auto" else args.learned)
-    result = latent_sensitivity(model, args.data, num_states=args.states, scale=args.scale, seed=args.seed, distance=distance)
-    print(f"latent shift when one state variable moves by {args.scale} x its spread, nothing else moving "
-          f"({result['states']} held-out states of {result['env']}; 1.0 = the median distance between a latent and the mean latent)")
-    width = max([len(k) for k in result["variables"]] + [8])
-    learned = distance is not None
-    print(f"{'state':<{width}}  {'moved by':>10}  {'latent shift':>12}" + (f"  {'learned distance, steps':>23}" if learned else ""))
-    for name, row in result["variables"].items():
-        print(f"{name:<{width}}  {row['delta']:>10.4g}  {row['relative_shift']:>12.4f}"
-              + (f"  {row['distance_steps']:>23.2f}" if learned else ""))
-    if learned:
-        print(f"learned distance from an unmoved frame to itself: {result['distance_unmoved']:.2f} steps")
-    if result["derived"]:
-        print(f"derived from other variables (not moved alone): {', '.join(result['derived'])}")
-    for key, what in (("constant", "constant over these states"), ("discrete", "flags (not moved by a fraction)")):
-        if result[key]:
-            print(f"{what}: {', '.join(result[key])}")
-    if args.json:
-        _write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), **result})
-
-
-def cmd_eval_probe(args) -> None:
-    from .eval.probe import probe_state, rollout_error
-    from .models import WorldModel
-
-    model = WorldModel.from_checkpoint(args.ckpt)
-    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames, history=args.history,
-                     kind=args.probe)
-    width = max(len(k) for k in r2)
-    what = "linear probe" if args.probe == "linear" else "MLP probe"
-    print(f"{'state':<{width}}  R2 ({what} on the latents of the last {args.history} frame(s), held-out episodes)")
-    for name, value in r2.items():
-        print(f"{name:<{width}}  {value:.4f}")
-    result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "probe": args.probe, "r2": r2}
-    if args.horizon > 0:
-        moving = None
-        if args.moving:
-            name, _, amount = args.moving.rpartition(":")
-            try:
-                moving = (name, float(amount))
-            except ValueError:
-                moving = None
-            if not name or moving is None:
-                raise WmkitError(f"--moving takes NAME:AMOUNT, a state variable and how much it must change (e.g. block_x:10), "
-                                 f"got {args.moving!r}")
-        roll = rollout_error(model, args.data, horizon=args.horizon, windows=args.windows, val_fraction=args.val_fraction,
-                             moving=moving)
-        only = (f", only those where {moving[0]} changes by more than {moving[1]:g} ({roll['windows']} of "
-                f"{roll['windows_looked_at']} looked at)" if moving else "")
-        print(f"\nopen-loop rollout from {roll['context']} frames (frame_skip {roll['frame_skip']}), "
-              f"{roll['windows']} held-out windows{only}: latent MSE vs copying the last latent")
-        print(f"{'k':>3}  {'model':>10}  {'copy-last':>10}  {'ratio':>6}")
-        for k, m, c, q in zip(roll["k"], roll["model"], roll["copy_last"], roll["ratio"]):
-            print(f"{k:>3}  {m:>10.5f}  {c:>10.5f}  {q:>6.3f}")
-        result["rollout"] = roll
-    if args.json:
-        _write_json(args.json, result)
-
-
-def cmd_eval_physics(args) -> None:
-    from pathlib import Path
-
-    from .eval.physics import PROPERTIES, curves_svg, format_table, run_physics
-
-    contexts = [int(c) for c in args.contexts.split(",") if c] if args.contexts else None
-    properties = [p for p in args.properties.split(",") if p] if args.properties else list(PROPERTIES)
-    params = json.loads(args.params) if args.params else None
-    if params is not None and not isinstance(params, dict):
-        raise WmkitError(f"--params must be a JSON object of balls-world parameters, got {args.params!r}")
-    out = run_physics(args.ckpt, sets=args.sets, length=args.length, contexts=contexts, fixed_context=args.context,
-                      reducer=args.reducer, properties=properties, bootstrap=args.bootstrap, seed=args.seed, params=params)
-    results = out["results"]
-    unmatched = [p for p, m in out["matched"].items() if not m]
-    print(f"violation-of-expectation suite: {out['sets_per_property']} sets per property, {out['clip_length']}-frame clips, "
-          f"surprise = {results[0]['reducer']} prediction error" + (f"; not frame-matched: {', '.join(unmatched)}" if unmatched else ""))
-    for title, kind, metric in (("pairwise accuracy %, fixed context [95% CI]", "fixed", "pairwise"),
-                                ("pairwise accuracy %, best context per property (optimistic)", "best", "pairwise"),
-                                ("AUROC %, fixed context", "fixed", "auroc"),
-                                ("single-clip accuracy % (threshold from possible clips), fixed context", "fixed", "single_clip")):
-        print(f"\n{title}\n{format_table(results, kind, metric)}")
-    if args.plot:
-        from .data.store import write_text_atomic
-
-        write_text_atomic(args.plot, "\n".join(curves_svg(r) for r in results[:1]))
-        print(f"\nsurprise curves of {results[0]['name']}: {Path(args.plot)}")
-    if args.json:
-        _write_json(args.json, out)
-
-
-def _plan_config(args, skip=()):
-    from .config import PlanEvalConfig, build, field_docs
-
-    values = {name: getattr(args, name) for name in field_docs(PlanEvalConfig)
-              if name not in skip and getattr(args, name, None) is not None}
-    return build(PlanEvalConfig, None, None, **values)
-
-
-def cmd_eval_plan(args) -> None:
-    from .eval.plan import eval_plan, format_table
-    from .models import WorldModel
-
-    report = eval_plan(WorldModel.from_checkpoint(args.ckpt), args.env, _plan_config(args))
-    print(format_table(report))
-    if args.json:
-        _write_json(args.json, report)
-
-
-def cmd_eval_candidates(args) -> None:
-    from .eval.candidates import FAMILIES, candidate_report, format_candidates
-    from .models import WorldModel
-
-    families = tuple(f for f in args.families.split(",") if f) if args.families else tuple(FAMILIES)
-    report = candidate_report(WorldModel.from_checkpoint(args.ckpt), args.data, _plan_config(args, skip=("samples", "seed")),
-                              starts=args.starts, samples=args.samples, families=families, seed=args.seed)
-    print(format_candidates(report))
-    if args.json:
-        _write_json(args.json, report)
-
-
-def cmd_fit_distance(args) -> None:
-    from .models import WorldModel
-    from .planning.distance import fit_from_data
-
-    model = WorldModel.from_checkpoint(args.ckpt)
-    r = fit_from_data(model, args.data, args.out, max_offset=args.max_offset, steps=args.steps, episodes=args.episodes,
-                      val_episodes=args.val_episodes, seed=args.seed, imagined=args.imagined)
-    print(f"goal distance fitted on {r['episodes']} episodes ({r['frames']} frames; encode {r['seconds']['encode']} s, "
-          f"fit {r['seconds']['fit']} s) into {r['folder']}")
-    print(f"held out ({r['val_episodes']} episodes, {r['held_out_pairs']} pairs 0..{r['max_offset']} steps apart): "
-          f"mean error {r['mae_steps']:.1f} steps; rank correlation with the true steps {r['rank_corr']:.3f} "
-          f"(squared L2 between the latents: {r['rank_corr_l2']:.3f})")
-    if "rank_corr_imagined" in r:
-        print(f"from the model's predictions (1..{args.imagined} steps ahead): rank correlation {r['rank_corr_imagined']:.3f} "
-              f"(squared L2: {r['rank_corr_l2_imagined']:.3f})")
-    print(f"plan with it: wmkit eval plan --ckpt {args.ckpt} --metric learned ...")
-    if args.json:
-        _write_json(args.json, r)
-
-
-def cmd_plan(args) -> None:
-    from .eval.plan import plan_episode
-    from .models import WorldModel
-
-    # --seed here picks the pair; the pairs themselves (and the planner's generator) are those of
-    # `wmkit eval plan` at its default seed, so pair S is the S-th row of its per-pair report
-    result = plan_episode(WorldModel.from_checkpoint(args.ckpt), args.env, args.seed, args.out, _plan_config(args, skip=("seed",)),
-                          bank_data=args.bank, overwrite=args.overwrite)
-    print(f"{'reached' if result['success'] else 'did not reach'} the goal; final distance {result['final_distance']:.4f}; "
-          f"median plan {result['latency_ms_median']:.0f} ms; video: {result['video']}")
-
-
 def cmd_demo(args) -> None:
     from .demo import demo
 
@@ -236,7 +72,7 @@ def cmd_data_info(args) -> None:
 
     info = EpisodeStore(args.data).info()
     if args.json:
-        _write_json(args.json, info)
+        write_json(args.json, info)
         print(json.dumps(info, indent=2, sort_keys=True))
         return
     width = max(len(k) for k in info)
@@ -264,7 +100,7 @@ def cmd_bench(args) -> None:
     report = run_bench(quick=args.quick, only=args.only)
     print(format_table(report))
     if args.json:
-        _write_json(args.json, report)
+        write_json(args.json, report)
 
 
 # ----- parser -----------------------------------------------------------------------------------
