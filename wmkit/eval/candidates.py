@@ -67,7 +67,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     """Ranks along the last axis of ``(B, S)`` values, ties sharing their average rank."""
     ranks = np.empty_like(x, dtype=np.float64)
     for i in range(len(x)):
-        values, inverse, counts = np.unique(x[i], return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(x[i], return_inverse=True, return_counts=True)
         mean_rank = np.cumsum(counts) - (counts - 1) / 2.0 - 1.0  # average 0-based rank of each distinct value
         ranks[i] = mean_rank[inverse]
     return ranks
