@@ -187,6 +187,44 @@ def test_predictor_on_a_frozen_encoder(two_room_data, tmp_path):
         train(configs(max_steps=3, init_from=str(tmp_path / "a"))[0], other, two_room_data, tmp_path / "f", show_progress=False)
 
 
+def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room_data, tmp_path):
+    """cache_latents: the frozen encoder runs once per frame instead of once per window, and the
+    predictor learns the same thing (same prediction-loss curve, same weights, to float tolerance)."""
+    from wmkit.data.store import EpisodeStore
+    from wmkit.data.windows import WindowDataset
+    from wmkit.latent_cache import encode_frames
+
+    tcfg, mcfg = configs(max_steps=2)
+    train(tcfg, mcfg, two_room_data, tmp_path / "a", show_progress=False)
+    runs = {}
+    for cache in (False, True):
+        t, _ = configs(max_steps=6, val_every=3, init_from=str(tmp_path / "a"), freeze_encoder=True, cache_latents=cache)
+        train(t, mcfg, two_room_data, tmp_path / str(cache), show_progress=False)
+        lines = [json.loads(x) for x in (tmp_path / str(cache) / "metrics.jsonl").read_text().splitlines()]
+        runs[cache] = ({x["step"]: x["pred"] for x in lines if x["event"] == "train"},
+                       [x["val_pred"] for x in lines if x["event"] == "val"], WorldModel.from_checkpoint(tmp_path / str(cache)))
+    (plain, plain_val, plain_model), (cached, cached_val, cached_model) = runs[False], runs[True]
+    assert sorted(plain) == sorted(cached) and len(plain_val) == len(cached_val) == 2
+    for a, b in zip([*plain.values(), *plain_val], [*cached.values(), *cached_val]):
+        assert abs(a - b) <= 1e-4 * abs(a) + 1e-7
+    for k, v in plain_model.state_dict().items():
+        torch.testing.assert_close(cached_model.state_dict()[k], v, rtol=1e-3, atol=1e-5)
+    # the windows of stored latents are the encoder's latents of the windows' frames
+    model, store = WorldModel.from_checkpoint(tmp_path / "a"), EpisodeStore(two_room_data)
+    ds = WindowDataset(store, 3, 2, "val", 0.1, ("rgb",))
+    frames = ds.__getitems__([0, 5])
+    ds.attach_latents(encode_frames(model, store, ds.episode_rows, "cpu", batch_frames=7, show_progress=False))
+    stored = ds.__getitems__([0, 5])
+    assert set(stored) == {"latents", "actions", "state", "episode", "start"}
+    torch.testing.assert_close(stored["latents"], model.eval().encode(frames["rgb"]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stored["actions"], frames["actions"])
+    with pytest.raises(WmkitError, match="needs freeze_encoder"):
+        train(configs(cache_latents=True)[0], mcfg, two_room_data, tmp_path / "c", show_progress=False)
+    with pytest.raises(WmkitError, match="recon_weight"):
+        train(configs(cache_latents=True, freeze_encoder=True, init_from=str(tmp_path / "a"), recon_weight=1.0)[0], mcfg,
+              two_room_data, tmp_path / "d", show_progress=False)
+
+
 def test_checkpoints_encode_alike_in_training_and_evaluation_mode(two_room_data, tmp_path):
     """Validation, probes and planning encode in evaluation mode: a checkpoint's projector
     statistics must be those of its own weights, not lagging running averages."""

@@ -165,6 +165,8 @@ class TrainConfig:
     """Start from the weights of this run or checkpoint folder (same model config); empty starts from scratch."""
     freeze_encoder: bool = False
     """Keep the encoder and projector fixed (no gradient, BatchNorm statistics frozen) and train the predictor only: a predictor on a frozen representation, as V-JEPA 2-AC does."""
+    cache_latents: bool = False
+    """With freeze_encoder=true: encode every frame once before training and train on the stored latents, so no step reads or encodes an image (holds frames x latent size x 4 bytes in memory)."""
     val_every: int = 250
     """Validate on held-out episodes every this many steps (0: only at the end)."""
     val_batches: int = 8

@@ -125,10 +125,13 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     - ``recon``: one frame per window decoded from its latent vs the frame, when ``cfg.recon_weight > 0``;
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
-    obs = {k: batch[k] for k in model.cfg.obs_keys}
     actions = batch["actions"]
-    z = model.encode(obs)  # (B, T, D)
     terms: dict[str, torch.Tensor] = {}
+    if "latents" in batch:  # a frozen encoder's stored latents (cache_latents): only the predictor and heads learn,
+        z = batch["latents"]  # so the regularisers of the latent, constants here, are left out
+        return _predictor_terms(model, z, z, actions, cfg, terms), z
+    obs = {k: batch[k] for k in model.cfg.obs_keys}
+    z = model.encode(obs)  # (B, T, D)
     if cfg.objective == "pixel":
         frames = pixels(obs["rgb"])  # (B, T, 3, H, W)
         pred = model.predict(z[:, :-1], actions[:, :-1])
@@ -139,12 +142,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
             target = target_encoder.encode(obs)
     else:
         target = z
-    pred = model.predict(z[:, :-1], actions[:, :-1])
-    terms["pred"] = prediction_loss(pred, target[:, 1:])
-    k = min(cfg.rollout_steps, z.shape[1] - 1)
-    if k >= 2 and cfg.rollout_weight > 0:
-        imagined = model.rollout(z[:, :1], actions[:, :k])
-        terms["rollout"] = prediction_loss(imagined, target[:, 1 : k + 1])
+    _predictor_terms(model, z, target, actions, cfg, terms)
     # every latent vector is a sample: one per frame, or with a latent map (model.grid) one per
     # cell, so that regions, not whole maps, are pushed toward an isotropic Gaussian
     cell = model.cfg.embed_dim
@@ -170,6 +168,17 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         rows = torch.arange(b, device=z.device)
         frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
         terms["recon"] = F.mse_loss(model.decode(z[rows, pick]), frames)
+    return terms, z
+
+
+def _predictor_terms(model, z, target, actions, cfg, terms: dict) -> dict:
+    """The terms the predictor and the heads on the latent learn from: ``pred``, ``rollout``, ``inverse``."""
+    pred = model.predict(z[:, :-1], actions[:, :-1])
+    terms["pred"] = prediction_loss(pred, target[:, 1:])
+    k = min(cfg.rollout_steps, z.shape[1] - 1)
+    if k >= 2 and cfg.rollout_weight > 0:
+        imagined = model.rollout(z[:, :1], actions[:, :k])
+        terms["rollout"] = prediction_loss(imagined, target[:, 1 : k + 1])
     if cfg.inverse_weight > 0:
         if model.inverse is None:
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
@@ -180,7 +189,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
             raise ValueError(f"the inverse-dynamics head reads {n} latents but windows hold {t}; raise window")
         guess = model.inverse(torch.cat([z[:, i : t - n + 1 + i] for i in range(n)], dim=-1))
         terms["inverse"] = F.mse_loss(guess, actions[:, n - 2 : t - 1].float())
-    return terms, z
+    return terms
 
 
 class WorldModelObjective(torch.nn.Module):

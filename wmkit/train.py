@@ -20,6 +20,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -79,6 +80,15 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError("train config 'max_steps' and 'batch_size' must be >= 1")
     if cfg.sigreg_samples < 2:
         raise WmkitError(f"train config 'sigreg_samples' = {cfg.sigreg_samples}: SIGReg needs at least 2 latent vectors")
+    if cfg.cache_latents:
+        if not cfg.freeze_encoder:
+            raise WmkitError("cache_latents=true needs freeze_encoder=true (and init_from=RUN): latents can only be "
+                             "stored once when the encoder does not change")
+        clash = {"objective": cfg.objective == "pixel", "recon_weight": cfg.recon_weight > 0, "regularizer": cfg.regularizer == "ema"}
+        if any(clash.values()):
+            raise WmkitError(f"cache_latents=true trains on stored latents, without images; {', '.join(k for k, v in clash.items() if v)} "
+                             f"needs the images or a changing target (objective=pixel and recon_weight>0 decode frames; an EMA target "
+                             f"of a frozen encoder is the encoder): use objective=jepa, recon_weight=0, regularizer=sigreg")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
 
@@ -162,7 +172,7 @@ def validate(model: WorldModel, loader, cfg: TrainConfig, device) -> dict:
         if i >= cfg.val_batches:
             break
         batch = to_device(batch, device, -1)
-        z = model.encode({k: batch[k] for k in model.cfg.obs_keys})
+        z = batch["latents"] if "latents" in batch else model.encode({k: batch[k] for k in model.cfg.obs_keys})
         pred = model.predict(z[:, :-1], batch["actions"][:, :-1])
         pred_err += prediction_loss(pred, z[:, 1:]).item()
         copy_err += prediction_loss(z[:, :-1], z[:, 1:]).item()
@@ -222,6 +232,17 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.channels_last and mcfg.encoder == "cnn":
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
+    if tcfg.cache_latents:  # every frame encoded once; the loaders then cut windows of latents, in this process
+        from .latent_cache import encode_frames
+
+        rows = np.union1d(train_set.episode_rows, val_set.episode_rows)
+        latents = encode_frames(model, store, rows, ctx.device, show_progress=show_progress if ctx.is_main else False)
+        for dataset in (train_set, val_set):
+            dataset.attach_latents(latents)
+        loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, 0)
+        val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
+                                 ctx.world_size, 0, shuffle=False)
+        set_train_mode(model, tcfg)
     target_encoder = None
     if tcfg.regularizer == "ema":  # V-JEPA-style target: an EMA copy whose encoder gives the targets, no gradient
         target_encoder = copy.deepcopy(model).requires_grad_(False)

@@ -11,6 +11,9 @@ batch from the loader is a dict of tensors::
     depth    (B, T, 1, H, W) float32, proprio (B, T, P) float32 (when recorded)
     episode  (B,) int64, start (B,) int64
 
+With latents attached (:meth:`WindowDataset.attach_latents`, a frozen encoder's per-frame latents)
+a batch holds ``latents (B, T, D)`` float32 in place of the observations.
+
 Shuffling is reproducible (seed + epoch) and shardable: each rank takes a disjoint slice of the
 same permutation, so N ranks together see exactly one epoch.
 """
@@ -67,6 +70,21 @@ class WindowDataset(Dataset):
         self._actions = [self.store.read(c, "actions", 0, None) for c in range(len(self.store.chunk_paths))]
         self._state = [self.store.read(c, "state", 0, None) for c in range(len(self.store.chunk_paths))] if self.has_state else None
         self.action_dim = int(self.store.meta.get("action_dim", 0)) * self.skip
+        self._latents = None
+
+    @property
+    def episode_rows(self) -> np.ndarray:
+        """The store rows (episode indices) this split's windows come from."""
+        return np.unique(self._episode)
+
+    def attach_latents(self, latents: list[torch.Tensor]) -> None:
+        """Serve per-frame latents instead of observations: ``latents[c]`` holds one row per frame of
+        chunk ``c`` (as the store lays its frames out), filled at least for this split's episodes."""
+        rows = [len(a) for a in self._actions]
+        if len(latents) != len(rows) or any(len(z) != n for z, n in zip(latents, rows)):
+            raise DatasetError(f"latents must give one row per frame of every chunk ({rows} frames); "
+                               f"got {[len(z) for z in latents]}")
+        self._latents = latents
 
     def __len__(self) -> int:
         return len(self._episode)
@@ -84,24 +102,32 @@ class WindowDataset(Dataset):
         starts = ep["start"][rows] + offsets
         span, n = self.length * self.skip, len(idx)
         batch = {}
-        for key in self.keys:
+        for key in self.keys if self._latents is None else ():
             shape = self.store.frame_shape(f"obs/{key}")
             buf = np.empty((n, span) + shape, dtype=self.store.frame_dtype(f"obs/{key}"))
             for i in range(n):
                 self.store.read_into(int(chunks[i]), f"obs/{key}", int(starts[i]), buf[i])
-            x = torch.from_numpy(buf[:, :: self.skip] if self.skip > 1 else buf)
-            if key == "rgb":
-                x = x.permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W), channels-last in memory: no copy
-            elif key == "depth":
-                x = x[:, :, None]
-            batch[key] = x
+            batch[key] = frames_as_tensor(key, buf[:, :: self.skip] if self.skip > 1 else buf)
         take = lambda arrays, step: np.stack([arrays[c][s : s + span : step] for c, s in zip(chunks, starts)])  # noqa: E731
+        if self._latents is not None:
+            batch["latents"] = torch.stack([self._latents[c][s : s + span : self.skip] for c, s in zip(chunks, starts)])
         batch["actions"] = torch.from_numpy(take(self._actions, 1).reshape(n, self.length, -1))
         if self.has_state:
             batch["state"] = torch.from_numpy(take(self._state, self.skip))
         batch["episode"] = torch.from_numpy(ep["id"][rows])
         batch["start"] = torch.from_numpy(offsets.copy())
         return batch
+
+
+def frames_as_tensor(key: str, frames: np.ndarray) -> torch.Tensor:
+    """Stored frames ``(..., H, W, C)`` / ``(..., H, W)`` / ``(..., P)`` as the model takes them:
+    rgb ``(..., 3, H, W)`` (channels-last in memory: no copy), depth ``(..., 1, H, W)``."""
+    x = torch.from_numpy(frames)
+    if key == "rgb":
+        return x.movedim(-1, -3)
+    if key == "depth":
+        return x.unsqueeze(-3)
+    return x
 
 
 def _batch_as_is(batch):

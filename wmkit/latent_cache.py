@@ -1,0 +1,50 @@
+"""Latents of a frozen encoder, computed once per frame (``train.cache_latents``).
+
+A predictor trained on a frozen representation (``freeze_encoder=true``) sees the same latent for a
+frame at every step, so encoding each window's images again is wasted work: most of a step's time
+is the encoder. This module encodes every frame of the episodes training reads once, in evaluation
+mode (the mode a frozen encoder trains in), and lays the latents out as the store lays out its
+frames, so that :meth:`~wmkit.data.windows.WindowDataset.attach_latents` can cut windows from them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .data.store import EpisodeStore
+from .data.windows import frames_as_tensor
+from .log import logger, progress
+
+
+@torch.no_grad()
+def encode_frames(model, store: EpisodeStore, episode_rows, device, batch_frames: int = 256,
+                  show_progress: bool | None = None) -> list[torch.Tensor]:
+    """Per chunk of ``store``, a float32 tensor with one latent per frame ``(frames, D)``; the frames of
+    ``episode_rows`` (store rows) are encoded with ``model`` in evaluation mode, the others stay zero."""
+    was_training = model.training
+    model.eval()
+    ep = store.episodes
+    rows = np.asarray(sorted(set(int(r) for r in episode_rows)), dtype=np.int64)
+    keys = tuple(model.cfg.obs_keys)
+    sizes = [len(store.read(c, "actions", 0, None)) for c in range(len(store.chunk_paths))]
+    out = [torch.zeros(n, model.latent_dim) for n in sizes]
+    total = int(ep["length"][rows].sum())
+    started = time.perf_counter()
+    bar = progress(total, "encode", "frame", None if show_progress is None else not show_progress)
+    try:
+        for r in rows:
+            chunk, start, length = int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
+            for s in range(start, start + length, batch_frames):
+                e = min(s + batch_frames, start + length)
+                obs = {k: frames_as_tensor(k, store.read(chunk, f"obs/{k}", s, e)).to(device) for k in keys}
+                out[chunk][s:e] = model.encode(obs).float().cpu()
+                bar.update(e - s)
+    finally:
+        bar.close()
+        model.train(was_training)
+    logger.info(f"cached the latents of {total} frames ({sum(z.numel() for z in out) * 4 / 2**20:.0f} MiB) "
+                f"in {time.perf_counter() - started:.1f} s")
+    return out
