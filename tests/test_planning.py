@@ -249,7 +249,7 @@ def test_candidate_ranking_with_true_dynamics_agrees_and_copying_does_not(debug_
         candidate_report(debug_model, str(two_room_data), cfg, starts=2, samples=4, families=("near", "far"))
     with pytest.raises(WmkitError, match="name at least one candidate family"):
         candidate_report(debug_model, str(two_room_data), cfg, starts=2, samples=4, families=())
-    from wmkit.eval.candidates import _spearman
+    from wmkit.eval.stats import spearman
 
-    assert _spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[4, 3, 2, 1, 5.0]])) == pytest.approx(
-        _spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[1, 2, 3, 4, 5.0]])))  # ties share their average rank
+    assert spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[4, 3, 2, 1, 5.0]])) == pytest.approx(
+        spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[1, 2, 3, 4, 5.0]])))  # ties share their average rank

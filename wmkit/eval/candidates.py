@@ -36,6 +36,7 @@ from ..envs import make_world, world_class
 from ..errors import WmkitError
 from ..planning.agent import constructor_params, frames_to_tensor
 from ..planning.costs import latent_cost, reduce_horizon
+from .stats import spearman
 
 FAMILIES = {
     "wide": "CEM's first draw: every env step anywhere (the centre of the bounds, std 0.5 of the half-range)",
@@ -61,27 +62,6 @@ def _draw(family: str, recorded: np.ndarray, samples: int, steps: int, frame_ski
     else:
         raise WmkitError(f"unknown candidate family {family!r}; expected one of {', '.join(FAMILIES)}")
     return np.clip(acts, low, high)
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis of ``(B, S)`` values, ties sharing their average rank."""
-    ranks = np.empty_like(x, dtype=np.float64)
-    for i in range(len(x)):
-        _, inverse, counts = np.unique(x[i], return_inverse=True, return_counts=True)
-        mean_rank = np.cumsum(counts) - (counts - 1) / 2.0 - 1.0  # average 0-based rank of each distinct value
-        ranks[i] = mean_rank[inverse]
-    return ranks
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over rows of the rank correlation of ``(B, S)`` scores (ties share their average rank);
-    rows without spread are left out."""
-    ra, rb = _ranks(a), _ranks(b)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
-    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
-    ok = (den > 0) & (np.ptp(a, 1) > 0) & (np.ptp(b, 1) > 0)
-    return float(((ra * rb).sum(1)[ok] / den[ok]).mean()) if ok.any() else float("nan")
 
 
 def _context(model, ep, start: int):
@@ -177,8 +157,8 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
         rel = ((z_pred - z_true).pow(2).sum(-1) / moved).numpy()  # (B, S, H)
         probe_data.append((z_true.numpy(), z_pred.numpy(), states))
         pick = lambda score: np.take_along_axis(true_dist, score.argmin(1)[:, None], 1).mean()  # noqa: E731
-        rows.append({"family": family, "dynamics": _spearman(model_cost, frame_cost),
-                     "cost": _spearman(frame_cost, true_dist),
+        rows.append({"family": family, "dynamics": spearman(model_cost, frame_cost),
+                     "cost": spearman(frame_cost, true_dist),
                      "pick_model": float(pick(model_cost)), "pick_cost": float(pick(frame_cost)),
                      "best": float(true_dist.min(1).mean()), "average": float(true_dist.mean()),
                      "error_first": float(np.median(rel[..., 0])), "error_last": float(np.median(rel[..., -1]))})

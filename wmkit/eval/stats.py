@@ -9,6 +9,27 @@ import numpy as np
 from ..errors import WmkitError
 
 
+def ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis of ``(B, S)`` values, ties sharing their average rank."""
+    ranks = np.empty_like(x, dtype=np.float64)
+    for i in range(len(x)):
+        _, inverse, counts = np.unique(x[i], return_inverse=True, return_counts=True)
+        mean_rank = np.cumsum(counts) - (counts - 1) / 2.0 - 1.0  # average 0-based rank of each distinct value
+        ranks[i] = mean_rank[inverse]
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over rows of the rank correlation of ``(B, S)`` scores (ties share their average rank);
+    rows without spread are left out."""
+    ra, rb = ranks(a), ranks(b)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    ok = (den > 0) & (np.ptp(a, 1) > 0) & (np.ptp(b, 1) > 0)
+    return float(((ra * rb).sum(1)[ok] / den[ok]).mean()) if ok.any() else float("nan")
+
+
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     """95% (by default) Wilson score interval for a success rate; sensible at 0% and 100%, unlike
     the normal approximation (Wilson 1927)."""

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import WmkitError
+from ..eval.stats import spearman
 
 WEIGHTS, META = "distance.safetensors", "distance.json"
 FORMAT = "wmkit-goal-distance"
@@ -60,8 +61,8 @@ class GoalDistance(nn.Module):
 
 
 def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's correlation of two score vectors; tied values (the step gap has many) share their average rank."""
+    return spearman(np.asarray(a, np.float64)[None], np.asarray(b, np.float64)[None])
 
 
 def _padded(tensors: list[torch.Tensor]) -> torch.Tensor:
