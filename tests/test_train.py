@@ -192,7 +192,7 @@ def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room
     predictor learns the same thing (same prediction-loss curve, same weights, to float tolerance)."""
     from wmkit.data.store import EpisodeStore
     from wmkit.data.windows import WindowDataset
-    from wmkit.latent_cache import encode_frames
+    from wmkit.latent_cache import encode_store
 
     tcfg, mcfg = configs(max_steps=2)
     train(tcfg, mcfg, two_room_data, tmp_path / "a", show_progress=False)
@@ -213,7 +213,7 @@ def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room
     model, store = WorldModel.from_checkpoint(tmp_path / "a"), EpisodeStore(two_room_data)
     ds = WindowDataset(store, 3, 2, "val", 0.1, ("rgb",))
     frames = ds.__getitems__([0, 5])
-    ds.attach_latents(encode_frames(model, store, ds.episode_rows, "cpu", batch_frames=7, show_progress=False))
+    ds.attach_latents(encode_store(model, store, ds.episode_rows, "cpu", batch_frames=7, show_progress=False))
     stored = ds.__getitems__([0, 5])
     assert set(stored) == {"latents", "actions", "state", "episode", "start"}
     torch.testing.assert_close(stored["latents"], model.eval().encode(frames["rgb"]), rtol=1e-4, atol=1e-5)

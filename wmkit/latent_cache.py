@@ -20,7 +20,7 @@ from .log import logger, progress
 
 
 @torch.no_grad()
-def encode_frames(model, store: EpisodeStore, episode_rows, device, batch_frames: int = 256,
+def encode_store(model, store: EpisodeStore, episode_rows, device, batch_frames: int = 256,
                   show_progress: bool | None = None) -> list[torch.Tensor]:
     """Per chunk of ``store``, a float32 tensor with one latent per frame ``(frames, D)``; the frames of
     ``episode_rows`` (store rows) are encoded with ``model`` in evaluation mode, the others stay zero."""

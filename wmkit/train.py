@@ -233,10 +233,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
     if tcfg.cache_latents:  # every frame encoded once; the loaders then cut windows of latents, in this process
-        from .latent_cache import encode_frames
+        from .latent_cache import encode_store
 
         rows = np.union1d(train_set.episode_rows, val_set.episode_rows)
-        latents = encode_frames(model, store, rows, ctx.device, show_progress=show_progress if ctx.is_main else False)
+        latents = encode_store(model, store, rows, ctx.device, show_progress=show_progress if ctx.is_main else False)
         for dataset in (train_set, val_set):
             dataset.attach_latents(latents)
         loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, 0)
