@@ -104,9 +104,10 @@ def bench_read(tmp: Path, quick: bool, repeats: int) -> dict:
             "window": 16, "batch": 32, "loader_workers": 2, "compression": "lzf"}
 
 
-def _train_step_time(channels_last: bool, steps: int, compile_model: bool = False) -> float:
+def _train_step_time(channels_last: bool, steps: int, compile_model: bool = False, frozen: str = "") -> float:
     """Median seconds per optimisation step of the small preset on one synthetic batch (data
-    loading excluded: the read benchmark covers it)."""
+    loading excluded: the read benchmark covers it). ``frozen``: the encoder is frozen
+    (``freeze_encoder``) and the batch holds its ``images`` or their stored ``latents`` (``cache_latents``)."""
     import torch
 
     from .config import ModelConfig, TrainConfig, build
@@ -119,14 +120,20 @@ def _train_step_time(channels_last: bool, steps: int, compile_model: bool = Fals
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
+    if frozen:
+        for part in (model.encoder, model.projector):
+            part.requires_grad_(False).eval()
     objective = WorldModelObjective(model, tcfg)
     if compile_model:
         objective = torch.compile(objective)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     weights = loss_weights(tcfg)
     g = torch.Generator().manual_seed(0)
     batch = {"rgb": torch.randint(0, 256, (tcfg.batch_size, tcfg.window, 3, 64, 64), dtype=torch.uint8, generator=g),
              "actions": torch.rand(tcfg.batch_size, tcfg.window, 2, generator=g) * 2 - 1}
+    if frozen == "latents":
+        with torch.no_grad():
+            batch = {"latents": model.encode(batch["rgb"]), "actions": batch["actions"]}
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()
@@ -150,6 +157,20 @@ def bench_train(tmp: Path, quick: bool, repeats: int) -> dict:
     base = _median(lambda: _train_step_time(False, steps), repeats)
     return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
             "baseline": "eager float32, default memory format", "baseline_frames_per_s": round(frames / base, 1),
+            "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
+
+
+def bench_frozen(tmp: Path, quick: bool, repeats: int) -> dict:
+    """A predictor on a frozen encoder: steps on stored latents (cache_latents) against steps that encode the images."""
+    from .config import TrainConfig, build
+
+    tcfg = build(TrainConfig, "small", "train")
+    frames = tcfg.batch_size * tcfg.window
+    steps = 3 if quick else 20
+    main = _median(lambda: _train_step_time(True, steps, frozen="latents"), repeats)
+    base = _median(lambda: _train_step_time(True, steps, frozen="images"), repeats)
+    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
+            "baseline": "frozen encoder run on every window", "baseline_frames_per_s": round(frames / base, 1),
             "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
 
 
@@ -284,6 +305,7 @@ BENCHMARKS = {
     "collect-push-t": lambda tmp, quick, r: bench_collect(tmp, "push-t", quick, r),
     "read-windows": bench_read,
     "train-small": bench_train,
+    "train-frozen-cached": bench_frozen,
     "plan-cem": bench_plan,
     "sigreg": bench_sigreg,
     "ddp-equality": bench_ddp,
@@ -308,10 +330,10 @@ def run_bench(quick: bool = False, only: str | None = None) -> dict:
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'benchmark':<18} {'frames/s':>10}  {'baseline':<38} {'frames/s':>10} {'ratio':>6}"]
+    lines = [f"{'benchmark':<20} {'frames/s':>10}  {'baseline':<38} {'frames/s':>10} {'ratio':>6}"]
     for name, r in report["results"].items():
         if "baseline" in r:
-            lines.append(f"{name:<18} {r['frames_per_s']:>10.0f}  {r['baseline']:<38} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
+            lines.append(f"{name:<20} {r['frames_per_s']:>10.0f}  {r['baseline']:<38} {r['baseline_frames_per_s']:>10.0f} {r['ratio']:>6.2f}")
         else:
-            lines.append(f"{name:<18} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+            lines.append(f"{name:<20} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     return "\n".join(lines)
