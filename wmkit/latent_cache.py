@@ -9,6 +9,7 @@ frames, so that :meth:`~wmkit.data.windows.WindowDataset.attach_latents` can cut
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from .data.store import EpisodeStore
 from .data.windows import frames_as_tensor
+from .errors import WmkitError
 from .log import logger, progress
 
 
@@ -30,6 +32,11 @@ def encode_store(model, store: EpisodeStore, episode_rows, device, batch_frames:
     rows = np.asarray(sorted(set(int(r) for r in episode_rows)), dtype=np.int64)
     keys = tuple(model.cfg.obs_keys)
     sizes = [len(store.read(c, "actions", 0, None)) for c in range(len(store.chunk_paths))]
+    need, have = sum(sizes) * model.latent_dim * 4, physical_memory()
+    if have and need > have // 2:
+        raise WmkitError(f"cache_latents=true would hold {need / 2**30:.1f} GiB of latents ({sum(sizes)} frames x {model.latent_dim} "
+                         f"numbers x 4 bytes), more than half of this machine's {have / 2**30:.1f} GiB; train without "
+                         f"cache_latents, or on a dataset with fewer frames")
     out = [torch.zeros(n, model.latent_dim) for n in sizes]
     total = int(ep["length"][rows].sum())
     started = time.perf_counter()
@@ -48,3 +55,11 @@ def encode_store(model, store: EpisodeStore, episode_rows, device, batch_frames:
     logger.info(f"cached the latents of {total} frames ({sum(z.numel() for z in out) * 4 / 2**20:.0f} MiB) "
                 f"in {time.perf_counter() - started:.1f} s")
     return out
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory, or 0 where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
