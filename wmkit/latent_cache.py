@@ -57,6 +57,26 @@ def encode_store(model, store: EpisodeStore, episode_rows, device, batch_frames:
     return out
 
 
+def check_cache_config(cfg) -> None:
+    """``cache_latents=true`` needs a frozen encoder and an objective that reads no image (a TrainConfig)."""
+    if not cfg.freeze_encoder:
+        raise WmkitError("cache_latents=true needs freeze_encoder=true (and init_from=RUN): latents can only be "
+                         "stored once when the encoder does not change")
+    clash = {"objective": cfg.objective == "pixel", "recon_weight": cfg.recon_weight > 0, "regularizer": cfg.regularizer == "ema"}
+    if any(clash.values()):
+        raise WmkitError(f"cache_latents=true trains on stored latents, without images; {', '.join(k for k, v in clash.items() if v)} "
+                         f"needs the images or a changing target (objective=pixel and recon_weight>0 decode frames; an EMA target "
+                         f"of a frozen encoder is the encoder): use objective=jepa, recon_weight=0, regularizer=sigreg")
+
+
+def attach_store_latents(model, store: EpisodeStore, datasets, device, show_progress: bool | None = None) -> None:
+    """Encode the frames of every episode the window ``datasets`` read, once, and make them serve latents."""
+    rows = np.unique(np.concatenate([d.episode_rows for d in datasets]))
+    latents = encode_store(model, store, rows, device, show_progress=show_progress)
+    for dataset in datasets:
+        dataset.attach_latents(latents)
+
+
 def physical_memory() -> int:
     """Bytes of physical memory, or 0 where the platform does not say."""
     try:

@@ -20,7 +20,6 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +28,7 @@ from .config import ModelConfig, TrainConfig
 from .data.store import EpisodeStore, write_json_atomic
 from .data.windows import WindowDataset, make_loader
 from .errors import DatasetError, WmkitError
+from .latent_cache import attach_store_latents, check_cache_config
 from .log import MetricsWriter, logger, progress
 from .losses import WorldModelObjective, effective_rank, loss_weights, prediction_loss
 from .models import WorldModel, model_size
@@ -81,14 +81,7 @@ def check_train_config(cfg: TrainConfig) -> None:
     if cfg.sigreg_samples < 2:
         raise WmkitError(f"train config 'sigreg_samples' = {cfg.sigreg_samples}: SIGReg needs at least 2 latent vectors")
     if cfg.cache_latents:
-        if not cfg.freeze_encoder:
-            raise WmkitError("cache_latents=true needs freeze_encoder=true (and init_from=RUN): latents can only be "
-                             "stored once when the encoder does not change")
-        clash = {"objective": cfg.objective == "pixel", "recon_weight": cfg.recon_weight > 0, "regularizer": cfg.regularizer == "ema"}
-        if any(clash.values()):
-            raise WmkitError(f"cache_latents=true trains on stored latents, without images; {', '.join(k for k, v in clash.items() if v)} "
-                             f"needs the images or a changing target (objective=pixel and recon_weight>0 decode frames; an EMA target "
-                             f"of a frozen encoder is the encoder): use objective=jepa, recon_weight=0, regularizer=sigreg")
+        check_cache_config(cfg)
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
 
@@ -233,12 +226,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
     if tcfg.cache_latents:  # every frame encoded once; the loaders then cut windows of latents, in this process
-        from .latent_cache import encode_store
-
-        rows = np.union1d(train_set.episode_rows, val_set.episode_rows)
-        latents = encode_store(model, store, rows, ctx.device, show_progress=show_progress if ctx.is_main else False)
-        for dataset in (train_set, val_set):
-            dataset.attach_latents(latents)
+        attach_store_latents(model, store, (train_set, val_set), ctx.device, show_progress if ctx.is_main else False)
         loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, 0)
         val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
                                  ctx.world_size, 0, shuffle=False)
