@@ -213,7 +213,7 @@ def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room
     model, store = WorldModel.from_checkpoint(tmp_path / "a"), EpisodeStore(two_room_data)
     ds = WindowDataset(store, 3, 2, "val", 0.1, ("rgb",))
     frames = ds.__getitems__([0, 5])
-    ds.attach_latents(encode_store(model, store, ds.episode_rows, "cpu", batch_frames=7, show_progress=False))
+    ds.attach_latents(encode_store(model, store, ds.episode_rows, batch_frames=7, show_progress=False))
     stored = ds.__getitems__([0, 5])
     assert set(stored) == {"latents", "actions", "state", "episode", "start"}
     torch.testing.assert_close(stored["latents"], model.eval().encode(frames["rgb"]), rtol=1e-4, atol=1e-5)
@@ -221,7 +221,7 @@ def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room
     from unittest import mock
 
     with mock.patch("wmkit.latent_cache.physical_memory", return_value=1024), pytest.raises(WmkitError, match="more than half"):
-        encode_store(model, store, ds.episode_rows, "cpu", show_progress=False)
+        encode_store(model, store, ds.episode_rows, show_progress=False)
     with pytest.raises(WmkitError, match="needs freeze_encoder"):
         train(configs(cache_latents=True)[0], mcfg, two_room_data, tmp_path / "c", show_progress=False)
     with pytest.raises(WmkitError, match="recon_weight"):

@@ -16,22 +16,22 @@ import numpy as np
 import torch
 
 from .data.store import EpisodeStore
-from .data.windows import frames_as_tensor
 from .errors import WmkitError
+from .eval.probe import encode_frames
 from .log import logger, progress
 
 
 @torch.no_grad()
-def encode_store(model, store: EpisodeStore, episode_rows, device, batch_frames: int = 256,
-                  show_progress: bool | None = None) -> list[torch.Tensor]:
-    """Per chunk of ``store``, a float32 tensor with one latent per frame ``(frames, D)``; the frames of
+def encode_store(model, store: EpisodeStore, episode_rows, batch_frames: int = 256,
+                 show_progress: bool | None = None) -> list[torch.Tensor]:
+    """Per chunk of ``store``, a float32 CPU tensor with one latent per frame ``(frames, D)``; the frames of
     ``episode_rows`` (store rows) are encoded with ``model`` in evaluation mode, the others stay zero."""
     was_training = model.training
     model.eval()
     ep = store.episodes
     rows = np.asarray(sorted(set(int(r) for r in episode_rows)), dtype=np.int64)
     keys = tuple(model.cfg.obs_keys)
-    sizes = [len(store.read(c, "actions", 0, None)) for c in range(len(store.chunk_paths))]
+    sizes = [store.chunk_rows(c) for c in range(len(store.chunk_paths))]
     need, have = sum(sizes) * model.latent_dim * 4, physical_memory()
     if have and need > have // 2:
         raise WmkitError(f"cache_latents=true would hold {need / 2**30:.1f} GiB of latents ({sum(sizes)} frames x {model.latent_dim} "
@@ -44,18 +44,15 @@ def encode_store(model, store: EpisodeStore, episode_rows, device, batch_frames:
     try:
         for r in rows:
             chunk, start, length = int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
-            for s in range(start, start + length, batch_frames):
-                e = min(s + batch_frames, start + length)
-                obs = {k: frames_as_tensor(k, store.read(chunk, f"obs/{k}", s, e)).to(device) for k in keys}
-                out[chunk][s:e] = model.encode(obs).float().cpu()
-                bar.update(e - s)
+            obs = {k: store.read(chunk, f"obs/{k}", start, start + length) for k in keys}
+            out[chunk][start : start + length] = encode_frames(model, obs, batch_frames).cpu()
+            bar.update(length)
     finally:
         bar.close()
         model.train(was_training)
     logger.info(f"cached the latents of {total} frames ({sum(z.numel() for z in out) * 4 / 2**20:.0f} MiB) "
                 f"in {time.perf_counter() - started:.1f} s")
     return out
-
 
 def check_cache_config(cfg) -> None:
     """``cache_latents=true`` needs a frozen encoder and an objective that reads no image (a TrainConfig)."""
@@ -69,10 +66,10 @@ def check_cache_config(cfg) -> None:
                          f"of a frozen encoder is the encoder): use objective=jepa, recon_weight=0, regularizer=sigreg")
 
 
-def attach_store_latents(model, store: EpisodeStore, datasets, device, show_progress: bool | None = None) -> None:
+def attach_store_latents(model, store: EpisodeStore, datasets, show_progress: bool | None = None) -> None:
     """Encode the frames of every episode the window ``datasets`` read, once, and make them serve latents."""
     rows = np.unique(np.concatenate([d.episode_rows for d in datasets]))
-    latents = encode_store(model, store, rows, device, show_progress=show_progress)
+    latents = encode_store(model, store, rows, show_progress=show_progress)
     for dataset in datasets:
         dataset.attach_latents(latents)
 

@@ -210,9 +210,6 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     train_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", tcfg.val_fraction, keys)
     val_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "val", tcfg.val_fraction, keys)
     per_rank = tcfg.batch_size // ctx.world_size
-    loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, tcfg.num_workers)
-    val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
-                             ctx.world_size, 0, shuffle=False)
     # reference frames for the projector's evaluation statistics (WorldModel.calibrate): fixed
     # training windows, the same in every run with this seed, so a resumed run validates alike
     calib_loader = make_loader(train_set, per_rank, tcfg.seed + 2, ctx.rank, ctx.world_size, 0)
@@ -225,12 +222,13 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.channels_last and mcfg.encoder == "cnn":
         model = model.to(memory_format=torch.channels_last)
         model.encoder.channels_last = True
-    if tcfg.cache_latents:  # every frame encoded once; the loaders then cut windows of latents, in this process
-        attach_store_latents(model, store, (train_set, val_set), ctx.device, show_progress if ctx.is_main else False)
-        loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, 0)
-        val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
-                                 ctx.world_size, 0, shuffle=False)
+    if tcfg.cache_latents:  # every frame encoded once; the loaders then cut windows of latents
+        attach_store_latents(model, store, (train_set, val_set), show_progress if ctx.is_main else False)
         set_train_mode(model, tcfg)
+    # stored latents are served from this process's memory: loader workers would each need a copy
+    loader = make_loader(train_set, per_rank, tcfg.seed, ctx.rank, ctx.world_size, 0 if tcfg.cache_latents else tcfg.num_workers)
+    val_loader = make_loader(val_set, min(per_rank, len(val_set) // ctx.world_size), tcfg.seed + 1, ctx.rank,
+                             ctx.world_size, 0, shuffle=False)
     target_encoder = None
     if tcfg.regularizer == "ema":  # V-JEPA-style target: an EMA copy whose encoder gives the targets, no gradient
         target_encoder = copy.deepcopy(model).requires_grad_(False)

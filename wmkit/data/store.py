@@ -252,6 +252,10 @@ class EpisodeStore:
         """Read ``len(out)`` frames from ``start`` straight into ``out`` (no temporary array)."""
         self._dataset(chunk, key).read_direct(out, np.s_[start : start + len(out)])
 
+    def chunk_rows(self, chunk: int) -> int:
+        """Frames (rows) in one chunk file, read from its metadata."""
+        return int(self._dataset(chunk, "actions").shape[0])
+
     def frame_shape(self, key: str) -> tuple:
         return tuple(self._dataset(0, key).shape[1:])
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.store import EpisodeStore
-from ..data.windows import split_episodes
+from ..data.windows import frames_as_tensor, split_episodes
 from ..errors import DatasetError
 from ..log import logger
 
@@ -30,13 +30,11 @@ from ..log import logger
 @torch.no_grad()
 def encode_frames(model, obs: dict[str, np.ndarray], batch_size: int = 256) -> torch.Tensor:
     """Latents ``(N, D)`` of stored-layout frames (``rgb`` (N, H, W, 3) uint8, ``depth`` (N, H, W),
-    ``proprio`` (N, P)), encoded in batches."""
+    ``proprio`` (N, P)), encoded in batches on the model's device."""
+    device = next(model.parameters()).device
     latents = []
     for s in range(0, len(obs["rgb"]), batch_size):
-        part = {k: torch.from_numpy(np.ascontiguousarray(obs[k][s : s + batch_size])) for k in model.cfg.obs_keys}
-        part["rgb"] = part["rgb"].permute(0, 3, 1, 2)
-        if "depth" in part:
-            part["depth"] = part["depth"][:, None]
+        part = {k: frames_as_tensor(k, np.ascontiguousarray(obs[k][s : s + batch_size])).to(device) for k in model.cfg.obs_keys}
         latents.append(model.encode(part).float())
     return torch.cat(latents)
 
