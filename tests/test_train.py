@@ -92,6 +92,16 @@ def test_dataset_model_mismatch(two_room_data, tmp_path):
         train(tcfg, dataclasses.replace(mcfg, obs_keys=("rgb", "segmentation")), two_room_data, tmp_path / "x", show_progress=False)
 
 
+@pytest.mark.parametrize("predictor", ["transformer", "gru", "convgru"])
+def test_window_longer_than_a_whole_window_predictor_reads(two_room_data, tmp_path, predictor):
+    import dataclasses
+
+    tcfg, mcfg = configs(window=6)
+    mcfg = dataclasses.replace(mcfg, predictor=predictor, history=3, grid=8 if predictor == "convgru" else 0)
+    with pytest.raises(WmkitError, match=rf"model.history=3 is shorter than the window's 5 prediction steps \(the {predictor}"):
+        train(tcfg, mcfg, two_room_data, tmp_path / "x", show_progress=False)
+
+
 def test_resume_refuses_other_data_and_empty_runs(two_room_data, tmp_path):
     from wmkit.config import CollectConfig
     from wmkit.envs.collect import collect

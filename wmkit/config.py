@@ -78,7 +78,7 @@ class ModelConfig:
     vit_depth: int = 4
     """ViT transformer blocks."""
     predictor: str = "transformer"
-    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov), 'gru', or 'conv' (a CNN over the latent map of model.grid; reads the last `history` maps)."""
+    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov), 'gru', 'conv' (a CNN over the latent map of model.grid; reads the last `history` maps) or 'convgru' (a convolutional GRU over the latent map: a recurrent hidden map that can carry what is out of view; reads up to `history` maps from the window's start)."""
     predictor_width: int = 256
     """Hidden width of the predictor."""
     predictor_depth: int = 2

@@ -59,9 +59,9 @@ def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStor
         raise DatasetError(f"{store.path} has non-square frames {rgb}; wmkit models take square frames (re-import with --size)")
     action_dim = int(store.meta.get("action_dim", 0)) * tcfg.frame_skip
     proprio_dim = store.frame_shape("obs/proprio")[0] if "proprio" in keys else 0
-    if cfg.predictor == "transformer" and cfg.history < tcfg.window - 1:
+    if cfg.predictor in ("transformer", "gru", "convgru") and cfg.history < tcfg.window - 1:
         raise WmkitError(f"model.history={cfg.history} is shorter than the window's {tcfg.window - 1} prediction "
-                         f"steps; raise history or lower train.window")
+                         f"steps (the {cfg.predictor} predictor reads a window from its start); raise history or lower train.window")
     if tcfg.inverse_weight > 0 and cfg.inverse_frames > tcfg.window:
         raise WmkitError(f"model.inverse_frames={cfg.inverse_frames} latents do not fit in train.window={tcfg.window} frames; "
                          f"raise window or lower inverse_frames")

@@ -8,6 +8,9 @@ latent at every position, ``(B, T, D)``; output ``t`` depends only on latents an
 - ``GRUPredictor``: a recurrent alternative, causal by construction.
 - ``ConvPredictor``: for per-region latents (``model.grid``): a small residual CNN over the
   latent map, so content moves between neighbouring cells and a static region costs nothing.
+- ``ConvGRUPredictor``: the latent map read one frame at a time into a recurrent hidden map (a
+  convolutional GRU), so what is no longer in view (a ball behind a screen) can be carried along,
+  a cell or so per step, instead of being extrapolated at once from a stack of old maps.
 """
 
 from __future__ import annotations
@@ -188,4 +191,54 @@ class ConvPredictor(nn.Module):
         for block in self.blocks:
             x = x + block(x)
         change = self.out(x).permute(0, 2, 3, 1).reshape(b, t, d)
+        return z + change
+
+
+class ConvGRUPredictor(nn.Module):
+    """Next latent map from a recurrent hidden map (a convolutional GRU over the ``G x G`` cells).
+
+    Each frame's map (and the action, as a per-channel bias) enters through a 3x3 convolution; the
+    hidden map is updated by a GRU whose gates are 3x3 convolutions over the input and the previous
+    hidden map, so what it holds can move about a cell per step; residual 3x3 blocks read the hidden
+    map and predict each cell's change. Output ``t`` sees maps and actions ``<= t`` (the recurrence
+    starts at the first latent given, from an empty hidden map), so a window longer than
+    ``history`` is refused by :meth:`WorldModel.predict` as for the other recurrent predictors.
+
+    Why recurrent: an object that is hidden leaves no trace in the latest maps. The stacked-history
+    :class:`ConvPredictor` must then infer where it is now from where it was seen several frames
+    ago, a jump of several cells that its few 3x3 layers barely reach. Here the hidden map can
+    carry the object one step at a time, which is what local convolutions do well."""
+
+    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int):
+        super().__init__()
+        self.cell, self.grid, self.history, self.width = cell_dim, grid, int(history), width
+        self.actions = ActionEncoder(action_dim, width)
+        self.inp = nn.Conv2d(cell_dim, width, 3, padding=1)
+        self.gates = nn.Conv2d(2 * width, 2 * width, 3, padding=1)  # update and reset
+        self.candidate = nn.Conv2d(2 * width, width, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+                                    for _ in range(max(depth - 1, 0)))
+        self.out = nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, cell_dim, 1))
+        nn.init.zeros_(self.out[-1].weight)  # an untrained predictor copies the last map
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        b, t, d = z.shape
+        g, c = self.grid, self.cell
+        if d != g * g * c:
+            raise ValueError(f"the conv-GRU predictor reads {g}x{g} maps of {c} channels ({g * g * c} numbers), got latents of {d}")
+        maps = z.reshape(b * t, g, g, c).permute(0, 3, 1, 2)
+        x = self.inp(maps) + self.actions(actions, (b, t)).reshape(b * t, self.width, 1, 1)
+        x = x.view(b, t, self.width, g, g)
+        h = x.new_zeros(b, self.width, g, g)
+        states = []
+        for i in range(t):
+            update, reset = torch.sigmoid(self.gates(torch.cat([x[:, i], h], 1))).chunk(2, 1)
+            fresh = torch.tanh(self.candidate(torch.cat([x[:, i], reset * h], 1)))
+            h = h + update * (fresh - h)
+            states.append(h)
+        y = torch.stack(states, 1).reshape(b * t, self.width, g, g) + x.reshape(b * t, self.width, g, g)
+        for block in self.blocks:
+            y = y + block(y)
+        change = self.out(y).permute(0, 2, 3, 1).reshape(b, t, d)
         return z + change

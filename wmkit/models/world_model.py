@@ -22,7 +22,7 @@ from ..config import ModelConfig
 from ..errors import WmkitError
 from .encoders import ConvEncoder, PixelDecoder, ViTEncoder
 from .norm import GlobalBatchNorm1d, calibrate
-from .predictors import ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
+from .predictors import ConvGRUPredictor, ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
 
 
 def _check(name: str, x: torch.Tensor, ndim: tuple[int, ...], what: str) -> None:
@@ -53,9 +53,9 @@ class WorldModel(nn.Module):
         self.projector = nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim))
         # the projector maps each cell's feature alike; the BatchNorm's statistics pool over cells
         d, a, w = self.latent_dim, cfg.action_dim, cfg.predictor_width
+        if cfg.predictor in ("conv", "convgru") and not cfg.grid:
+            raise WmkitError(f"model.predictor={cfg.predictor} predicts a latent map; set model.grid (e.g. 8) too")
         if cfg.predictor == "conv":
-            if not cfg.grid:
-                raise WmkitError("model.predictor=conv predicts a latent map; set model.grid (e.g. 8) too")
             self.predictor = ConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history,
                                            coords=cfg.predictor_coords)
         elif cfg.predictor_coords:
@@ -71,8 +71,10 @@ class WorldModel(nn.Module):
             self.predictor = MLPPredictor(d, a, w, cfg.predictor_depth, cfg.dropout, cfg.mlp_history)
         elif cfg.predictor == "gru":
             self.predictor = GRUPredictor(d, a, w, cfg.predictor_depth, cfg.history, cfg.dropout)
+        elif cfg.predictor == "convgru":
+            self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         else:
-            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru' or 'conv'")
+            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv' or 'convgru'")
         self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d) if cfg.decoder else None
         # inverse dynamics (z_t, z_t+1) -> a_t, or with inverse_frames=3 (z_t-1, z_t, z_t+1) -> a_t:
         # an optional training signal (PLDM) that keeps action-relevant information in the latent
