@@ -82,7 +82,7 @@ class ModelConfig:
     predictor_width: int = 256
     """Hidden width of the predictor."""
     predictor_depth: int = 2
-    """Transformer blocks (or MLP hidden layers / GRU layers) of the predictor."""
+    """Transformer blocks (or MLP hidden layers / GRU layers; conv: residual 3x3 blocks; convgru: the GRU cell and depth - 1 residual blocks) of the predictor."""
     predictor_heads: int = 4
     """Attention heads of the transformer predictor."""
     history: int = 4

@@ -357,7 +357,7 @@ def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=Non
     torch.manual_seed(seed)
     untrained = type(models[0])(models[0].cfg).eval()
     for layer in untrained.predictor.modules():  # no zero-initialised output: a random predictor
-        if isinstance(layer, torch.nn.Linear):
+        if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):  # the map predictors' output is a convolution
             layer.reset_parameters()
     scorers = [ModelScorer(m, str(c), contexts, max_context=k) for m, c, k in zip(models, ckpts, limits)]
     scorers += [ModelScorer(untrained, "untrained network", contexts, max_context=limits[0]), CopyLastScorer(),

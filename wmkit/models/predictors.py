@@ -143,6 +143,27 @@ class GRUPredictor(nn.Module):
         return z + self.out(h)
 
 
+def _map_blocks(width: int, count: int) -> nn.ModuleList:
+    """Residual 3x3 blocks over a latent map, normalised per cell (ChannelNorm), so that what
+    happens far away stays far away."""
+    return nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+                         for _ in range(count))
+
+
+def _map_out(width: int, cell_dim: int) -> nn.Sequential:
+    """Each cell's change, zero-initialised: an untrained predictor copies the last map."""
+    out = nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, cell_dim, 1))
+    nn.init.zeros_(out[-1].weight)
+    nn.init.zeros_(out[-1].bias)
+    return out
+
+
+def _check_map(d: int, grid: int, cell: int, what: str) -> None:
+    if d != grid * grid * cell:
+        raise ValueError(f"the {what} predictor reads {grid}x{grid} maps of {cell} channels ({grid * grid * cell} numbers), "
+                         f"got latents of {d}")
+
+
 class ConvPredictor(nn.Module):
     """Next latent *map* from the last ``history`` maps and the action. A latent ``(B, T, G*G*C)``
     is read as a ``G x G`` map of ``C``-channel cells (cell-major, as the encoder writes it); the
@@ -167,18 +188,13 @@ class ConvPredictor(nn.Module):
             self.register_buffer("cell_xy", torch.stack([xs, ys])[None], persistent=False)  # (1, 2, G, G)
             self.where = nn.Sequential(nn.Conv2d(width + 2, width, 1), nn.GELU(), nn.Conv2d(width, width, 1))
         self.inp = nn.Conv2d(cell_dim * self.history, width, 3, padding=1)
-        # per-cell normalisation (ChannelNorm): what happens far away stays far away
-        self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
-                                    for _ in range(max(depth, 1)))
-        self.out = nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, cell_dim, 1))
-        nn.init.zeros_(self.out[-1].weight)  # an untrained predictor copies the last map
-        nn.init.zeros_(self.out[-1].bias)
+        self.blocks = _map_blocks(width, max(depth, 1))
+        self.out = _map_out(width, cell_dim)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         b, t, d = z.shape
         g, c = self.grid, self.cell
-        if d != g * g * c:
-            raise ValueError(f"the conv predictor reads {g}x{g} maps of {c} channels ({g * g * c} numbers), got latents of {d}")
+        _check_map(d, g, c, "conv")
         maps = z.view(b, t, g, g, c)
         padded = torch.cat([maps[:, :1].expand(-1, self.history - 1, -1, -1, -1), maps], dim=1)
         context = torch.cat([padded[:, i : i + t] for i in range(self.history)], dim=-1)  # (B, T, G, G, C*h)
@@ -199,8 +215,8 @@ class ConvGRUPredictor(nn.Module):
 
     Each frame's map (and the action, as a per-channel bias) enters through a 3x3 convolution; the
     hidden map is updated by a GRU whose gates are 3x3 convolutions over the input and the previous
-    hidden map, so what it holds can move about a cell per step; residual 3x3 blocks read the hidden
-    map and predict each cell's change. Output ``t`` sees maps and actions ``<= t`` (the recurrence
+    hidden map, so what it holds can move about a cell per step; ``depth - 1`` residual 3x3 blocks
+    read the hidden map (plus the frame's input) and predict each cell's change. Output ``t`` sees maps and actions ``<= t`` (the recurrence
     starts at the first latent given, from an empty hidden map), so a window longer than
     ``history`` is refused by :meth:`WorldModel.predict` as for the other recurrent predictors.
 
@@ -216,17 +232,13 @@ class ConvGRUPredictor(nn.Module):
         self.inp = nn.Conv2d(cell_dim, width, 3, padding=1)
         self.gates = nn.Conv2d(2 * width, 2 * width, 3, padding=1)  # update and reset
         self.candidate = nn.Conv2d(2 * width, width, 3, padding=1)
-        self.blocks = nn.ModuleList(nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
-                                    for _ in range(max(depth - 1, 0)))
-        self.out = nn.Sequential(ChannelNorm(width), nn.GELU(), nn.Conv2d(width, cell_dim, 1))
-        nn.init.zeros_(self.out[-1].weight)  # an untrained predictor copies the last map
-        nn.init.zeros_(self.out[-1].bias)
+        self.blocks = _map_blocks(width, max(depth - 1, 0))
+        self.out = _map_out(width, cell_dim)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         b, t, d = z.shape
         g, c = self.grid, self.cell
-        if d != g * g * c:
-            raise ValueError(f"the conv-GRU predictor reads {g}x{g} maps of {c} channels ({g * g * c} numbers), got latents of {d}")
+        _check_map(d, g, c, "conv-GRU")
         maps = z.reshape(b * t, g, g, c).permute(0, 3, 1, 2)
         x = self.inp(maps) + self.actions(actions, (b, t)).reshape(b * t, self.width, 1, 1)
         x = x.view(b, t, self.width, g, g)
