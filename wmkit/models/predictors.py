@@ -216,9 +216,10 @@ class ConvGRUPredictor(nn.Module):
     Each frame's map (and the action, as a per-channel bias) enters through a 3x3 convolution; the
     hidden map is updated by a GRU whose gates are 3x3 convolutions over the input and the previous
     hidden map, so what it holds can move about a cell per step; ``depth - 1`` residual 3x3 blocks
-    read the hidden map (plus the frame's input) and predict each cell's change. Output ``t`` sees maps and actions ``<= t`` (the recurrence
-    starts at the first latent given, from an empty hidden map), so a window longer than
-    ``history`` is refused by :meth:`WorldModel.predict` as for the other recurrent predictors.
+    read the hidden map (plus the frame's input) and predict each cell's change. Output ``t`` sees
+    maps and actions ``<= t`` (the recurrence starts at the first latent given, from an empty hidden
+    map), so a window longer than ``history`` is refused by :meth:`WorldModel.predict` as for the
+    other recurrent predictors.
 
     Why recurrent: an object that is hidden leaves no trace in the latest maps. The stacked-history
     :class:`ConvPredictor` must then infer where it is now from where it was seen several frames
