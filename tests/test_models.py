@@ -211,7 +211,7 @@ def test_latent_map_shapes_gradients_and_causality(predictor, history):
     obs, actions = batch(b=3, t=5)
     z = model.encode(obs)
     assert z.shape == (3, 5, 64)
-    pred = model.predict(z, actions)  # the conv predictor slides a window of `history` maps
+    pred = model.predict(z, actions)  # conv slides a window of `history` maps; convgru reads all 5 (history=5)
     future = model.rollout(z[:, :2], torch.randn(3, 4, 2), past_actions=actions[:, :1])
     assert pred.shape == (3, 5, 64) and future.shape == (3, 4, 64)
     torch.testing.assert_close(pred, z)  # zero-initialised output: an untrained predictor copies the last map
@@ -308,7 +308,8 @@ def test_latent_map_configuration_errors():
 
 def _place_task(coords: bool, steps: int = 150):
     """Train a small conv predictor to light the cell an action names (its x, y in [-1, 1]) on an
-    empty 9x9 map; return the held-out share of hits, over all cells and over the 3x3 centre. One
+    empty 9x9 map; return the held-out error relative to the target's energy, and the share of hits
+    over all cells and over the 3x3 centre. One
     3x3 block after the 3x3 input reaches 2 cells, so without positions the centre's cells, 3 or
     more from every border, compute exactly the same thing and cannot be told apart."""
     from wmkit.models.predictors import ConvPredictor
@@ -335,13 +336,15 @@ def _place_task(coords: bool, steps: int = 150):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    hits = []
+    scores = []
     for centre in (False, True):
         z, a, t, idx = batch(512, centre)
         with torch.no_grad():
             out = predictor(z, a)
-        hits.append((out.view(512, g * g, c)[..., 0].argmax(1) == idx).float().mean().item())
-    return hits
+        scores.append((out.view(512, g * g, c)[..., 0].argmax(1) == idx).float().mean().item())
+        if not centre:
+            error = ((out - t).pow(2).mean() / t.pow(2).mean()).item()
+    return error, *scores
 
 
 def test_conv_predictor_with_cell_positions_moves_the_cell_an_action_names():
@@ -349,9 +352,9 @@ def test_conv_predictor_with_cell_positions_moves_the_cell_an_action_names():
     model.predictor_coords the predictor reads the action with each cell's position and learns it;
     without, convolutions cannot tell cells apart away from the border: in the centre it can at
     best guess one of nine identical cells."""
-    hits_coords, centre_coords = _place_task(True)
-    _, centre_plain = _place_task(False)
-    assert hits_coords >= 0.95 and centre_coords >= 0.95, (hits_coords, centre_coords)
+    err_coords, hits_coords, centre_coords = _place_task(True)
+    _, _, centre_plain = _place_task(False)
+    assert hits_coords >= 0.95 and centre_coords >= 0.95 and err_coords < 0.05, (hits_coords, centre_coords, err_coords)
     assert centre_plain <= 0.25, centre_plain
     with pytest.raises(WmkitError, match="predictor_coords works with the conv predictor, not 'mlp'"):
         WorldModel(ModelConfig(predictor="mlp", predictor_coords=True, action_dim=2))
