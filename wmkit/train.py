@@ -378,6 +378,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
                         metrics.write(event="collapse", step=step, **val_stats)
             if step % tcfg.ckpt_every == 0 or step == tcfg.max_steps:
                 save("periodic" if step < tcfg.max_steps else "final")
+        dist.barrier()  # every rank done before the group is torn down: gloo aborts a rank whose peer left early
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         if bar is not None:
