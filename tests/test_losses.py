@@ -127,9 +127,11 @@ def test_inverse_dynamics_reads_the_right_frames_for_a_torque():
     assert world_model_losses(model, batch, cfg, gen(0))[0]["inverse"].item() > 0.1
 
 
-def test_reconstruction_term_teaches_the_encoder_the_frame():
-    """The auxiliary reconstruction is a real pixel loss through encoder and decoder: optimising it
-    alone on a fixed batch brings the decoded frames close to the recorded ones."""
+@pytest.mark.parametrize("layout", [{}, {"grid": 4, "predictor": "conv"}], ids=["vector", "map"])
+def test_reconstruction_term_teaches_the_encoder_the_frame(layout):
+    """The auxiliary reconstruction is a real pixel loss through encoder and decoder (the per-region
+    decoder for a latent map): optimising it alone on a fixed batch brings the decoded frames close
+    to the recorded ones."""
     from wmkit.config import ModelConfig, TrainConfig
     from wmkit.losses import world_model_losses
     from wmkit.models import WorldModel
@@ -137,7 +139,7 @@ def test_reconstruction_term_teaches_the_encoder_the_frame():
     torch.manual_seed(0)
     cfg = TrainConfig(recon_weight=1.0, rollout_steps=1)
     model = WorldModel(ModelConfig(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1, predictor_heads=2,
-                                   history=4, image_size=32, decoder=True))
+                                   history=4, image_size=32, decoder=True, **layout))
     frames = torch.zeros(4, 3, 3, 32, 32, dtype=torch.uint8)
     for i in range(4):  # a bright square at a different place in each window
         frames[i, :, :, 4 * i : 4 * i + 12, 6:18] = 255
@@ -186,3 +188,33 @@ def test_regularisers_see_every_cell_of_a_latent_map_and_subsample():
     assert a.shape == (10, 2) and torch.equal(a, b) and len({tuple(r) for r in a.tolist()}) == 10
     with pytest.raises(WmkitError, match="sigreg_samples"):
         check_train_config(TrainConfig(sigreg_samples=1))
+
+
+@pytest.mark.parametrize("context, expected", [(1, (1.0 + 16.0) / 2), (3, (25.0 + 144.0) / 2)])
+def test_rollout_term_starts_after_its_teacher_forced_context(context, expected):
+    """The rollout loss imagines ``rollout_steps`` latents from the window's first ``rollout_context``
+    ones. An untrained predictor copies its last input, so on latents z_t = t^2 the loss is the mean
+    of (z_c+j - z_c-1)^2 over the open-loop steps j: which latents it starts from shows in its value."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.losses import world_model_losses
+    from wmkit.models import WorldModel
+
+    model = WorldModel(ModelConfig(action_dim=0, predictor="gru", embed_dim=4, history=6, image_size=32, channels=8,
+                                   predictor_width=16, predictor_depth=1))
+    z = (torch.arange(6.0) ** 2)[None, :, None].expand(2, 6, 4)
+    batch = {"latents": z, "actions": torch.zeros(2, 6, 0)}
+    cfg = TrainConfig(rollout_steps=2, rollout_weight=1.0, rollout_context=context)
+    terms, _ = world_model_losses(model, batch, cfg, gen(0))
+    assert terms["rollout"].item() == pytest.approx(expected)
+
+
+def test_rollout_context_must_leave_room_in_the_window():
+    from wmkit.config import TrainConfig
+    from wmkit.errors import WmkitError
+    from wmkit.train import check_train_config
+
+    with pytest.raises(WmkitError, match="raise window to at least 9"):
+        check_train_config(TrainConfig(window=8, rollout_steps=4, rollout_context=7))
+    with pytest.raises(WmkitError, match="at least 1 latent"):
+        check_train_config(TrainConfig(rollout_context=0))
+    check_train_config(TrainConfig(window=12, rollout_steps=4, rollout_context=8))

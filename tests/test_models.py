@@ -58,6 +58,27 @@ def test_action_free_and_decoder():
     assert frames.shape == (3, 4, 3, 32, 32) and frames.abs().max() <= 1.0
 
 
+def test_map_decoder_paints_each_cell_from_its_neighbourhood():
+    """With a latent map the decoder is per region: a change to one cell's latent repaints that
+    cell's patch (and at most its eight neighbours'), and nothing else of the frame."""
+    from wmkit.models.encoders import MapDecoder
+
+    model = WorldModel(ModelConfig(action_dim=0, decoder=True, grid=4, embed_dim=8, predictor="conv", image_size=32,
+                                   channels=8, predictor_width=16, predictor_depth=1, history=2))
+    assert isinstance(model.decoder, MapDecoder)
+    torch.manual_seed(0)
+    z = torch.randn(1, 4 * 4 * 8)
+    frame = model.decode(z)
+    assert frame.shape == (1, 3, 32, 32) and frame.abs().max() <= 1.0
+    changed = z.view(1, 4, 4, 8).clone()
+    changed[0, 0, 0] += 3.0  # the top-left cell
+    diff = (model.decode(changed.view(1, -1)) - frame).abs().amax(1)[0]  # (32, 32)
+    assert diff[:8, :8].max() > 1e-3, "the cell's own patch must change"
+    assert diff[16:, :].max() == 0 and diff[:, 16:].max() == 0, "cells beyond the neighbours must not change"
+    with pytest.raises(WmkitError, match="4x4 cells of 8"):
+        model.decoder(torch.randn(1, 100))
+
+
 @pytest.mark.parametrize("predictor, mlp_history", [("transformer", 1), ("mlp", 1), ("mlp", 2), ("gru", 1)])
 def test_future_never_leaks(predictor, mlp_history):
     model = WorldModel(ModelConfig(predictor=predictor, action_dim=2, mlp_history=mlp_history, **SMALL)).eval()

@@ -103,6 +103,38 @@ def test_metrics_on_hand_made_values():
         pairwise_accuracy([1, 2], [1])
 
 
+def test_random_networks_control_scores_its_draws_as_one():
+    """Each draw's errors are divided by their mean before averaging, so no draw outweighs the others
+    by scale; the draws are different random predictors that do not merely copy the last latent."""
+    from wmkit.config import ModelConfig
+    from wmkit.eval.physics import RandomNetworksScorer, Scorer, random_networks
+    from wmkit.models import WorldModel
+
+    class Fixed(Scorer):
+        contexts = (1,)
+
+        def __init__(self, err):
+            self.err = err
+
+        def errors(self, frames, states, context):
+            return self.err
+
+    a, b = np.array([[np.nan, 1.0, 3.0]]), np.array([[np.nan, 10.0, 10.0]])
+    control = RandomNetworksScorer([Fixed(a), Fixed(b)])
+    np.testing.assert_allclose(control.errors(None, None, 1), [[np.nan, 0.75, 1.25]])
+    assert control.name == "untrained networks (2 draws)" and RandomNetworksScorer([Fixed(a)]).name == "untrained network"
+    with pytest.raises(WmkitError, match="at least one draw"):
+        RandomNetworksScorer([])
+    model = WorldModel(ModelConfig(action_dim=0, grid=4, embed_dim=4, predictor="convgru", history=3, image_size=32,
+                                   channels=8, predictor_width=8, predictor_depth=1))
+    nets = random_networks(model, 2, seed=0)
+    z = torch.randn(1, 3, model.latent_dim)
+    preds = [net.predict(z, torch.zeros(1, 3, 0)) for net in nets]
+    assert not torch.allclose(preds[0], z) and not torch.allclose(preds[0], preds[1])
+    again = random_networks(model, 2, seed=0)[1].predict(z, torch.zeros(1, 3, 0))
+    torch.testing.assert_close(again, preds[1])  # seeded
+
+
 def test_model_scorer_on_an_untrained_network(suite):
     from wmkit.config import ModelConfig
     from wmkit.models import WorldModel
@@ -153,7 +185,7 @@ def test_eval_physics_command_on_a_debug_model(tmp_path):
                  "--properties", "permanence,solidity", "--json", str(out), "--plot", str(plot)]) == 0
     result = json.loads(out.read_text())
     names = [r["name"] for r in result["results"]]
-    assert names == [str(run), "untrained network", "copy-last frame", "oracle (true physics)"]
+    assert names == [str(run), "untrained networks (4 draws)", "copy-last frame", "oracle (true physics)"]
     assert result["world_params"]["num_balls"] == 2 and result["matched"] == {"permanence": True, "solidity": False}
     assert result["results"][-1]["fixed"]["overall"]["pairwise"] == 1.0
     assert plot.read_text().startswith("<svg")

@@ -192,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default 1000; 0 skips)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated suite (default 0)")
     p.add_argument("--params", default=None, help="balls-world parameters as JSON (default: those the checkpoint was trained with)")
+    p.add_argument("--control-draws", type=int, default=4,
+                   help="random networks scored as one in the untrained control (default 4; one draw has biases of its own)")
     p.add_argument("--plot", default=None, metavar="FILE.svg", help="write surprise-over-time curves aligned on the violation")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_physics)

@@ -94,7 +94,8 @@ def cmd_eval_physics(args) -> None:
     if params is not None and not isinstance(params, dict):
         raise WmkitError(f"--params must be a JSON object of balls-world parameters, got {args.params!r}")
     out = run_physics(args.ckpt, sets=args.sets, length=args.length, contexts=contexts, fixed_context=args.context,
-                      reducer=args.reducer, properties=properties, bootstrap=args.bootstrap, seed=args.seed, params=params)
+                      reducer=args.reducer, properties=properties, bootstrap=args.bootstrap, seed=args.seed, params=params,
+                      control_draws=args.control_draws)
     results = out["results"]
     unmatched = [p for p, m in out["matched"].items() if not m]
     print(f"violation-of-expectation suite: {out['sets_per_property']} sets per property, {out['clip_length']}-frame clips, "

@@ -137,6 +137,9 @@ class TrainConfig:
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5
     """Weight of the multi-step rollout loss."""
+    rollout_context: int = 1
+    """Latents the rollout loss starts from (the window's first ones, teacher-forced): 1 imagines from a
+    single frame; more lets a model with memory read velocities first, as evaluation rollouts do."""
     inverse_weight: float = 0.0
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0

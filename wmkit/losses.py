@@ -117,7 +117,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
 
     ``model`` is a :class:`~wmkit.models.WorldModel`; ``cfg`` a :class:`~wmkit.config.TrainConfig`.
     - ``pred``: teacher-forced next-latent error, predictor(z_<=t, a_<=t) vs z_t+1;
-    - ``rollout``: open-loop error over ``cfg.rollout_steps`` steps from z_0;
+    - ``rollout``: open-loop error over ``cfg.rollout_steps`` steps from the first
+      ``cfg.rollout_context`` latents (teacher-forced);
     - ``sigreg`` / ``vic_var`` + ``vic_cov``: anti-collapse on all B*T latents;
       with ``ema``, targets come from the EMA encoder instead (no gradient);
     - ``inverse``: a_t from (z_t, z_t+1), when ``cfg.inverse_weight > 0``;
@@ -175,10 +176,11 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict) -> dict:
     """The terms the predictor and the heads on the latent learn from: ``pred``, ``rollout``, ``inverse``."""
     pred = model.predict(z[:, :-1], actions[:, :-1])
     terms["pred"] = prediction_loss(pred, target[:, 1:])
-    k = min(cfg.rollout_steps, z.shape[1] - 1)
+    c = cfg.rollout_context
+    k = min(cfg.rollout_steps, z.shape[1] - c)
     if k >= 2 and cfg.rollout_weight > 0:
-        imagined = model.rollout(z[:, :1], actions[:, :k])
-        terms["rollout"] = prediction_loss(imagined, target[:, 1 : k + 1])
+        imagined = model.rollout(z[:, :c], actions[:, c - 1 : c - 1 + k], past_actions=actions[:, : c - 1])
+        terms["rollout"] = prediction_loss(imagined, target[:, c : c + k])
     if cfg.inverse_weight > 0:
         if model.inverse is None:
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")

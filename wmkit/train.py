@@ -82,6 +82,12 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'sigreg_samples' = {cfg.sigreg_samples}: SIGReg needs at least 2 latent vectors")
     if cfg.cache_latents:
         check_cache_config(cfg)
+    if cfg.rollout_context < 1:
+        raise WmkitError(f"train config 'rollout_context' = {cfg.rollout_context}: the rollout starts from at least 1 latent")
+    if cfg.rollout_weight > 0 and cfg.rollout_steps >= 2 and cfg.rollout_context + 2 > cfg.window:
+        raise WmkitError(f"train config 'rollout_context' = {cfg.rollout_context} leaves fewer than the 2 open-loop steps the "
+                         f"rollout loss needs in windows of {cfg.window} frames; raise window to at least "
+                         f"{cfg.rollout_context + 2} or lower rollout_context")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
 

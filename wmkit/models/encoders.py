@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import WmkitError
 
@@ -169,6 +170,29 @@ class ViTEncoder(nn.Module):
         pooled, _ = self.pool(self.pool_query.expand(len(tokens), -1, -1), tokens, tokens, need_weights=False)
         feature = self.head(pooled[:, 0])
         return feature if self.proprio is None else self.proprio(feature, obs["proprio"])
+
+
+class MapDecoder(nn.Module):
+    """Latent map ``(N, G*G*C)`` (channels last) -> RGB frame in [-1, 1]: every cell paints its own
+    ``image_size / G`` square patch from its latent and its eight neighbours' (a 3x3 convolution, then
+    a 1x1 convolution to the patch's pixels). What a cell must hold to be decoded is what its region
+    shows (a ball's colour, shape and place within the cell), which a decoder from the whole
+    flattened map does not ask of any one cell."""
+
+    def __init__(self, image_size: int, grid: int, cell: int, width: int = 64):
+        super().__init__()
+        if image_size % grid:
+            raise WmkitError(f"model.grid={grid} must divide the image size {image_size}")
+        self.grid, self.cell, self.patch = grid, cell, image_size // grid
+        self.body = nn.Sequential(nn.Conv2d(cell, width, 3, padding=1), nn.GELU(),
+                                  nn.Conv2d(width, 3 * self.patch * self.patch, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        g, c = self.grid, self.cell
+        if z.shape[-1] != g * g * c:
+            raise WmkitError(f"the map decoder takes {g}x{g} cells of {c} numbers ({g * g * c}), got latents of {z.shape[-1]}")
+        x = z.reshape(-1, g, g, c).permute(0, 3, 1, 2)
+        return torch.tanh(F.pixel_shuffle(self.body(x), self.patch))
 
 
 class PixelDecoder(nn.Module):

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import WmkitError
-from .encoders import ConvEncoder, PixelDecoder, ViTEncoder
+from .encoders import ConvEncoder, MapDecoder, PixelDecoder, ViTEncoder
 from .norm import GlobalBatchNorm1d, calibrate
 from .predictors import ConvGRUPredictor, ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
 
@@ -75,7 +75,12 @@ class WorldModel(nn.Module):
             self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv' or 'convgru'")
-        self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d) if cfg.decoder else None
+        if not cfg.decoder:
+            self.decoder = None
+        elif cfg.grid:  # a latent map: each cell decodes its own region
+            self.decoder = MapDecoder(cfg.image_size, cfg.grid, cfg.embed_dim)
+        else:
+            self.decoder = PixelDecoder(cfg.image_size, cfg.channels, d)
         # inverse dynamics (z_t, z_t+1) -> a_t, or with inverse_frames=3 (z_t-1, z_t, z_t+1) -> a_t:
         # an optional training signal (PLDM) that keeps action-relevant information in the latent
         if cfg.inverse_frames < 2:
