@@ -218,3 +218,40 @@ def test_rollout_context_must_leave_room_in_the_window():
     with pytest.raises(WmkitError, match="at least 1 latent"):
         check_train_config(TrainConfig(rollout_context=0))
     check_train_config(TrainConfig(window=12, rollout_steps=4, rollout_context=8))
+
+
+def test_recon_focus_weighs_the_pixels_that_move():
+    """``moving_pixels`` marks the pixels of the picked frame that change within the window; with
+    ``recon_focus`` the reconstruction error there counts 1 + focus times as much."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.errors import WmkitError
+    from wmkit.losses import moving_pixels, world_model_losses
+    from wmkit.models import WorldModel
+    from wmkit.train import check_train_config
+
+    rgb = torch.zeros(1, 3, 3, 8, 8, dtype=torch.uint8)
+    for t in range(3):  # a 2x2 square moving right one pixel per frame over a still background
+        rgb[0, t, 0, 2:4, t : t + 2] = 200
+    rgb[0, :, 2, 6, 6] = 250  # a still bright pixel is not moving
+    mask = moving_pixels(rgb, torch.tensor([1]))[0]
+    assert mask[2:4, 0:4].all() and mask.sum() == 8 and mask[6, 6] == 0
+
+    model = WorldModel(ModelConfig(action_dim=0, decoder=True, grid=4, embed_dim=4, predictor="conv", image_size=32,
+                                   channels=8, predictor_width=8, predictor_depth=1, history=2))
+    frames = torch.zeros(2, 3, 3, 32, 32, dtype=torch.uint8)
+    frames[:, :, :, 4:8] = 255
+    frames[:, 1, :, 4:8] = 0  # rows 4..7 blink within every window: 4 of 32 rows move, the rest is still black
+    batch = {"rgb": frames, "actions": torch.zeros(2, 3, 0)}
+    model.decode = lambda z: -torch.ones(z.shape[0], 3, 32, 32)  # a black frame: exact but where the rows are bright
+
+    def recon(**kw):  # vicreg draws nothing from the generator, so the picked frames are the first draw
+        cfg = TrainConfig(recon_weight=1.0, rollout_steps=1, regularizer="vicreg", **kw)
+        return world_model_losses(model, batch, cfg, gen(0))[0]["recon"].item()
+
+    bright = (torch.randint(0, 3, (2,), generator=gen(0)) != 1).float()  # windows whose picked frame is bright there
+    share = 4 / 32
+    assert recon() == pytest.approx(float((bright * 4 * share).mean()))  # error 4 = (1 - -1)^2 on the bright rows
+    expected = (bright * 4 * share * 4).sum() / (2 * (1 + 3 * share))
+    assert recon(recon_focus=3.0) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(WmkitError, match="recon_focus"):
+        check_train_config(TrainConfig(recon_focus=-1.0))

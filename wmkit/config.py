@@ -144,6 +144,8 @@ class TrainConfig:
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0
     """Weight of an auxiliary reconstruction of one frame per window from its latent (through a pixel decoder), so the encoder is asked to keep what the frame shows, not only what predicts the next latent; 0 turns it off."""
+    recon_focus: float = 0.0
+    """Extra weight, in the reconstruction, of the pixels that change within the window (what moves): each such pixel counts 1 + recon_focus times a still one, so a few small moving things are not outweighed by a large still background; 0 weighs all pixels alike."""
     temporal_weight: float = 0.0
     """Weight of temporal SIGReg: within each window, the latents' deviations from the window mean, divided by temporal_scale, are pushed toward N(0, I), so what changes over time must be encoded; 0 turns it off."""
     temporal_scale: float = 0.5

@@ -168,8 +168,23 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         pick = torch.randint(0, t, (b,), generator=generator).to(z.device)
         rows = torch.arange(b, device=z.device)
         frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
-        terms["recon"] = F.mse_loss(model.decode(z[rows, pick]), frames)
+        err = (model.decode(z[rows, pick]) - frames) ** 2
+        if cfg.recon_focus > 0:
+            weight = 1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick)[:, None]
+            terms["recon"] = (weight * err).sum() / (weight.sum() * err.shape[1])
+        else:
+            terms["recon"] = err.mean()
     return terms, z
+
+
+def moving_pixels(rgb: torch.Tensor, pick: torch.Tensor, threshold: int = 16) -> torch.Tensor:
+    """``(B, H, W)`` float mask of the pixels of frame ``pick[b]`` of each window ``rgb`` (B, T, 3, H, W)
+    uint8 whose value changes within the window: some channel differs by more than ``threshold``
+    (of 255) from the same pixel in some frame of the window."""
+    rgb = rgb.to(torch.int16)
+    rows = torch.arange(rgb.shape[0], device=rgb.device)
+    diff = (rgb - rgb[rows, pick][:, None]).abs().amax(dim=(1, 2))  # over frames and channels
+    return (diff > threshold).float()
 
 
 def _predictor_terms(model, z, target, actions, cfg, terms: dict) -> dict:

@@ -82,6 +82,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'sigreg_samples' = {cfg.sigreg_samples}: SIGReg needs at least 2 latent vectors")
     if cfg.cache_latents:
         check_cache_config(cfg)
+    if cfg.recon_focus < 0:
+        raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
     if cfg.rollout_context < 1:
         raise WmkitError(f"train config 'rollout_context' = {cfg.rollout_context}: the rollout starts from at least 1 latent")
     if cfg.rollout_weight > 0 and cfg.rollout_steps >= 2 and cfg.rollout_context + 2 > cfg.window:
