@@ -135,6 +135,20 @@ def test_random_networks_control_scores_its_draws_as_one():
     torch.testing.assert_close(again, preds[1])  # seeded
 
 
+def test_only_a_pixel_objective_is_scored_in_pixels():
+    """A JEPA model keeps a decoder when it was trained with an auxiliary reconstruction; its surprise
+    is still its latent error. Only a model trained to predict pixels is scored in pixel space."""
+    from wmkit.config import ModelConfig
+    from wmkit.models import WorldModel
+
+    model = WorldModel(ModelConfig(action_dim=0, decoder=True, grid=4, embed_dim=4, predictor="conv", image_size=32,
+                                   channels=8, predictor_width=8, predictor_depth=1, history=2))
+    model.checkpoint_meta = {"train_config": {"objective": "jepa", "recon_weight": 10.0}}
+    assert not ModelScorer(model, "jepa").pixel_space
+    model.checkpoint_meta = {"train_config": {"objective": "pixel"}}
+    assert ModelScorer(model, "pixel").pixel_space
+
+
 def test_model_scorer_on_an_untrained_network(suite):
     from wmkit.config import ModelConfig
     from wmkit.models import WorldModel

@@ -128,7 +128,9 @@ class Scorer:
 
 
 class ModelScorer(Scorer):
-    """A world model's prediction error in its own output space (latent, or pixels with a decoder)."""
+    """A world model's prediction error in its own output space: the latent, or pixels for a model
+    trained to predict pixels (``objective=pixel``; a JEPA model whose decoder only served an
+    auxiliary reconstruction is scored in its latent)."""
 
     def __init__(self, model, name: str, contexts=None, batch_size: int = 256, max_context: int | None = None):
         if model.cfg.action_dim:
@@ -138,6 +140,8 @@ class ModelScorer(Scorer):
             raise WmkitError(f"{name}: the model also takes {[k for k in model.cfg.obs_keys if k != 'rgb']}, but the physics "
                              f"clips are RGB only; evaluate a model trained on rgb alone (model.obs_keys=rgb)")
         self.model, self.name, self.batch_size = model.eval(), name, batch_size
+        objective = (getattr(model, "checkpoint_meta", None) or {}).get("train_config", {}).get("objective", "jepa")
+        self.pixel_space = model.decoder is not None and objective == "pixel"
         history = model.history
         default_max = min(history, max_context) if max_context else history
         self.contexts = tuple(contexts) if contexts else tuple(range(1, default_max + 1))
@@ -168,7 +172,7 @@ class ModelScorer(Scorer):
         no_actions = flat.new_zeros(flat.shape[0], context, 0)
         pred = torch.cat([self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1]
                           for i in range(0, len(flat), 4096)]).view(n, t - context, -1)
-        if self.model.decoder is not None:  # the pixel baseline: error in pixel space
+        if self.pixel_space:  # the pixel baseline: error in pixel space
             target = pixels(torch.from_numpy(frames[:, context:]).permute(0, 1, 4, 2, 3))
             decoded = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)])
             err = ((decoded - target) ** 2).flatten(2).mean(-1)
