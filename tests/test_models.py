@@ -79,6 +79,31 @@ def test_map_decoder_paints_each_cell_from_its_neighbourhood():
         model.decoder(torch.randn(1, 100))
 
 
+@pytest.mark.parametrize("predictor", ["gru", "convgru"])
+def test_recurrent_rollout_carries_its_state_exactly(predictor):
+    """A recurrent predictor's rollout steps its state through the context and the imagined
+    latents; while the window fits its history that is exactly re-reading the growing window, the
+    actions included. Past the history the sliding window takes over (and still runs)."""
+    kw = dict(grid=2, embed_dim=4) if predictor == "convgru" else dict(embed_dim=8)
+    model = WorldModel(ModelConfig(action_dim=2, predictor=predictor, history=6, image_size=32, channels=8,
+                                   predictor_width=16, predictor_depth=2, **kw)).eval()
+    torch.manual_seed(0)
+    for p in model.predictor.parameters():  # no zero-initialised output: a predictor that does something
+        torch.nn.init.normal_(p, std=0.3)
+    z, past, future = torch.randn(2, 3, model.latent_dim), torch.randn(2, 2, 2), torch.randn(2, 4, 2)
+    zs, acts, expected = list(z.unbind(1)), list(past.unbind(1)), []
+    for h in range(4):
+        acts.append(future[:, h])
+        expected.append(model.predict(torch.stack(zs, 1), torch.stack(acts, 1))[:, -1])
+        zs.append(expected[-1])
+    with torch.no_grad():
+        got = model.rollout(z, future, past_actions=past)
+    torch.testing.assert_close(got, torch.stack(expected, 1), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(got[:, 0], got[:, 1])
+    longer = model.rollout(z, torch.randn(2, 8, 2), past_actions=past)  # 3 + 8 - 1 > 6: the sliding window
+    assert longer.shape == (2, 8, model.latent_dim) and torch.isfinite(longer).all()
+
+
 @pytest.mark.parametrize("predictor, mlp_history", [("transformer", 1), ("mlp", 1), ("mlp", 2), ("gru", 1)])
 def test_future_never_leaks(predictor, mlp_history):
     model = WorldModel(ModelConfig(predictor=predictor, action_dim=2, mlp_history=mlp_history, **SMALL)).eval()

@@ -142,6 +142,14 @@ class GRUPredictor(nn.Module):
         h, _ = self.gru(torch.cat([z, cond], dim=-1))
         return z + self.out(h)
 
+    def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
+        """One step of the recurrence: latent ``(B, D)`` and action ``(B, A)`` with the state after
+        the steps before (``None`` at the start) -> (next latent, new state). Stepping through a
+        window gives exactly :meth:`forward`'s outputs."""
+        cond = self.actions(action[:, None], (z.shape[0], 1))
+        h, state = self.gru(torch.cat([z[:, None], cond], dim=-1), state)
+        return z + self.out(h[:, 0]), state
+
 
 def _map_blocks(width: int, count: int) -> nn.ModuleList:
     """Residual 3x3 blocks over a latent map, normalised per cell (ChannelNorm), so that what
@@ -236,22 +244,41 @@ class ConvGRUPredictor(nn.Module):
         self.blocks = _map_blocks(width, max(depth - 1, 0))
         self.out = _map_out(width, cell_dim)
 
-    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, T, G*G*C)`` and actions -> the GRU's input maps ``(B, T, width, G, G)``."""
         b, t, d = z.shape
         g, c = self.grid, self.cell
         _check_map(d, g, c, "conv-GRU")
         maps = z.reshape(b * t, g, g, c).permute(0, 3, 1, 2)
         x = self.inp(maps) + self.actions(actions, (b, t)).reshape(b * t, self.width, 1, 1)
-        x = x.view(b, t, self.width, g, g)
-        h = x.new_zeros(b, self.width, g, g)
-        states = []
-        for i in range(t):
-            update, reset = torch.sigmoid(self.gates(torch.cat([x[:, i], h], 1))).chunk(2, 1)
-            fresh = torch.tanh(self.candidate(torch.cat([x[:, i], reset * h], 1)))
-            h = h + update * (fresh - h)
-            states.append(h)
-        y = torch.stack(states, 1).reshape(b * t, self.width, g, g) + x.reshape(b * t, self.width, g, g)
+        return x.view(b, t, self.width, g, g)
+
+    def _update(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        update, reset = torch.sigmoid(self.gates(torch.cat([x, h], 1))).chunk(2, 1)
+        fresh = torch.tanh(self.candidate(torch.cat([x, reset * h], 1)))
+        return h + update * (fresh - h)
+
+    def _change(self, y: torch.Tensor) -> torch.Tensor:
+        """Hidden plus input maps ``(N, width, G, G)`` -> each cell's change ``(N, G*G*C)``."""
         for block in self.blocks:
             y = y + block(y)
-        change = self.out(y).permute(0, 2, 3, 1).reshape(b, t, d)
-        return z + change
+        return self.out(y).permute(0, 2, 3, 1).reshape(len(y), -1)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        b, t, d = z.shape
+        x = self._inputs(z, actions)
+        h = x.new_zeros(b, self.width, self.grid, self.grid)
+        states = []
+        for i in range(t):
+            h = self._update(x[:, i], h)
+            states.append(h)
+        y = (torch.stack(states, 1) + x).reshape(b * t, self.width, self.grid, self.grid)
+        return z + self._change(y).view(b, t, d)
+
+    def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
+        """One step of the recurrence: latent ``(B, G*G*C)`` and action ``(B, A)`` with the hidden map
+        after the steps before (``None`` at the start) -> (next latent, new hidden map). Stepping
+        through a window gives exactly :meth:`forward`'s outputs."""
+        x = self._inputs(z[:, None], action[:, None])[:, 0]
+        h = self._update(x, x.new_zeros(x.shape) if state is None else state)
+        return z + self._change(h + x), h

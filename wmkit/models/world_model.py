@@ -155,6 +155,17 @@ class WorldModel(nn.Module):
         b, t0, _ = z.shape
         if past_actions is None:
             past_actions = actions.new_zeros(b, t0 - 1, actions.shape[-1])
+        if hasattr(self.predictor, "step") and t0 + actions.shape[1] - 1 <= self.history:
+            # a recurrent predictor whose window never outgrows its history: carry its state instead
+            # of re-reading the window at every step (the same numbers, one step of work per latent)
+            state, steps = None, list(past_actions.unbind(1)) + [actions[:, 0]]
+            for i in range(t0):
+                nxt, state = self.predictor.step(z[:, i], steps[i], state)
+            out = [nxt]
+            for h in range(1, actions.shape[1]):
+                nxt, state = self.predictor.step(nxt, actions[:, h], state)
+                out.append(nxt)
+            return torch.stack(out, 1)
         zs, acts = list(z.unbind(1)), list(past_actions.unbind(1))
         out = []
         k = self.history
