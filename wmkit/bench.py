@@ -174,6 +174,46 @@ def bench_frozen(tmp: Path, quick: bool, repeats: int) -> dict:
             "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
 
 
+def _recurrent_step_time(stepped: bool, steps: int) -> float:
+    """Median seconds of one training step (forward and backward of the prediction and rollout
+    terms) of the balls recipe's conv-GRU predictor on stored latents: batch 16, windows of 12,
+    8x8 maps of 16 numbers, 4 rollout steps after 8 teacher-forced latents. ``stepped``: the rollout
+    carries the GRU's state; otherwise it re-reads the growing window at every step (the baseline)."""
+    import torch
+
+    from .config import ModelConfig, TrainConfig
+    from .losses import world_model_losses
+    from .models import WorldModel
+    from .models.predictors import ConvGRUPredictor
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(action_dim=0, grid=8, embed_dim=16, predictor="convgru", predictor_width=64,
+                                   predictor_depth=3, history=12))
+    batch = {"latents": torch.randn(16, 12, model.latent_dim), "actions": torch.zeros(16, 12, 0)}
+    cfg = TrainConfig(rollout_steps=4, rollout_context=8)
+    times = []
+    with contextlib.ExitStack() as stack:
+        if not stepped:  # without step(), WorldModel.rollout takes the sliding-window path
+            stack.enter_context(mock.patch.object(ConvGRUPredictor, "step", None))
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(i))
+            (terms["pred"] + terms["rollout"]).backward()
+            if i >= 1:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
+    steps = 3 if quick else 15
+    main = _median(lambda: _recurrent_step_time(True, steps), repeats)
+    base = _median(lambda: _recurrent_step_time(False, steps), repeats)
+    frames = 16 * 12
+    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
+            "baseline": "rollout re-reads the window each step", "baseline_frames_per_s": round(frames / base, 1),
+            "ratio": round(base / main, 2), "batch": 16, "window": 12, "rollout": "4 steps after 8"}
+
+
 def _sigreg_step_time(direct: bool, steps: int) -> float:
     """Median seconds of SIGReg's forward and backward at a per-region model's size (4,096 cell
     vectors of 16 numbers, 256 directions, 17 knots); ``direct`` writes the characteristic-function
@@ -308,6 +348,7 @@ BENCHMARKS = {
     "train-frozen-cached": bench_frozen,
     "plan-cem": bench_plan,
     "sigreg": bench_sigreg,
+    "rollout-recurrent": bench_rollout_recurrent,
     "ddp-equality": bench_ddp,
 }
 

@@ -155,7 +155,7 @@ class WorldModel(nn.Module):
         b, t0, _ = z.shape
         if past_actions is None:
             past_actions = actions.new_zeros(b, t0 - 1, actions.shape[-1])
-        if hasattr(self.predictor, "step") and t0 + actions.shape[1] - 1 <= self.history:
+        if getattr(self.predictor, "step", None) is not None and t0 + actions.shape[1] - 1 <= self.history:
             # a recurrent predictor whose window never outgrows its history: carry its state instead
             # of re-reading the window at every step (the same numbers, one step of work per latent)
             state, steps = None, list(past_actions.unbind(1)) + [actions[:, 0]]
