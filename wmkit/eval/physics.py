@@ -35,11 +35,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import WmkitError
-from ..models.encoders import pixels
 from .physics_report import curves_svg, format_table  # noqa: F401  (re-exported for the CLI and tests)
+from .scorers import (CopyLastScorer, ModelScorer, OracleScorer, RandomNetworksScorer, Scorer,  # noqa: F401  (re-exported)
+                      random_networks)
 from .stats import auroc, bootstrap_ci, pairwise_accuracy, single_clip_accuracy
 from .voe import PROPERTIES, VoEGenerator, VoESet
 
@@ -114,146 +114,6 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
         out[name] = value
         out[f"{name}_ci"] = bootstrap_ci(fn, scored.groups, bootstrap, seed) if bootstrap else (math.nan, math.nan)
     return out
-
-
-# ----- surprise of a scorer on clips --------------------------------------------------------------
-class Scorer:
-    """Something that gives per-frame prediction errors ``(N, T)`` for clips ``(N, T, H, W, 3)``."""
-
-    name: str
-    contexts: tuple[int, ...]
-
-    def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
-        raise NotImplementedError
-
-
-class ModelScorer(Scorer):
-    """A world model's prediction error in its own output space: the latent, or pixels for a model
-    trained to predict pixels (``objective=pixel``; a JEPA model whose decoder only served an
-    auxiliary reconstruction is scored in its latent)."""
-
-    def __init__(self, model, name: str, contexts=None, batch_size: int = 256, max_context: int | None = None):
-        if model.cfg.action_dim:
-            raise WmkitError(f"{name}: the model takes {model.cfg.action_dim}-d actions, but the physics clips have none; "
-                             f"evaluate a model trained on action-free video (e.g. wmkit collect --env balls)")
-        if tuple(model.cfg.obs_keys) != ("rgb",):
-            raise WmkitError(f"{name}: the model also takes {[k for k in model.cfg.obs_keys if k != 'rgb']}, but the physics "
-                             f"clips are RGB only; evaluate a model trained on rgb alone (model.obs_keys=rgb)")
-        self.model, self.name, self.batch_size = model.eval(), name, batch_size
-        objective = (getattr(model, "checkpoint_meta", None) or {}).get("train_config", {}).get("objective", "jepa")
-        self.pixel_space = model.decoder is not None and objective == "pixel"
-        history = model.history
-        default_max = min(history, max_context) if max_context else history
-        self.contexts = tuple(contexts) if contexts else tuple(range(1, default_max + 1))
-        too_long = [c for c in self.contexts if c > history or c < 1]
-        if too_long:
-            raise WmkitError(f"{name}: context lengths {too_long} are outside what the predictor attends to (1..{history}); "
-                             f"pass --contexts within 1..{history}")
-        self._cache: dict[int, tuple] = {}
-
-    @torch.no_grad()
-    def _latents(self, frames: np.ndarray) -> torch.Tensor:
-        key = id(frames)
-        if key not in self._cache:
-            n, t = frames.shape[:2]
-            flat = torch.from_numpy(np.ascontiguousarray(frames.reshape(n * t, *frames.shape[2:]))).permute(0, 3, 1, 2)
-            z = torch.cat([self.model.encode(flat[i : i + self.batch_size]).float() for i in range(0, len(flat), self.batch_size)])
-            self._cache = {key: (frames, z.view(n, t, -1))}  # keep only the latest clips (holding a reference)
-        return self._cache[key][1]
-
-    @torch.no_grad()
-    def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
-        n, t = frames.shape[:2]
-        if t <= context:
-            raise WmkitError(f"clips of {t} frames are too short for a context of {context} frames")
-        z = self._latents(frames)
-        windows = torch.stack([z[:, s - context : s] for s in range(context, t)], 1)  # (N, T-c, c, D)
-        flat = windows.reshape(-1, context, z.shape[-1])
-        no_actions = flat.new_zeros(flat.shape[0], context, 0)
-        pred = torch.cat([self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1]
-                          for i in range(0, len(flat), 4096)]).view(n, t - context, -1)
-        if self.pixel_space:  # the pixel baseline: error in pixel space
-            target = pixels(torch.from_numpy(frames[:, context:]).permute(0, 1, 4, 2, 3))
-            decoded = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)])
-            err = ((decoded - target) ** 2).flatten(2).mean(-1)
-        else:
-            err = ((pred - z[:, context:]) ** 2).mean(-1)
-        out = np.full((n, t), np.nan)
-        out[:, context:] = err.numpy()
-        return out
-
-
-class RandomNetworksScorer(Scorer):
-    """Control: untrained networks of a model's architecture, several random draws scored as one.
-
-    One draw is a fixed random function with its own spatial biases, and it keeps them over every
-    set: on 100 inertia sets, eight draws of a random conv-GRU scored from 42 to 62, a spread that
-    the bootstrap over sets does not show. The question the control asks, whether the architecture
-    alone tells possible from impossible, is about the draws' population, so each frame's error is
-    the mean over draws of the draw's error divided by its mean error on the clips scored (so that no
-    draw outweighs the others by its scale)."""
-
-    def __init__(self, scorers: list[ModelScorer]):
-        if not scorers:
-            raise WmkitError("the random-networks control needs at least one draw")
-        self.scorers = scorers
-        self.contexts = scorers[0].contexts
-        self.name = "untrained network" if len(scorers) == 1 else f"untrained networks ({len(scorers)} draws)"
-
-    def errors(self, frames, states, context):
-        out = []
-        for scorer in self.scorers:
-            err = scorer.errors(frames, states, context)
-            out.append(err / max(float(np.nanmean(err)), 1e-12))
-        return np.mean(out, 0)
-
-
-def random_networks(model, draws: int, seed: int) -> list:
-    """``draws`` fresh models of ``model``'s architecture, every predictor layer at a random
-    initialisation (including the output layers a trained model starts from zero), seeded."""
-    nets = []
-    for k in range(draws):
-        torch.manual_seed(seed * 1000 + k)
-        net = type(model)(model.cfg).eval()
-        for layer in net.predictor.modules():  # no zero-initialised output: a random predictor
-            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):  # the map predictors' output is a convolution
-                layer.reset_parameters()
-        nets.append(net)
-    return nets
-
-
-class CopyLastScorer(Scorer):
-    """Control: the mean squared pixel difference to the previous frame."""
-
-    name, contexts = "copy-last frame", (1,)
-
-    def errors(self, frames, states, context):
-        f = frames.astype(np.float32) / 255.0
-        out = np.full(frames.shape[:2], np.nan)
-        out[:, 1:] = ((f[:, 1:] - f[:, :-1]) ** 2).reshape(*out[:, 1:].shape, -1).mean(-1)
-        return out
-
-
-class OracleScorer(Scorer):
-    """Control: replays the true physics one step from each true state and measures how far the
-    next true state is from it (zero wherever nothing impossible happened)."""
-
-    name, contexts = "oracle (true physics)", (1,)
-
-    def __init__(self, generator: VoEGenerator):
-        self.generator = generator
-
-    def errors(self, frames, states, context):
-        from ..envs.balls import Balls
-
-        n, t, s = states.shape
-        world = Balls(n * (t - 1), size=16, num_balls=self.generator.num_balls, **self.generator.params)
-        world.set_state(states[:, :-1].reshape(-1, s))
-        world.simulate(np.zeros((world.num_envs, 0)))
-        diff = world.state().reshape(n, t - 1, s) - states[:, 1:]
-        out = np.full((n, t), np.nan)
-        out[:, 1:] = (diff**2).sum(-1)
-        return out
 
 
 def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]]) -> dict[str, Scored]:
