@@ -147,6 +147,13 @@ def _train_step_time(channels_last: bool, steps: int, compile_model: bool = Fals
     return statistics.median(times)
 
 
+def _step_rates(main: float, base: float, frames: int, baseline: str, **details) -> dict:
+    """A training-step benchmark's result: frames and steps per second of the median step ``main``
+    against the ``baseline`` step ``base`` (seconds) from the same run, and their ratio."""
+    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3), "baseline": baseline,
+            "baseline_frames_per_s": round(frames / base, 1), "ratio": round(base / main, 2), **details}
+
+
 def bench_train(tmp: Path, quick: bool, repeats: int) -> dict:
     from .config import TrainConfig, build
 
@@ -155,9 +162,8 @@ def bench_train(tmp: Path, quick: bool, repeats: int) -> dict:
     steps = 3 if quick else 20
     main = _median(lambda: _train_step_time(True, steps), repeats)
     base = _median(lambda: _train_step_time(False, steps), repeats)
-    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
-            "baseline": "eager float32, default memory format", "baseline_frames_per_s": round(frames / base, 1),
-            "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
+    return _step_rates(main, base, frames, "eager float32, default memory format", batch=tcfg.batch_size,
+                       window=tcfg.window, preset="small")
 
 
 def bench_frozen(tmp: Path, quick: bool, repeats: int) -> dict:
@@ -169,9 +175,8 @@ def bench_frozen(tmp: Path, quick: bool, repeats: int) -> dict:
     steps = 3 if quick else 20
     main = _median(lambda: _train_step_time(True, steps, frozen="latents"), repeats)
     base = _median(lambda: _train_step_time(True, steps, frozen="images"), repeats)
-    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
-            "baseline": "frozen encoder run on every window", "baseline_frames_per_s": round(frames / base, 1),
-            "ratio": round(base / main, 2), "batch": tcfg.batch_size, "window": tcfg.window, "preset": "small"}
+    return _step_rates(main, base, frames, "frozen encoder run on every window", batch=tcfg.batch_size,
+                       window=tcfg.window, preset="small")
 
 
 def _recurrent_step_time(stepped: bool, steps: int) -> float:
@@ -208,10 +213,8 @@ def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
     steps = 3 if quick else 15
     main = _median(lambda: _recurrent_step_time(True, steps), repeats)
     base = _median(lambda: _recurrent_step_time(False, steps), repeats)
-    frames = 16 * 12
-    return {"frames_per_s": round(frames / main, 1), "steps_per_s": round(1 / main, 3),
-            "baseline": "rollout re-reads the window each step", "baseline_frames_per_s": round(frames / base, 1),
-            "ratio": round(base / main, 2), "batch": 16, "window": 12, "rollout": "4 steps after 8"}
+    return _step_rates(main, base, 16 * 12, "rollout re-reads the window each step", batch=16, window=12,
+                       rollout="4 steps after 8")
 
 
 def _sigreg_step_time(direct: bool, steps: int) -> float:
