@@ -101,16 +101,19 @@ def test_gymnasium_goal_commands(tmp_path):
 
 
 def test_learned_distance_commands(tmp_path):
-    """The learned-goal-distance block and the candidate-ranking block after it run as written, at debug sizes."""
+    """The learned-goal-distance block and the candidate-ranking and motion-response blocks after it run as written,
+    at debug sizes."""
     block = next(b for b in blocks("bash") if "wmkit fit-distance" in b)
     block += next(b for b in blocks("bash") if "wmkit eval candidates" in b)
+    block += next(b for b in blocks("bash") if "wmkit eval response" in b)
     shrink = {"1000": "12", "50": "4", "small": "debug", "5": "2"}
     plan = ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
             "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1"]
     extra = {"collect": ["--steps", "24"],
              "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0", "val_fraction=0.3"],
              "fit-distance": ["--steps", "5", "--episodes", "6"],
-             "candidates": ["--goal-offset", "4", "--starts", "2", "--samples", "4", "--horizon", "1", "--json", "cand.json"]}
+             "candidates": ["--goal-offset", "4", "--starts", "2", "--samples", "4", "--horizon", "1", "--json", "cand.json"],
+             "response": ["--windows", "8", "--json", "response.json"]}
     plans = 0
     for line in block.replace("\\\n", " ").strip().splitlines():
         argv = [shrink.get(a, a) for a in shlex.split(line.split("#")[0])[1:]]
@@ -125,3 +128,5 @@ def test_learned_distance_commands(tmp_path):
     assert [r["agent"] for r in report["results"]] == ["model", "oracle", "true-dynamics"]
     assert json.loads((tmp_path / "plan2.json").read_text())["hold"] is True
     assert len(json.loads((tmp_path / "cand.json").read_text())["rows"]) == 4
+    response = json.loads((tmp_path / "response.json").read_text())["groups"]
+    assert set(response) == {"agent_x,agent_y", "block_x,block_y,block_angle"} and response["agent_x,agent_y"]["windows"] > 0

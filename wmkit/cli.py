@@ -9,7 +9,7 @@ import json
 import sys
 
 from . import __version__
-from .cli_eval import (cmd_eval_candidates, cmd_eval_physics, cmd_eval_plan, cmd_eval_probe,
+from .cli_eval import (cmd_eval_candidates, cmd_eval_physics, cmd_eval_plan, cmd_eval_probe, cmd_eval_response,
                        cmd_eval_sensitivity, cmd_fit_distance, cmd_plan, write_json)
 from .errors import WmkitError
 
@@ -179,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report the learned goal distance (`wmkit fit-distance`; default: the one beside the checkpoint)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_sensitivity)
+    p = esub.add_parser("response", help="how much of each object's motion the model's prediction carries (counterfactual re-rendering)")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
+    p.add_argument("--data", required=True, help="a built-in world's collection: its held-out windows are scored")
+    p.add_argument("--groups", required=True, metavar="VARS;VARS",
+                   help="state variables held back together, comma-separated; groups separated by ';' "
+                        "(push-t: 'agent_x,agent_y;block_x,block_y,block_angle')")
+    p.add_argument("--horizon", type=int, default=1, help="model steps predicted open loop before scoring (default 1)")
+    p.add_argument("--windows", type=int, default=512, help="held-out windows to look at (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="which held-out windows (default 0)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    p.set_defaults(func=cmd_eval_response)
 
     p = esub.add_parser("physics", help="violation-of-expectation surprise on matched possible/impossible balls clips, with controls")
     p.add_argument("--ckpt", required=True, action="append",

@@ -45,6 +45,24 @@ def cmd_eval_sensitivity(args) -> None:
         write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), **result})
 
 
+def cmd_eval_response(args) -> None:
+    from .eval.response import motion_response, parse_groups
+    from .models import WorldModel
+
+    model = WorldModel.from_checkpoint(args.ckpt)
+    result = motion_response(model, args.data, parse_groups(args.groups), horizon=args.horizon, windows=args.windows,
+                             seed=args.seed)
+    print(f"{result['env']}: {result['windows_looked_at']} held-out windows, prediction {result['horizon']} model step(s) "
+          f"ahead (frame skip {result['frame_skip']}); per group, the share of its motion's latent change the prediction "
+          f"carries (1 = as the world, 0 = left where it was) and the whole prediction error in units of that change")
+    width = max([len(k) for k in result["groups"]] + [5])
+    print(f"{'group':<{width}}  {'windows':>7}  {'captured':>8}  {'residual':>8}")
+    for name, row in result["groups"].items():
+        print(f"{name:<{width}}  {row['windows']:>7}  {row['captured']:>8.3f}  {row['residual']:>8.3f}")
+    if args.json:
+        write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), **result})
+
+
 def cmd_eval_probe(args) -> None:
     from .eval.probe import probe_state, rollout_error
     from .models import WorldModel
