@@ -117,5 +117,6 @@ def motion_response(model, data, groups: list[list[str]], horizon: int = 1, wind
         name = ",".join(group)
         out[name] = {"windows": n, "captured": float(r[0] / r[1]) if n else float("nan"),
                      "residual": float(r[2] / r[1]) if n else float("nan")}
-    return {"env": env, "split": "validation episodes of the training data" if same else "all episodes", "horizon": horizon, "context": context, "frame_skip": model.frame_skip,
-            "windows_looked_at": int(len(pick)), "min_move": min_move, "latent_spread": spread, "groups": out}
+    return {"env": env, "split": "validation episodes of the training data" if same else "all episodes", "horizon": horizon,
+            "context": context, "frame_skip": model.frame_skip, "windows_looked_at": int(len(pick)), "min_move": min_move,
+            "latent_spread": spread, "groups": out}
