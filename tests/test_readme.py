@@ -101,11 +101,12 @@ def test_gymnasium_goal_commands(tmp_path):
 
 
 def test_learned_distance_commands(tmp_path):
-    """The learned-goal-distance block and the candidate-ranking and motion-response blocks after it run as written,
-    at debug sizes."""
+    """The learned-goal-distance block and the candidate-ranking, motion-response and stored-latent predictor
+    blocks after it run as written, at debug sizes."""
     block = next(b for b in blocks("bash") if "wmkit fit-distance" in b)
     block += next(b for b in blocks("bash") if "wmkit eval candidates" in b)
     block += next(b for b in blocks("bash") if "wmkit eval response" in b)
+    block += next(b for b in blocks("bash") if "--out runs/push-t-pred" in b)
     shrink = {"1000": "12", "50": "4", "small": "debug", "5": "2"}
     plan = ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
             "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1"]
@@ -127,6 +128,7 @@ def test_learned_distance_commands(tmp_path):
     report = json.loads((tmp_path / "plan1.json").read_text())
     assert [r["agent"] for r in report["results"]] == ["model", "oracle", "true-dynamics"]
     assert json.loads((tmp_path / "plan2.json").read_text())["hold"] is True
+    assert json.loads((tmp_path / "plan3.json").read_text())["hold"] is True  # the predictor trained on stored latents
     assert len(json.loads((tmp_path / "cand.json").read_text())["rows"]) == 4
     response = json.loads((tmp_path / "response.json").read_text())["groups"]
     assert set(response) == {"agent_x,agent_y", "block_x,block_y,block_angle"} and response["agent_x,agent_y"]["windows"] > 0
