@@ -58,6 +58,9 @@ def cmd_eval_response(args) -> None:
     width = max([len(k) for k in result["groups"]] + [5])
     print(f"{'group':<{width}}  {'windows':>7}  {'captured':>8}  {'residual':>8}")
     for name, row in result["groups"].items():
+        if row["windows"] == 0:
+            print(f"{name:<{width}}  {0:>7}  did not move in any window looked at (more --windows, or another group)")
+            continue
         print(f"{name:<{width}}  {row['windows']:>7}  {row['captured']:>8.3f}  {row['residual']:>8.3f}")
     if args.json:
         write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), **result})

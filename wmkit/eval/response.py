@@ -67,6 +67,9 @@ def motion_response(model, data, groups: list[list[str]], horizon: int = 1, wind
     unknown = sorted({v for g in groups for v in g} - set(names))
     if unknown:
         raise WmkitError(f"unknown state variables {unknown}; {env} has {names}")
+    labels = [",".join(g) for g in groups]
+    if len(set(labels)) != len(labels):
+        raise WmkitError(f"each group of variables can be named once, got {labels}")
     if horizon < 1 or windows < 1:
         raise WmkitError(f"horizon and windows must be >= 1, got {horizon} and {windows}")
     context = max(1, model.history)
@@ -81,42 +84,49 @@ def motion_response(model, data, groups: list[list[str]], horizon: int = 1, wind
     params = constructor_params(world_class(env), store.meta.get("world_params") or {})
     model.eval()
     rows = [[] for _ in groups]  # per window: <p - z_held, d>, |d|^2, |p - z|^2, |d|
-    spreads = []
+    truths = []
     world = None
+    device = next(model.parameters()).device
+
+    def render(states: np.ndarray) -> torch.Tensor:
+        world.set_state(states)
+        return encode_frames(model, world.observe()).float().cpu()
+
     for s in range(0, len(pick), 64):
         batch = ds.__getitems__(pick[s : s + 64])
-        z = model.encode({k: batch[k] for k in model.cfg.obs_keys}).float()
-        acts = batch["actions"].float()
+        z = model.encode({k: batch[k].to(device) for k in model.cfg.obs_keys}).float()
+        acts = batch["actions"].float().to(device)
         pred = model.rollout(z[:, :context], acts[:, context - 1 : context - 1 + horizon],
-                             past_actions=acts[:, : context - 1])[:, -1]
-        truth = z[:, -1]
-        spreads.append((truth - truth.mean(0)).norm(dim=1))
+                             past_actions=acts[:, : context - 1])[:, -1].float().cpu()
         state = batch["state"].double().numpy()
         before, after = state[:, context - 1], state[:, -1]
         if world is None or world.num_envs != len(after):
             world = make_world(env, len(after), model.cfg.image_size, tuple(model.cfg.obs_keys), **params)
             world.reset(list(range(len(after))))
+        # both sides of the difference are rendered, so that nothing but the held variables separates them
+        truth = render(after)
+        truths.append(truth)
         for i, group in enumerate(groups):
             cols = [names.index(v) for v in group]
             held = after.copy()
             held[:, cols] = before[:, cols]
-            world.set_state(held)
+            z_held = render(held)
             if not np.allclose(world.state()[:, cols], held[:, cols], atol=1e-6):
                 raise WmkitError(f"{env} derives some of {group} from other variables; hold variables it takes as state")
-            z_held = encode_frames(model, world.observe()).float()
             d = truth - z_held
             rows[i].append(torch.stack([((pred - z_held) * d).sum(1), (d * d).sum(1), ((pred - truth) ** 2).sum(1),
                                         d.norm(dim=1)], 1))
-    spread = float(torch.cat(spreads).median())
+    every = torch.cat(truths)
+    spread = float((every - every.mean(0)).norm(dim=1).median())
     out = {}
     for i, group in enumerate(groups):
         table = torch.cat(rows[i])
-        moved = table[:, 3] > min_move * spread  # windows in which the group moved (thresholded once the spread is known)
+        moved = table[:, 3] > min_move * spread  # windows in which the group moved
         n = int(moved.sum())
         r = table[moved].sum(0)
-        name = ",".join(group)
-        out[name] = {"windows": n, "captured": float(r[0] / r[1]) if n else float("nan"),
-                     "residual": float(r[2] / r[1]) if n else float("nan")}
+        # None (null in JSON) where the group never moved in the windows looked at
+        out[",".join(group)] = {"windows": n, "captured": float(r[0] / r[1]) if n else None,
+                                "residual": float(r[2] / r[1]) if n else None}
     return {"env": env, "split": "validation episodes of the training data" if same else "all episodes", "horizon": horizon,
             "context": context, "frame_skip": model.frame_skip, "windows_looked_at": int(len(pick)), "min_move": min_move,
             "latent_spread": spread, "groups": out}
