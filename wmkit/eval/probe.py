@@ -285,6 +285,23 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
 
 
 @torch.no_grad()
+def rendering_store(model, data, what: str) -> tuple[EpisodeStore, str]:
+    """The store of ``data`` and its world, checked for re-rendering edited states with ``model``:
+    a built-in world (one wmkit can set the state of) and the world the model was trained on."""
+    from ..envs import is_world
+
+    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
+    env = store.meta.get("env")
+    if not is_world(env):
+        raise DatasetError(f"{store.path} was collected from '{env}', not a built-in world: {what} re-renders "
+                           f"edited states, which needs a world wmkit can set the state of")
+    trained_on = ((getattr(model, "checkpoint_meta", None) or {}).get("dataset") or {}).get("env")
+    if trained_on and trained_on != env:
+        raise DatasetError(f"the model was trained on '{trained_on}' data but {store.path} is '{env}': pass a collection "
+                           f"of the world the model was trained on")
+    return store, env
+
+
 def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, val_fraction: float = 0.1,
                        seed: int = 0, distance=None) -> dict:
     """How far the latent moves when one state variable changes and nothing else does.
@@ -300,18 +317,10 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
     (:class:`~wmkit.planning.distance.GoalDistance`), each variable also gets the median distance it
     predicts from the moved frame to the unmoved one, in env steps, beside the unmoved frame's own
     (``distance_unmoved``, ideally 0): what a planner with ``--metric learned`` weighs it by."""
-    from ..envs import is_world, make_world, world_class
+    from ..envs import make_world, world_class
     from ..planning.agent import constructor_params
 
-    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
-    env = store.meta.get("env")
-    if not is_world(env):
-        raise DatasetError(f"{store.path} was collected from '{env}', not a built-in world: latent sensitivity re-renders "
-                           f"edited states, which needs a world wmkit can set the state of")
-    trained_on = ((getattr(model, "checkpoint_meta", None) or {}).get("dataset") or {}).get("env")
-    if trained_on and trained_on != env:
-        raise DatasetError(f"the model was trained on '{trained_on}' data but {store.path} is '{env}': pass a collection "
-                           f"of the world the model was trained on")
+    store, env = rendering_store(model, data, "latent sensitivity")
     if num_states < 2 or scale <= 0:
         raise DatasetError(f"need at least 2 states and a scale > 0, got {num_states} and {scale}")
     rows = np.flatnonzero(split_episodes(store.episodes["id"], val_fraction, "val"))

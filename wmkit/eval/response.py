@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.store import EpisodeStore
 from ..data.windows import WindowDataset
 from ..errors import DatasetError, WmkitError
-from .probe import encode_frames
+from .probe import encode_frames, rendering_store
 
 
 def parse_groups(text: str) -> list[list[str]]:
@@ -47,20 +46,12 @@ def motion_response(model, data, groups: list[list[str]], horizon: int = 1, wind
     the model's training data, of which only the episodes training held out for validation count).
     ``min_move``: a window counts for a group when ``|d|`` exceeds this times the median distance of
     a latent from the mean latent. Returns ``{"groups": {name: {...}}, ...}``."""
-    from ..envs import is_world, make_world, world_class
+    from ..envs import make_world, world_class
     from ..planning.agent import constructor_params
 
-    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
-    env = store.meta.get("env")
-    if not is_world(env):
-        raise DatasetError(f"{store.path} was collected from '{env}', not a built-in world: the response re-renders "
-                           f"edited states, which needs a world wmkit can set the state of")
+    store, env = rendering_store(model, data, "the response")
     meta = getattr(model, "checkpoint_meta", None) or {}
     trained = meta.get("dataset") or {}
-    trained_on = trained.get("env")
-    if trained_on and trained_on != env:
-        raise DatasetError(f"the model was trained on '{trained_on}' data but {store.path} is '{env}': pass a collection "
-                           f"of the world the model was trained on")
     names = list(store.meta.get("state_names") or [])
     if not store.has_state or not names:
         raise DatasetError(f"{store.path} has no ground-truth state to re-render")
