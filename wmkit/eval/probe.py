@@ -284,7 +284,6 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
             "windows": int(scored), **({"moving": list(moving), "windows_looked_at": int(looked)} if moving else {})}
 
 
-@torch.no_grad()
 def rendering_store(model, data, what: str) -> tuple[EpisodeStore, str]:
     """The store of ``data`` and its world, checked for re-rendering edited states with ``model``:
     a built-in world (one wmkit can set the state of) and the world the model was trained on."""
@@ -302,6 +301,7 @@ def rendering_store(model, data, what: str) -> tuple[EpisodeStore, str]:
     return store, env
 
 
+@torch.no_grad()
 def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, val_fraction: float = 0.1,
                        seed: int = 0, distance=None) -> dict:
     """How far the latent moves when one state variable changes and nothing else does.
