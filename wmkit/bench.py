@@ -104,6 +104,18 @@ def bench_read(tmp: Path, quick: bool, repeats: int) -> dict:
             "window": 16, "batch": 32, "loader_workers": 2, "compression": "lzf"}
 
 
+def _median_time(call, calls: int, warmup: int = 1) -> float:
+    """Median seconds of ``call(i)`` over ``calls`` timed calls, after ``warmup`` untimed ones (they
+    allocate and warm up); ``i`` counts from 0 over all of them."""
+    times = []
+    for i in range(warmup + calls):
+        start = time.perf_counter()
+        call(i)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _train_step_time(channels_last: bool, steps: int, compile_model: bool = False, frozen: str = "") -> float:
     """Median seconds per optimisation step of the small preset on one synthetic batch (data
     loading excluded: the read benchmark covers it). ``frozen``: the encoder is frozen
@@ -134,17 +146,15 @@ def _train_step_time(channels_last: bool, steps: int, compile_model: bool = Fals
     if frozen == "latents":
         with torch.no_grad():
             batch = {"latents": model.encode(batch["rgb"]), "actions": batch["actions"]}
-    times = []
-    for i in range(steps + 2):
-        start = time.perf_counter()
+
+    def step(i):
         terms, _ = objective(batch, g)
         loss = sum(weights[k] * v for k, v in terms.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if i >= 2:  # the first steps allocate and warm up
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return _median_time(step, steps, warmup=2)
 
 
 def _step_rates(main: float, base: float, frames: int, baseline: str, **details) -> dict:
@@ -196,17 +206,15 @@ def _recurrent_step_time(stepped: bool, steps: int) -> float:
                                    predictor_depth=3, history=12))
     batch = {"latents": torch.randn(16, 12, model.latent_dim), "actions": torch.zeros(16, 12, 0)}
     cfg = TrainConfig(rollout_steps=4, rollout_context=8)
-    times = []
+
+    def step(i):
+        terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(i))
+        (terms["pred"] + terms["rollout"]).backward()
+
     with contextlib.ExitStack() as stack:
         if not stepped:  # without step(), WorldModel.rollout takes the sliding-window path
             stack.enter_context(mock.patch.object(ConvGRUPredictor, "step", None))
-        for i in range(steps + 1):
-            start = time.perf_counter()
-            terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(i))
-            (terms["pred"] + terms["rollout"]).backward()
-            if i >= 1:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return _median_time(step, steps)
 
 
 def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
@@ -232,16 +240,10 @@ def _sigreg_step_time(direct: bool, steps: int) -> float:
         xt = x.unsqueeze(-1) * t
         return torch.stack([torch.cos(xt).sum(0), torch.sin(xt).sum(0)])
 
-    times = []
     with contextlib.ExitStack() as stack:
         if direct:
             stack.enter_context(mock.patch.object(losses._CharacteristicSums, "apply", direct_sums))
-        for i in range(steps + 1):
-            start = time.perf_counter()
-            losses.sigreg(z, 256, 17, torch.Generator().manual_seed(i)).backward()
-            if i >= 1:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return _median_time(lambda i: losses.sigreg(z, 256, 17, torch.Generator().manual_seed(i)).backward(), steps)
 
 
 def bench_sigreg(tmp: Path, quick: bool, repeats: int) -> dict:
@@ -269,15 +271,9 @@ def _plan_time(predictor: str, repeats: int, iterations: int) -> float:
     d = model.cfg.embed_dim
     context, goal = torch.randn(1, 1, d), torch.randn(1, d)
     cost = model_cost(model, context, torch.zeros(1, 0, 2), goal, CostConfig())
-    times = []
     with torch.no_grad():
-        for i in range(repeats + 1):
-            start = time.perf_counter()
-            cem(cost, 1, 5, 2, low=-1.0, high=1.0, num_samples=300, num_elites=30, iterations=iterations,
-                generator=torch.Generator().manual_seed(i))
-            if i:  # the first plan warms up the allocator
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return _median_time(lambda i: cem(cost, 1, 5, 2, low=-1.0, high=1.0, num_samples=300, num_elites=30,
+                                          iterations=iterations, generator=torch.Generator().manual_seed(i)), repeats)
 
 
 def bench_plan(tmp: Path, quick: bool, repeats: int) -> dict:
