@@ -255,3 +255,33 @@ def test_recon_focus_weighs_the_pixels_that_move():
     assert recon(recon_focus=3.0) == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(WmkitError, match="recon_focus"):
         check_train_config(TrainConfig(recon_focus=-1.0))
+
+
+def test_decoded_prediction_error_weighs_what_moves_and_reaches_only_the_prediction():
+    """The picture error of a prediction: zero for a perfect one, moving pixels weighted 1 + focus,
+    and the gradient reaches the predicted latent while the decoder's weights stay out of it."""
+    from wmkit.losses import decoded_prediction_loss
+
+    decoder = torch.nn.Linear(4, 3 * 2 * 2)
+    decoder.requires_grad_(False)
+
+    def decode(z):
+        return torch.tanh(decoder(z)).view(-1, 3, 2, 2)
+
+    g = torch.Generator().manual_seed(0)
+    z, target = torch.randn(5, 3, 4, generator=g), torch.randn(5, 3, 4, generator=g)
+    pick = torch.tensor([0, 1, 2, 0, 1])
+    assert decoded_prediction_loss(decode, z, target.clone(), target, 10.0, pick).item() == 0.0
+    pred = target + 0.1 * torch.randn(5, 3, 4, generator=g)
+    pred.requires_grad_(True)
+    loss = decoded_prediction_loss(decode, z, pred, target, 10.0, pick)
+    rows = torch.arange(5)
+    with torch.no_grad():
+        goal, now, drawn = decode(target[rows, pick]), decode(z[rows, pick]), decode(pred[rows, pick])
+        weight = 1 + 10.0 * ((goal - now).abs().amax(1, keepdim=True) > 32 / 255).float()
+    assert 0.0 < weight.mean() - 1.0 and (weight > 1).float().mean() < 1.0  # some pixels move, some do not
+    expected = (weight * (drawn - goal) ** 2).sum() / (weight.sum() * 3)
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.backward()
+    assert pred.grad.abs().sum() > 0 and decoder.weight.grad is None
+    assert pred.grad[rows, (pick + 1) % 3].abs().sum() == 0  # only the picked step of each window is drawn

@@ -267,3 +267,29 @@ def test_a_latent_map_model_trains_and_loads(two_room_data, tmp_path):
     assert summary["step"] == 4 and summary["val_ratio"] > 0
     model = WorldModel.from_checkpoint(tmp_path / "r")
     assert model.encode(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 8 * 8 * 4)
+
+
+def test_predictor_learns_through_the_frozen_decoder(two_room_data, tmp_path):
+    """pred_decoded_weight: the predictor on stored latents learns from the decoded picture error; the
+    decoder comes from init_from and stays exactly as trained; runs without a decoder are refused."""
+    tcfg, mcfg = configs(max_steps=2, recon_weight=1.0)
+    train(tcfg, mcfg, two_room_data, tmp_path / "a", show_progress=False)
+    first = WorldModel.from_checkpoint(tmp_path / "a")
+    import dataclasses
+
+    wider = dataclasses.replace(mcfg, predictor_width=mcfg.predictor_width * 2)  # a new predictor: only parts are copied
+    t, _ = configs(max_steps=3, val_every=3, init_from=str(tmp_path / "a"), freeze_encoder=True, cache_latents=True,
+                   pred_decoded_weight=1.0, recon_focus=10.0)
+    train(t, wider, two_room_data, tmp_path / "b", show_progress=False)
+    second = WorldModel.from_checkpoint(tmp_path / "b")
+    a, b = first.state_dict(), second.state_dict()
+    kept = [k for k in a if k.startswith(("encoder.", "projector.", "decoder."))]
+    assert any(k.startswith("decoder.") for k in kept) and all(torch.equal(a[k], b[k]) for k in kept)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    logged = [x["pred_decoded"] for x in lines if x["event"] == "train"]
+    assert len(logged) == 3 and all(0 < v < 10 for v in logged)
+    train(configs(max_steps=2)[0], mcfg, two_room_data, tmp_path / "plain", show_progress=False)  # no decoder
+    with pytest.raises(WmkitError, match="has none"):
+        train(dataclasses.replace(t, init_from=str(tmp_path / "plain")), wider, two_room_data, tmp_path / "c", show_progress=False)
+    with pytest.raises(WmkitError, match="needs freeze_encoder=true"):
+        train(configs(pred_decoded_weight=1.0)[0], mcfg, two_room_data, tmp_path / "d", show_progress=False)

@@ -146,6 +146,8 @@ class TrainConfig:
     """Weight of an auxiliary reconstruction of one frame per window from its latent (through a pixel decoder), so the encoder is asked to keep what the frame shows, not only what predicts the next latent; 0 turns it off."""
     recon_focus: float = 0.0
     """Extra weight, in the reconstruction, of the pixels that change within the window (what moves): each such pixel counts 1 + recon_focus times a still one, so a few small moving things are not outweighed by a large still background; 0 weighs all pixels alike."""
+    pred_decoded_weight: float = 0.0
+    """Weight of a prediction error measured in pictures: the model's frozen pixel decoder draws the predicted latent and the target latent, and their squared difference is weighed like the reconstruction (pixels where the decoded current and target frames differ count 1 + recon_focus times). A small moving object (push-t's block) covers many pixels but few latent numbers; this term asks the predictor to move it. Needs freeze_encoder=true and init_from a run trained with recon_weight > 0 (its decoder is copied and kept fixed, or the term would let it flatten every picture); works with cache_latents. 0 turns it off."""
     temporal_weight: float = 0.0
     """Weight of temporal SIGReg: within each window, the latents' deviations from the window mean, divided by temporal_scale, are pushed toward N(0, I), so what changes over time must be encoded; 0 turns it off."""
     temporal_scale: float = 0.5

@@ -117,6 +117,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
 
     ``model`` is a :class:`~wmkit.models.WorldModel`; ``cfg`` a :class:`~wmkit.config.TrainConfig`.
     - ``pred``: teacher-forced next-latent error, predictor(z_<=t, a_<=t) vs z_t+1;
+    - ``pred_decoded``: the same step's error in pictures drawn by a fixed decoder, when
+      ``cfg.pred_decoded_weight > 0`` (:func:`decoded_prediction_loss`);
     - ``rollout``: open-loop error over ``cfg.rollout_steps`` steps from the first
       ``cfg.rollout_context`` latents (teacher-forced);
     - ``sigreg`` / ``vic_var`` + ``vic_cov``: anti-collapse on all B*T latents;
@@ -130,7 +132,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     terms: dict[str, torch.Tensor] = {}
     if "latents" in batch:  # a frozen encoder's stored latents (cache_latents): only the predictor and heads learn,
         z = batch["latents"]  # so the regularisers of the latent, constants here, are left out
-        return _predictor_terms(model, z, z, actions, cfg, terms), z
+        return _predictor_terms(model, z, z, actions, cfg, terms, generator), z
     obs = {k: batch[k] for k in model.cfg.obs_keys}
     z = model.encode(obs)  # (B, T, D)
     if cfg.objective == "pixel":
@@ -143,7 +145,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
             target = target_encoder.encode(obs)
     else:
         target = z
-    _predictor_terms(model, z, target, actions, cfg, terms)
+    _predictor_terms(model, z, target, actions, cfg, terms, generator)
     # every latent vector is a sample: one per frame, or with a latent map (model.grid) one per
     # cell, so that regions, not whole maps, are pushed toward an isotropic Gaussian
     cell = model.cfg.embed_dim
@@ -187,10 +189,31 @@ def moving_pixels(rgb: torch.Tensor, pick: torch.Tensor, threshold: int = 16) ->
     return (diff > threshold).float()
 
 
-def _predictor_terms(model, z, target, actions, cfg, terms: dict) -> dict:
-    """The terms the predictor and the heads on the latent learn from: ``pred``, ``rollout``, ``inverse``."""
+def decoded_prediction_loss(decode, z: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, focus: float,
+                            pick: torch.Tensor, threshold: float = 32 / 255) -> torch.Tensor:
+    """A prediction error in pictures: a fixed decoder draws the predicted latent ``pred[b, pick[b]]`` and
+    the target latent ``target[b, pick[b]]`` (latents ``(B, T, D)``, one step per window), and their
+    squared difference is averaged with pixels weighted ``1 + focus`` where the target's picture differs
+    from the current latent's ``z[b, pick[b]]`` by more than ``threshold`` (decoded pictures span
+    [-1, 1]: 32/255 there is 16 of 255 levels), ``1`` elsewhere. No image is read, so it works on stored
+    latents. The decoder must not learn from this term (it could flatten every picture): the caller
+    keeps its weights fixed, while the gradient reaches ``pred`` through it."""
+    rows = torch.arange(pred.shape[0], device=pred.device)
+    pick = pick.to(pred.device)
+    with torch.no_grad():
+        goal, now = decode(target[rows, pick]), decode(z[rows, pick])  # (B, 3, H, W)
+        weight = 1.0 + focus * ((goal - now).abs().amax(1, keepdim=True) > threshold).float()
+    err = (decode(pred[rows, pick]) - goal) ** 2
+    return (weight * err).sum() / (weight.sum() * err.shape[1])
+
+
+def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: torch.Generator) -> dict:
+    """The terms the predictor and the heads on the latent learn from: ``pred``, ``pred_decoded``, ``rollout``, ``inverse``."""
     pred = model.predict(z[:, :-1], actions[:, :-1])
     terms["pred"] = prediction_loss(pred, target[:, 1:])
+    if cfg.pred_decoded_weight > 0:
+        terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
+                                                        torch.randint(0, pred.shape[1], (pred.shape[0],), generator=generator))
     c = cfg.rollout_context
     k = min(cfg.rollout_steps, z.shape[1] - c)
     if k >= 2 and cfg.rollout_weight > 0:
@@ -225,4 +248,4 @@ def loss_weights(cfg) -> dict[str, float]:
     """The weight of every term :func:`world_model_losses` can return."""
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
-            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight, "pixel": 1.0}
+            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}

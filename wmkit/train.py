@@ -67,7 +67,7 @@ def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStor
         raise WmkitError(f"model.inverse_frames={cfg.inverse_frames} latents do not fit in train.window={tcfg.window} frames; "
                          f"raise window or lower inverse_frames")
     return dataclasses.replace(cfg, obs_keys=keys, image_size=int(rgb[0]), action_dim=action_dim, proprio_dim=proprio_dim,
-                               decoder=tcfg.objective == "pixel" or tcfg.recon_weight > 0, inverse_head=tcfg.inverse_weight > 0)
+                               decoder=tcfg.objective == "pixel" or tcfg.recon_weight > 0 or tcfg.pred_decoded_weight > 0, inverse_head=tcfg.inverse_weight > 0)
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -85,6 +85,13 @@ def check_train_config(cfg: TrainConfig) -> None:
         check_cache_config(cfg)
     if cfg.recon_focus < 0:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
+    if cfg.pred_decoded_weight < 0:
+        raise WmkitError(f"train config 'pred_decoded_weight' = {cfg.pred_decoded_weight}: a loss weight must be >= 0")
+    if cfg.pred_decoded_weight > 0 and (not cfg.freeze_encoder or cfg.recon_weight > 0 or cfg.objective != "jepa"):
+        raise WmkitError(f"pred_decoded_weight={cfg.pred_decoded_weight} draws predictions with a trained, fixed pixel decoder: "
+                         f"it needs freeze_encoder=true, init_from=RUN (a run trained with recon_weight > 0), recon_weight=0 "
+                         f"and objective=jepa (got freeze_encoder={cfg.freeze_encoder}, recon_weight={cfg.recon_weight}, "
+                         f"objective={cfg.objective!r})")
     if cfg.rollout_context < 1:
         raise WmkitError(f"train config 'rollout_context' = {cfg.rollout_context}: the rollout starts from at least 1 latent")
     if cfg.rollout_weight > 0 and cfg.rollout_steps >= 2 and cfg.rollout_context + 2 > cfg.window:
@@ -127,6 +134,8 @@ def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
     if cfg.freeze_encoder:
         model.encoder.eval()
         model.projector.eval()
+    if cfg.pred_decoded_weight > 0:
+        model.decoder.eval()
 
 
 # model settings that shape the predictor and heads, not the latent: they may change under freeze_encoder
@@ -149,10 +158,14 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
                              + "; pass the same model.* settings"
                              + ("" if cfg.freeze_encoder or not set(blocking) <= PREDICTOR_FIELDS else
                                 " (with freeze_encoder=true only the encoder's settings must match: the predictor may differ)"))
-        if differ:  # a new predictor on the frozen encoder: copy the representation only
-            for part in ("encoder", "projector"):
+        if cfg.pred_decoded_weight > 0 and source.decoder is None:
+            raise WmkitError(f"pred_decoded_weight={cfg.pred_decoded_weight} draws predictions with init_from's pixel decoder, "
+                             f"but {cfg.init_from} has none: start from a run trained with recon_weight > 0")
+        if differ:  # a new predictor on the frozen encoder: copy the representation only (and the decoder it is drawn with)
+            parts = ("encoder", "projector") + (("decoder",) if model.decoder is not None and source.decoder is not None else ())
+            for part in parts:
                 getattr(model, part).load_state_dict(getattr(source, part).state_dict())
-            logger.info(f"init_from={cfg.init_from}: encoder and projector copied; the predictor and heads start afresh "
+            logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; the predictor and heads start afresh "
                         f"(the model settings differ in {', '.join(sorted(differ))})")
         else:
             model.load_state_dict(source.state_dict())
@@ -161,6 +174,8 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
             raise WmkitError("freeze_encoder=true needs init_from=RUN: freezing a random encoder trains a predictor on noise")
         model.encoder.requires_grad_(False)
         model.projector.requires_grad_(False)
+    if cfg.pred_decoded_weight > 0:
+        model.decoder.requires_grad_(False)
     set_train_mode(model, cfg)
 
 
