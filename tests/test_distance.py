@@ -36,13 +36,40 @@ def test_the_distance_reads_what_takes_time_not_what_is_large():
     # squared L2 is ruled by the large jumping coordinate and barely orders the pairs; the head does
     assert report["rank_corr_l2"] < 0.3
     assert report["rank_corr"] > 0.9
-    assert report["mae_steps"] < 3.0
+    assert report["unit"] == "steps" and report["mae"] < 3.0
     z = torch.tensor([[1.0, -2.5, 0, 0], [1.0, 2.5, 0, 0], [1.5, -2.5, 0, 0]])
     goal = torch.tensor([2.0, 0.0, 0, 0])
     near_big_jump, far = head(z[:2], goal), head(z[2:], goal)
     # 20 steps of the slow coordinate to go, wherever the fast one is; 10 steps from 0.5 further on
     assert torch.allclose(near_big_jump[0], near_big_jump[1], atol=3.0)
     assert (near_big_jump - 20).abs().max() < 4 and (far - 10).abs().max() < 4
+
+
+def test_a_goal_error_target_weighs_what_the_success_test_weighs(tmp_path):
+    """With states and a target, the distance predicts that target: here the error of a slow
+    coordinate alone (what a success test asks for), not the step gap, while a large distractor
+    jumps about; the target's scale is kept with the head."""
+    train_eps, held_eps = synthetic_episodes(64, 40, 0), synthetic_episodes(16, 40, 1)
+
+    def error(s_i, s_j):
+        return 10.0 * (s_i[:, 0] - s_j[:, 0]).abs()  # the slow coordinate's error, in some world unit
+
+    states = ([e[:, :1] for e in train_eps], [e[:, :1] for e in held_eps])
+    head, report = fit_goal_distance(train_eps, held_eps, max_offset=20, steps=600, batch_size=256, width=64,
+                                     states=states, target=error, unit="goal-error")
+    assert report["unit"] == "goal-error" and report["rank_corr"] > 0.9 and report["rank_corr_l2"] < 0.3
+    goal = torch.tensor([2.0, 0.0, 0, 0])
+    z = torch.tensor([[1.0, -2.5, 0, 0], [1.0, 2.5, 0, 0], [1.9, 2.5, 0, 0]])
+    d = head(z, goal)
+    assert (d[:2] - 10.0).abs().max() < 2.0 and d[2] < 3.0  # 1.0 and 0.1 of the slow coordinate to go
+    assert 3.0 < head.scale < 6.0  # the mean target over offsets 0..20 at 0.05 per step: about 10 * 0.5
+    again = load_goal_distance(save_goal_distance(tmp_path / "d", head, {}))
+    assert again.scale == head.scale
+    torch.testing.assert_close(again(z, goal), d)
+    with pytest.raises(WmkitError, match="one per latent"):
+        fit_goal_distance(train_eps, held_eps, max_offset=20, steps=1, states=(states[0][:-1], states[1]), target=error)
+    with pytest.raises(WmkitError, match="needs both"):
+        fit_goal_distance(train_eps, held_eps, max_offset=20, steps=1, target=error)
 
 
 def test_fit_refuses_what_cannot_work():
@@ -156,6 +183,22 @@ def test_fit_distance_command_then_plan_with_it(debug_run, two_room_data, tmp_pa
     with pytest.raises(WmkitError, match="goes with --metric learned"):
         eval_plan(model, "two-room", PlanEvalConfig(episodes=1, budget=2, samples=4, iterations=1, elites=2, baselines=(),
                                                     distance=str(tmp_path)), show_progress=False)
+    # the world's goal error between the recorded states (two-room: the distance to the goal place)
+    assert main(["fit-distance", "--ckpt", str(debug_run), "--data", str(two_room_data), "--steps", "5", "--episodes", "8",
+                 "--val-episodes", "4", "--target", "goal-error", "--out", str(tmp_path / "err")]) == 0
+    assert "(goal-error)" in capsys.readouterr().out
+    assert load_goal_distance(tmp_path / "err").meta["target"] == "goal-error"
+    import shutil
+
+    from wmkit.planning.distance import goal_error_target
+
+    gym_like = tmp_path / "gym-like"  # the same episodes, said to come from a Gymnasium env: no world to ask
+    shutil.copytree(two_room_data, gym_like)
+    meta = json.loads((gym_like / "wmkit.json").read_text())
+    (gym_like / "wmkit.json").write_text(json.dumps({**meta, "env": "CartPole-v1"}))
+    with pytest.raises(WmkitError, match="target 'goal-error' is a built-in world's"):
+        goal_error_target(gym_like)
+
     other = tmp_path / "other"
     save_goal_distance(other, GoalDistance(model.latent_dim + 1, 8), {})
     with pytest.raises(WmkitError, match="this model's are"):

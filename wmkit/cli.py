@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations"))
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("fit-distance", help="fit a learned goal distance (env steps to a goal) on a model's latents, "
-                                            "for planning with --metric learned")
+    p = sub.add_parser("fit-distance", help="fit a learned goal distance (env steps to a goal, or the world's goal error) "
+                                            "on a model's latents, for planning with --metric learned")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")
     p.add_argument("--data", required=True, help="recorded episodes of the model's world (state and reward not needed)")
     p.add_argument("--out", default=None, help="output folder (default RUN/goal-distance/step-N beside the checkpoint)")
@@ -255,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagined", type=int, default=0,
                    help="half of the pairs start from the model's prediction of the frame, 1..N model steps ahead "
                         "(what a planner asks about; default 0: encoded frames only)")
+    p.add_argument("--target", choices=["steps", "goal-error"], default="steps",
+                   help="what the distance predicts: env steps between two frames (default; frames only), or the world's "
+                        "goal error between their recorded states (a built-in world's collection; weighs what its "
+                        "success test weighs)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_distance)
 

@@ -171,11 +171,11 @@ def cmd_fit_distance(args) -> None:
 
     model = WorldModel.from_checkpoint(args.ckpt)
     r = fit_from_data(model, args.data, args.out, max_offset=args.max_offset, steps=args.steps, episodes=args.episodes,
-                      val_episodes=args.val_episodes, seed=args.seed, imagined=args.imagined)
+                      val_episodes=args.val_episodes, seed=args.seed, imagined=args.imagined, target=args.target)
     print(f"goal distance fitted on {r['episodes']} episodes ({r['frames']} frames; encode {r['seconds']['encode']} s, "
           f"fit {r['seconds']['fit']} s) into {r['folder']}")
     print(f"held out ({r['val_episodes']} episodes, {r['held_out_pairs']} pairs 0..{r['max_offset']} steps apart): "
-          f"mean error {r['mae_steps']:.1f} steps; rank correlation with the true steps {r['rank_corr']:.3f} "
+          f"mean error {r['mae']:.3g} ({r['unit']}); rank correlation with the true {r['unit']} {r['rank_corr']:.3f} "
           f"(squared L2 between the latents: {r['rank_corr_l2']:.3f})")
     if "rank_corr_imagined" in r:
         print(f"from the model's predictions (1..{args.imagined} steps ahead): rank correlation {r['rank_corr_imagined']:.3f} "

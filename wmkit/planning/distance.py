@@ -41,12 +41,13 @@ STEP_SCALE = 10.0  # the network predicts steps / 10: targets of order 1
 
 
 class GoalDistance(nn.Module):
-    """``(z, goal) -> steps``: an MLP on the normalised latent, the normalised goal and their
-    difference, with a softplus so that distances are positive. Broadcasts over leading axes."""
+    """``(z, goal) -> distance``: an MLP on the normalised latent, the normalised goal and their
+    difference, with a softplus so that distances are positive; ``scale`` is the distance's typical
+    size (the network's output is of order 1). Broadcasts over leading axes."""
 
-    def __init__(self, dim: int, width: int = 256):
+    def __init__(self, dim: int, width: int = 256, scale: float = STEP_SCALE):
         super().__init__()
-        self.dim, self.width = int(dim), int(width)
+        self.dim, self.width, self.scale = int(dim), int(width), float(scale)
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
         self.net = nn.Sequential(nn.Linear(3 * dim, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
@@ -57,7 +58,7 @@ class GoalDistance(nn.Module):
                              f"fit one on this model's latents with `wmkit fit-distance`")
         z, goal = torch.broadcast_tensors((z.float() - self.mean) / self.std, (goal.float() - self.mean) / self.std)
         out = self.net(torch.cat([z, goal, z - goal], dim=-1)).squeeze(-1)
-        return STEP_SCALE * nn.functional.softplus(out)
+        return self.scale * nn.functional.softplus(out)
 
 
 def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,24 +76,28 @@ def _padded(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _pairs(latents: torch.Tensor, lengths: torch.Tensor, count: int, max_offset: int, generator: torch.Generator,
-           imagined: torch.Tensor | None = None, imagined_share: float = 0.5):
+           imagined: torch.Tensor | None = None, imagined_share: float = 0.5, states: torch.Tensor | None = None,
+           target=None):
     """``count`` pairs ``(z_i, z_j, j - i)`` from random episodes of ``latents`` (E, T, D) (see
     :func:`_padded`), offsets uniform in ``0..max_offset`` (cut at the episode's end). With
     ``imagined`` (E, T, H, D), NaN where there is no prediction, a share of the pairs takes a
-    predicted ``z_i`` (one of the H that exist for it, at random) instead. Also returns how many did."""
+    predicted ``z_i`` (one of the H that exist for it, at random) instead. Also returns how many did.
+    With ``states`` (E, T, S) and ``target(s_i, s_j) -> (count,)``, the third item is that target
+    instead of the step gap."""
     which = torch.randint(0, len(latents), (count,), generator=generator)
     start = (torch.rand(count, generator=generator) * lengths[which]).long()
     offset = torch.randint(0, max_offset + 1, (count,), generator=generator)
     end = torch.minimum(start + offset, lengths[which] - 1)
     z, g = latents[which, start], latents[which, end]
+    k = (end - start).float() if target is None else target(states[which, start], states[which, end]).float()
     if imagined is not None:
         available = ~torch.isnan(imagined[which, start, :, 0])  # (count, H): horizons with a prediction of z_i
         pick = torch.multinomial(available.float() + 1e-12, 1, generator=generator)[:, 0]  # one of them, at random
         chosen = imagined[which, start, pick]
         use = (torch.rand(count, generator=generator) < imagined_share) & ~torch.isnan(chosen[:, 0])
         z = torch.where(use[:, None], chosen, z)
-        return z, g, (end - start).float(), int(use.sum())
-    return z, g, (end - start).float(), 0
+        return z, g, k, int(use.sum())
+    return z, g, k, 0
 
 
 def imagine(model, z: torch.Tensor, actions: np.ndarray, horizon: int) -> torch.Tensor:
@@ -126,15 +131,18 @@ def imagine(model, z: torch.Tensor, actions: np.ndarray, horizon: int) -> torch.
 
 def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], max_offset: int = 60, steps: int = 4000,
                       batch_size: int = 512, width: int = 256, lr: float = 1e-3, seed: int = 0,
-                      imagined: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> tuple[GoalDistance, dict]:
+                      imagined: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+                      states: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None, target=None,
+                      unit: str = "steps") -> tuple[GoalDistance, dict]:
     """Fit :class:`GoalDistance` on per-episode latents ``(T_e, D)`` and score it on held-out episodes.
 
-    Returns the head (in eval mode) and a report: held-out mean absolute error in steps and the rank
-    correlation of the head's distance with the true offset, beside that of squared L2 between the
+    Returns the head (in eval mode) and a report: held-out mean absolute error and the rank
+    correlation of the head's distance with the true one, beside that of squared L2 between the
     latents (what the default cost ranks by), on the same pairs; with ``imagined`` (predictions of
     the training and the held-out episodes, see :func:`imagine`), half of the training pairs start
     from a prediction, and the held-out scores are given again with every pair that has one
-    starting from it."""
+    starting from it. The distance is the step gap, or with ``states`` (per-episode ``(T_e, S)`` of
+    the training and held-out episodes) and ``target(s_i, s_j)``, that target, in ``unit``."""
     if max_offset < 1:
         raise WmkitError(f"max_offset must be >= 1 env step, got {max_offset}")
     if steps < 1 or batch_size < 2:
@@ -153,11 +161,27 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     held_bank = _padded([held_out[i].float() for i in keep_held]), torch.tensor([len(held_out[i]) for i in keep_held])
     train_pred = _padded([imagined[0][i] for i in keep_train]) if imagined else None
     held_pred = _padded([imagined[1][i] for i in keep_held]) if imagined else None
+    if (states is None) != (target is None):
+        raise WmkitError("a goal distance with its own target needs both the episodes' states and the target function")
+    if states is not None:
+        for name, eps, lat in (("training", states[0], train), ("held-out", states[1], held_out)):
+            if [len(s) for s in eps] != [len(z) for z in lat]:
+                raise WmkitError(f"the {name} states must be one per latent, episode by episode: got {len(eps)} episodes of "
+                                 f"{[len(s) for s in eps][:4]}... states for {len(lat)} of {[len(z) for z in lat][:4]}... latents")
+        train_states = {"states": _padded([states[0][i].float() for i in keep_train]), "target": target}
+        held_states = {"states": _padded([states[1][i].float() for i in keep_held]), "target": target}
+    else:
+        train_states = held_states = {}
     dim = train[0].shape[-1]
     generator = torch.Generator().manual_seed(seed)
+    scale = STEP_SCALE
+    if target is not None:  # the target's typical size, so that the network's output is of order 1
+        scale = float(_pairs(*train_bank, 4096, max_offset, torch.Generator().manual_seed(seed), **train_states)[2].mean())
+        if not scale > 0:
+            raise WmkitError(f"the target is 0 on every sampled training pair ({unit}): nothing to fit")
     with torch.random.fork_rng():  # seeded initialisation without touching the caller's generator
         torch.manual_seed(seed)
-        head = GoalDistance(dim, width)
+        head = GoalDistance(dim, width, scale)
     every = train_bank[0][~torch.isnan(train_bank[0][..., 0])]  # every training latent, padding left out
     head.mean.copy_(every.mean(0))
     head.std.copy_(every.std(0).clamp_min(1e-6))
@@ -165,24 +189,25 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     head.train()
     for _ in range(steps):
-        z, g, k, _ = _pairs(*train_bank, batch_size, max_offset, generator, train_pred)
-        loss = nn.functional.smooth_l1_loss(head(z, g) / STEP_SCALE, k / STEP_SCALE)
+        z, g, k, _ = _pairs(*train_bank, batch_size, max_offset, generator, train_pred, **train_states)
+        loss = nn.functional.smooth_l1_loss(head(z, g) / scale, k / scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
     head.eval()
     with torch.no_grad():
-        z, g, k, _ = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1))
+        z, g, k, _ = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), **held_states)
         pred = head(z, g)
         l2 = (z - g).pow(2).sum(-1)
-    report = {"held_out_pairs": int(len(k)), "mae_steps": float((pred - k).abs().mean()),
+    report = {"held_out_pairs": int(len(k)), "unit": unit, "mae": float((pred - k).abs().mean()),
               "rank_corr": _rank_correlation(pred.numpy(), k.numpy()),
               "rank_corr_l2": _rank_correlation(l2.numpy(), k.numpy()),
               "final_train_loss": float(loss.item())}
     if imagined:
         with torch.no_grad():
-            z, g, k, swapped = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), held_pred, 1.0)
+            z, g, k, swapped = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), held_pred, 1.0,
+                                      **held_states)
             if swapped == 0:
                 raise WmkitError(f"no held-out frame has a prediction {train_pred.shape[2]} model steps deep: the episodes are "
                                  f"too short for that horizon; lower imagined")
@@ -192,9 +217,11 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     return head, report
 
 
-def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1, imagined: int = 0):
+def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1, imagined: int = 0,
+                with_states: bool = False):
     """Latents ``(T, D)`` of up to ``max_episodes`` episodes of one split of a dataset, and with
-    ``imagined`` > 0 the model's predictions of them (:func:`imagine`; else None)."""
+    ``imagined`` > 0 the model's predictions of them (:func:`imagine`; else None); with
+    ``with_states`` also the episodes' recorded states ``(T, S)``, as a third item."""
     from ..data.store import EpisodeStore
     from ..data.windows import split_episodes
     from ..eval.probe import encode_frames
@@ -208,12 +235,16 @@ def encode_data(model, data, split: str, max_episodes: int, val_fraction: float 
         raise WmkitError(f"{store.path} holds {shape} frames but the model takes {model.cfg.image_size}px ones")
     rows = np.flatnonzero(split_episodes(store.episodes["id"], val_fraction, split))[:max_episodes]
     model.eval()
-    latents, predictions = [], []
+    latents, predictions, states = [], [], []
     for r in rows:
         ep = store.load_episode(int(r))
         latents.append(encode_frames(model, ep.obs))
         if imagined:
             predictions.append(imagine(model, latents[-1], ep.actions, imagined))
+        if with_states:
+            states.append(torch.as_tensor(ep.state, dtype=torch.float64))
+    if with_states:
+        return latents, (predictions if imagined else None), states
     return latents, (predictions if imagined else None)
 
 
@@ -231,7 +262,8 @@ def save_goal_distance(folder, head: GoalDistance, meta: dict) -> Path:
     from ..checkpoint import write_folder_atomic
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    text = json.dumps({**meta, "format": FORMAT, "dim": head.dim, "width": head.width}, indent=2, sort_keys=True)
+    text = json.dumps({**meta, "format": FORMAT, "dim": head.dim, "width": head.width, "scale": head.scale}, indent=2,
+                      sort_keys=True)
     return write_folder_atomic(Path(folder), {WEIGHTS: tensors}, {META: text})
 
 
@@ -245,7 +277,7 @@ def load_goal_distance(folder) -> GoalDistance:
                          f"`wmkit fit-distance --ckpt CKPT --data DATA`")
     try:
         meta = json.loads((folder / META).read_text())
-        shape = int(meta["dim"]), int(meta["width"])
+        shape = int(meta["dim"]), int(meta["width"]), float(meta.get("scale", STEP_SCALE))  # older files: steps
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise WmkitError(f"{folder / META} is damaged ({exc}); fit the distance again with `wmkit fit-distance`") from exc
     if meta.get("format") != FORMAT:
@@ -274,27 +306,67 @@ def head_for(model, folder: str | None = None) -> GoalDistance:
     return head.to(next(model.parameters()).device)
 
 
+TARGETS = ("steps", "goal-error")
+
+
+def goal_error_target(data):
+    """``target(s_i, s_j)``: how far recorded state ``s_i`` is from meeting the goal of being in
+    ``s_j``, by the world's own goal distance (the quantity its success test thresholds: push-t's
+    block pose error in units of its tolerances, two-room's distance to the goal). Needs a built-in
+    world's collection, which records states."""
+    from ..data.store import EpisodeStore
+    from ..envs import is_world, make_world, world_class
+    from .agent import constructor_params
+
+    store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
+    env = store.meta.get("env")
+    if not is_world(env) or not store.has_state:
+        raise WmkitError(f"target 'goal-error' is a built-in world's goal distance between recorded states, but {store.path} "
+                         f"was collected from '{env}'{'' if store.has_state else ' and records no states'}: collect the data "
+                         f"with `wmkit collect --env WORLD`, or fit the step gap (--target steps)")
+    world = make_world(env, 1, int(store.frame_shape("obs/rgb")[0]),
+                       **constructor_params(world_class(env), store.meta.get("world_params") or {}))
+
+    def target(s_i: torch.Tensor, s_j: torch.Tensor) -> torch.Tensor:
+        s_i, s_j = s_i.double().numpy(), s_j.double().numpy()
+        return torch.as_tensor(world.goal_distance(s_i, world.goal_from_state(s_j)), dtype=torch.float32)
+
+    return target
+
+
 def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000, episodes: int = 300,
-                  val_episodes: int = 50, batch_size: int = 512, width: int = 256, seed: int = 0, imagined: int = 0) -> dict:
+                  val_episodes: int = 50, batch_size: int = 512, width: int = 256, seed: int = 0, imagined: int = 0,
+                  target: str = "steps") -> dict:
     """Encode a dataset with ``model``, fit a goal distance, and save it next to the model's
-    checkpoint (or in ``out``). Returns the report, with the folder written."""
+    checkpoint (or in ``out``). Returns the report, with the folder written.
+
+    ``target`` is what the distance predicts: ``steps``, the env steps between two frames of a
+    recording (needs nothing but the frames); or ``goal-error``, the world's goal distance between
+    the two frames' recorded states (:func:`goal_error_target`), which weighs things as the
+    success test does, learned from states that only the training data needs: planning still
+    sees images alone."""
     import time
 
     start = time.perf_counter()
     if imagined < 0:
         raise WmkitError(f"imagined is a number of model steps (0 turns it off), got {imagined}")
+    if target not in TARGETS:
+        raise WmkitError(f"target {target!r}: expected one of {TARGETS}")
+    target_fn = goal_error_target(data) if target == "goal-error" else None
     if out is None:
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
-    train, train_pred = encode_data(model, data, "train", episodes, imagined=imagined)
-    held_out, held_pred = encode_data(model, data, "val", val_episodes, imagined=imagined)
+    train, train_pred, *train_states = encode_data(model, data, "train", episodes, imagined=imagined, with_states=bool(target_fn))
+    held_out, held_pred, *held_states = encode_data(model, data, "val", val_episodes, imagined=imagined, with_states=bool(target_fn))
     if not held_out:
         raise WmkitError(f"{data} has no held-out (val) episodes to score the goal distance on; collect more episodes")
     encoded = time.perf_counter() - start
     head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed,
-                                     imagined=(train_pred, held_pred) if imagined else None)
-    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
+                                     imagined=(train_pred, held_pred) if imagined else None,
+                                     states=(train_states[0], held_states[0]) if target_fn else None, target=target_fn,
+                                     unit="steps" if target_fn is None else "goal-error")
+    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset, "target": target,
             "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
             "report": report,
             "seconds": {"encode": round(encoded, 1), "fit": round(time.perf_counter() - start - encoded, 1)}}
