@@ -129,6 +129,8 @@ def test_learned_distance_commands(tmp_path):
     assert [r["agent"] for r in report["results"]] == ["model", "oracle", "true-dynamics"]
     assert json.loads((tmp_path / "plan2.json").read_text())["hold"] is True
     assert json.loads((tmp_path / "plan3.json").read_text())["hold"] is True  # the predictor trained on stored latents
+    assert json.loads((tmp_path / "plan4.json").read_text())["hold"] is True  # with the distance fitted to the goal error
+    assert json.loads((tmp_path / "runs/push-t-goal-error/distance.json").read_text())["target"] == "goal-error"
     assert len(json.loads((tmp_path / "cand.json").read_text())["rows"]) == 4
     response = json.loads((tmp_path / "response.json").read_text())["groups"]
     assert set(response) == {"agent_x,agent_y", "block_x,block_y,block_angle"} and response["agent_x,agent_y"]["windows"] > 0
