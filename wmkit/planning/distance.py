@@ -18,6 +18,11 @@ quite the encoder's. With ``imagined=H``, half of the pairs start instead from t
 open-loop prediction of that frame, 1 to H model steps after a real context, made with the
 recorded actions, so the distance is fitted on what it will be asked about.
 
+With ``target="goal-error"`` the number is instead the world's own goal distance between the two
+frames' recorded states (push-t: the block's pose error in units of its tolerances), for
+collections of built-in worlds: it weighs things as the success test does, at the price of
+needing states in the fitting data (planning still reads images only).
+
 On disk, next to the checkpoint it was fitted on (``RUN/goal-distance/step-N/``):
 ``distance.safetensors`` (weights and the latent normalisation) and ``distance.json`` (shape, the
 fit's settings and its held-out scores).
@@ -357,17 +362,18 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
-    train, train_pred, *train_states = encode_data(model, data, "train", episodes, imagined=imagined, with_states=bool(target_fn))
-    held_out, held_pred, *held_states = encode_data(model, data, "val", val_episodes, imagined=imagined, with_states=bool(target_fn))
+    labelled = target_fn is not None
+    train, train_pred, *train_states = encode_data(model, data, "train", episodes, imagined=imagined, with_states=labelled)
+    held_out, held_pred, *held_states = encode_data(model, data, "val", val_episodes, imagined=imagined, with_states=labelled)
     if not held_out:
         raise WmkitError(f"{data} has no held-out (val) episodes to score the goal distance on; collect more episodes")
     encoded = time.perf_counter() - start
     head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed,
                                      imagined=(train_pred, held_pred) if imagined else None,
-                                     states=(train_states[0], held_states[0]) if target_fn else None, target=target_fn,
-                                     unit="steps" if target_fn is None else "goal-error")
-    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset, "target": target,
-            "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
+                                     states=(train_states[0], held_states[0]) if labelled else None, target=target_fn,
+                                     unit=target)
+    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
+            "target": target, "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
             "report": report,
             "seconds": {"encode": round(encoded, 1), "fit": round(time.perf_counter() - start - encoded, 1)}}
     folder = save_goal_distance(out, head, meta)
