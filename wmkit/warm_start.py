@@ -1,0 +1,68 @@
+"""Starting a run from a trained one (``init_from``), and what stays fixed while it trains.
+
+``freeze_encoder`` keeps the representation (encoder and projector) exactly as trained, so only the
+predictor and heads learn; those may then differ from the source run's (:data:`PREDICTOR_FIELDS`).
+``pred_decoded_weight`` draws predictions with the source run's pixel decoder, which is copied and
+kept fixed too. Fixed parts stay in evaluation mode (BatchNorm statistics frozen).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import TrainConfig
+from .errors import WmkitError
+from .log import logger
+from .models import WorldModel
+
+
+def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
+    """Training mode, except the fixed parts (a frozen encoder and projector, the decoder that
+    pred_decoded_weight draws with), which stay in evaluation mode."""
+    model.train()
+    if cfg.freeze_encoder:
+        model.encoder.eval()
+        model.projector.eval()
+    if cfg.pred_decoded_weight > 0:
+        model.decoder.eval()
+
+
+# model settings that shape the predictor and heads, not the latent: they may change under freeze_encoder
+PREDICTOR_FIELDS = frozenset({"predictor", "predictor_width", "predictor_depth", "predictor_heads", "history",
+                              "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "inverse_frames",
+                              "inverse_head", "decoder"})
+
+
+def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
+    """``init_from`` and ``freeze_encoder``: start from a trained model, optionally freezing its
+    representation so that only the predictor (and heads) learn."""
+    if cfg.init_from:
+        source = WorldModel.from_checkpoint(cfg.init_from)
+        differ = {k: (v, getattr(model.cfg, k)) for k, v in dataclasses.asdict(source.cfg).items() if getattr(model.cfg, k) != v}
+        # a frozen representation may get a new predictor (and heads): only what makes the latent must match
+        blocking = {k: v for k, v in differ.items() if not (cfg.freeze_encoder and k in PREDICTOR_FIELDS)}
+        if blocking:
+            raise WmkitError(f"init_from={cfg.init_from}: its model config differs from this run's in "
+                             + ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in blocking.items())
+                             + "; pass the same model.* settings"
+                             + ("" if cfg.freeze_encoder or not set(blocking) <= PREDICTOR_FIELDS else
+                                " (with freeze_encoder=true only the encoder's settings must match: the predictor may differ)"))
+        if cfg.pred_decoded_weight > 0 and source.decoder is None:
+            raise WmkitError(f"pred_decoded_weight={cfg.pred_decoded_weight} draws predictions with init_from's pixel decoder, "
+                             f"but {cfg.init_from} has none: start from a run trained with recon_weight > 0")
+        if differ:  # a new predictor on the frozen encoder: copy the representation only (and the decoder it is drawn with)
+            parts = ("encoder", "projector") + (("decoder",) if model.decoder is not None and source.decoder is not None else ())
+            for part in parts:
+                getattr(model, part).load_state_dict(getattr(source, part).state_dict())
+            logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; the predictor and heads start afresh "
+                        f"(the model settings differ in {', '.join(sorted(differ))})")
+        else:
+            model.load_state_dict(source.state_dict())
+    if cfg.freeze_encoder:
+        if not cfg.init_from:
+            raise WmkitError("freeze_encoder=true needs init_from=RUN: freezing a random encoder trains a predictor on noise")
+        model.encoder.requires_grad_(False)
+        model.projector.requires_grad_(False)
+    if cfg.pred_decoded_weight > 0:
+        model.decoder.requires_grad_(False)
+    set_train_mode(model, cfg)
