@@ -32,9 +32,9 @@ import torch
 
 from ..config import PlanEvalConfig
 from ..data.store import EpisodeStore
-from ..envs import make_world, world_class
+from ..envs import make_world
 from ..errors import WmkitError
-from ..planning.agent import constructor_params, frames_to_tensor
+from ..planning.agent import collected_world_params, frames_to_tensor
 from ..planning.costs import latent_cost, reduce_horizon
 from .stats import spearman
 
@@ -103,7 +103,7 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
     k, horizon, size = model.frame_skip, cfg.horizon, model.cfg.image_size
     steps = horizon * k
     store = EpisodeStore(data)
-    params = constructor_params(world_class(env), store.meta.get("world_params") or {})
+    params = collected_world_params(store)
     b = len(pairs)
     sim = make_world(env, b * samples, size, **params)
     if model.cfg.action_dim == 0 or model.cfg.action_dim != k * sim.spec.action_dim:

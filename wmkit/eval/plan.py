@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..envs import is_world, make_world, world_class
+from ..envs import is_world, make_world
 from ..envs.sources import episode_seed
 from ..config import PlanEvalConfig
 from ..errors import WmkitError
@@ -200,10 +200,9 @@ def dataset_goals(model, env: str | None, cfg: PlanEvalConfig, num_pairs: int | 
     if store.frame_shape("obs/rgb")[:2] != (size, size):
         raise WmkitError(f"{cfg.goals_from} holds {store.frame_shape('obs/rgb')[:2]} frames but the model takes {size}x{size}")
     if source_is_world:
-        from ..planning.agent import constructor_params
+        from ..planning.agent import collected_world_params
 
-        # the world as the data was collected (e.g. a non-default success radius)
-        accepted = constructor_params(world_class(data_env), store.meta.get("world_params") or {})
+        accepted = collected_world_params(store)  # the world as the data was collected
         probe = make_world(data_env, 1, size, **accepted)
 
         def already_met(start, goal):

@@ -317,8 +317,8 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
     (:class:`~wmkit.planning.distance.GoalDistance`), each variable also gets the median distance it
     predicts from the moved frame to the unmoved one, in env steps, beside the unmoved frame's own
     (``distance_unmoved``, ideally 0): what a planner with ``--metric learned`` weighs it by."""
-    from ..envs import make_world, world_class
-    from ..planning.agent import constructor_params
+    from ..envs import make_world
+    from ..planning.agent import collected_world_params
 
     store, env = rendering_store(model, data, "latent sensitivity")
     if num_states < 2 or scale <= 0:
@@ -335,7 +335,7 @@ def latent_sensitivity(model, data, num_states: int = 256, scale: float = 0.25, 
         if sum(len(s) for s in states) >= num_states:
             break
     base = np.concatenate(states)[:num_states].astype(np.float64)
-    params = constructor_params(world_class(env), store.meta.get("world_params") or {})
+    params = collected_world_params(store)
     world = make_world(env, len(base), model.cfg.image_size, tuple(model.cfg.obs_keys), **params)
     world.reset(list(range(len(base))))
 

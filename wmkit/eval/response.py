@@ -46,8 +46,8 @@ def motion_response(model, data, groups: list[list[str]], horizon: int = 1, wind
     the model's training data, of which only the episodes training held out for validation count).
     ``min_move``: a window counts for a group when ``|d|`` exceeds this times the median distance of
     a latent from the mean latent. Returns ``{"groups": {name: {...}}, ...}``."""
-    from ..envs import make_world, world_class
-    from ..planning.agent import constructor_params
+    from ..envs import make_world
+    from ..planning.agent import collected_world_params
 
     store, env = rendering_store(model, data, "the response")
     meta = getattr(model, "checkpoint_meta", None) or {}
@@ -72,7 +72,7 @@ def motion_response(model, data, groups: list[list[str]], horizon: int = 1, wind
                          f"gives {ds.action_dim}-d action blocks: evaluate on the data (and frame_skip) it was trained with")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(ds), size=min(windows, len(ds)), replace=False))
-    params = constructor_params(world_class(env), store.meta.get("world_params") or {})
+    params = collected_world_params(store)
     model.eval()
     rows = [[] for _ in groups]  # per window: <p - z_held, d>, |d|^2, |p - z|^2, |d|
     truths = []

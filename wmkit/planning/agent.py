@@ -240,6 +240,15 @@ def _world_params(world) -> dict:
     return constructor_params(type(base), base.spec.extra)
 
 
+def collected_world_params(store) -> dict:
+    """Constructor parameters of the built-in world a collection (an ``EpisodeStore``) was recorded
+    from: its stored ``world_params`` that the world accepts, so that a world made again to replay,
+    re-render or score the data is the one that recorded it (e.g. a non-default success radius)."""
+    from ..envs import world_class
+
+    return constructor_params(world_class(store.meta["env"]), store.meta.get("world_params") or {})
+
+
 def constructor_params(world_cls, extra: dict) -> dict:
     """The entries of a world spec's ``extra`` (or a dataset's ``world_params``) that the world's
     constructor accepts, lists turned back into tuples."""

@@ -173,15 +173,15 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
             if [len(s) for s in eps] != [len(z) for z in lat]:
                 raise WmkitError(f"the {name} states must be one per latent, episode by episode: got {len(eps)} episodes of "
                                  f"{[len(s) for s in eps][:4]}... states for {len(lat)} of {[len(z) for z in lat][:4]}... latents")
-        train_states = {"states": _padded([states[0][i].float() for i in keep_train]), "target": target}
-        held_states = {"states": _padded([states[1][i].float() for i in keep_held]), "target": target}
+        train_labels = {"states": _padded([states[0][i].float() for i in keep_train]), "target": target}
+        held_labels = {"states": _padded([states[1][i].float() for i in keep_held]), "target": target}
     else:
-        train_states = held_states = {}
+        train_labels = held_labels = {}
     dim = train[0].shape[-1]
     generator = torch.Generator().manual_seed(seed)
     scale = STEP_SCALE
     if target is not None:  # the target's typical size, so that the network's output is of order 1
-        scale = float(_pairs(*train_bank, 4096, max_offset, torch.Generator().manual_seed(seed), **train_states)[2].mean())
+        scale = float(_pairs(*train_bank, 4096, max_offset, torch.Generator().manual_seed(seed), **train_labels)[2].mean())
         if not scale > 0:
             raise WmkitError(f"the target is 0 on every sampled training pair ({unit}): nothing to fit")
     with torch.random.fork_rng():  # seeded initialisation without touching the caller's generator
@@ -194,7 +194,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     head.train()
     for _ in range(steps):
-        z, g, k, _ = _pairs(*train_bank, batch_size, max_offset, generator, train_pred, **train_states)
+        z, g, k, _ = _pairs(*train_bank, batch_size, max_offset, generator, train_pred, **train_labels)
         loss = nn.functional.smooth_l1_loss(head(z, g) / scale, k / scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -202,7 +202,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
         sched.step()
     head.eval()
     with torch.no_grad():
-        z, g, k, _ = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), **held_states)
+        z, g, k, _ = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), **held_labels)
         pred = head(z, g)
         l2 = (z - g).pow(2).sum(-1)
     report = {"held_out_pairs": int(len(k)), "unit": unit, "mae": float((pred - k).abs().mean()),
@@ -212,7 +212,7 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     if imagined:
         with torch.no_grad():
             z, g, k, swapped = _pairs(*held_bank, 4096, max_offset, torch.Generator().manual_seed(seed + 1), held_pred, 1.0,
-                                      **held_states)
+                                      **held_labels)
             if swapped == 0:
                 raise WmkitError(f"no held-out frame has a prediction {train_pred.shape[2]} model steps deep: the episodes are "
                                  f"too short for that horizon; lower imagined")
@@ -222,11 +222,10 @@ def fit_goal_distance(train: list[torch.Tensor], held_out: list[torch.Tensor], m
     return head, report
 
 
-def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1, imagined: int = 0,
-                with_states: bool = False):
-    """Latents ``(T, D)`` of up to ``max_episodes`` episodes of one split of a dataset, and with
-    ``imagined`` > 0 the model's predictions of them (:func:`imagine`; else None); with
-    ``with_states`` also the episodes' recorded states ``(T, S)``, as a third item."""
+def encode_data(model, data, split: str, max_episodes: int, val_fraction: float = 0.1, imagined: int = 0):
+    """Latents ``(T, D)`` of up to ``max_episodes`` episodes of one split of a dataset; with
+    ``imagined`` > 0 the model's predictions of them (:func:`imagine`; else None); and the episodes'
+    recorded states ``(T, S)`` (None for an episode without)."""
     from ..data.store import EpisodeStore
     from ..data.windows import split_episodes
     from ..eval.probe import encode_frames
@@ -246,11 +245,8 @@ def encode_data(model, data, split: str, max_episodes: int, val_fraction: float 
         latents.append(encode_frames(model, ep.obs))
         if imagined:
             predictions.append(imagine(model, latents[-1], ep.actions, imagined))
-        if with_states:
-            states.append(torch.as_tensor(ep.state, dtype=torch.float64))
-    if with_states:
-        return latents, (predictions if imagined else None), states
-    return latents, (predictions if imagined else None)
+        states.append(None if ep.state is None else torch.as_tensor(ep.state, dtype=torch.float64))
+    return latents, (predictions if imagined else None), states
 
 
 def distance_folder(checkpoint_path) -> Path:
@@ -320,8 +316,8 @@ def goal_error_target(data):
     block pose error in units of its tolerances, two-room's distance to the goal). Needs a built-in
     world's collection, which records states."""
     from ..data.store import EpisodeStore
-    from ..envs import is_world, make_world, world_class
-    from .agent import constructor_params
+    from ..envs import is_world, make_world
+    from .agent import collected_world_params
 
     store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
     env = store.meta.get("env")
@@ -329,8 +325,7 @@ def goal_error_target(data):
         raise WmkitError(f"target 'goal-error' is a built-in world's goal distance between recorded states, but {store.path} "
                          f"was collected from '{env}'{'' if store.has_state else ' and records no states'}: collect the data "
                          f"with `wmkit collect --env WORLD`, or fit the step gap (--target steps)")
-    world = make_world(env, 1, int(store.frame_shape("obs/rgb")[0]),
-                       **constructor_params(world_class(env), store.meta.get("world_params") or {}))
+    world = make_world(env, 1, int(store.frame_shape("obs/rgb")[0]), **collected_world_params(store))
 
     def target(s_i: torch.Tensor, s_j: torch.Tensor) -> torch.Tensor:
         s_i, s_j = s_i.double().numpy(), s_j.double().numpy()
@@ -362,15 +357,14 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
-    labelled = target_fn is not None
-    train, train_pred, *train_states = encode_data(model, data, "train", episodes, imagined=imagined, with_states=labelled)
-    held_out, held_pred, *held_states = encode_data(model, data, "val", val_episodes, imagined=imagined, with_states=labelled)
+    train, train_pred, train_states = encode_data(model, data, "train", episodes, imagined=imagined)
+    held_out, held_pred, held_states = encode_data(model, data, "val", val_episodes, imagined=imagined)
     if not held_out:
         raise WmkitError(f"{data} has no held-out (val) episodes to score the goal distance on; collect more episodes")
     encoded = time.perf_counter() - start
     head, report = fit_goal_distance(train, held_out, max_offset, steps, batch_size, width, seed=seed,
                                      imagined=(train_pred, held_pred) if imagined else None,
-                                     states=(train_states[0], held_states[0]) if labelled else None, target=target_fn,
+                                     states=(train_states, held_states) if target_fn else None, target=target_fn,
                                      unit=target)
     meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
             "target": target, "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
