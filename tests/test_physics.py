@@ -304,3 +304,79 @@ def test_rollout_error_on_windows_where_a_variable_moves(two_room_data):
         rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("x", 1e9))
     with pytest.raises(WmkitError, match=r"got .nothing., the data has \[.x., .y."):
         rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("nothing", 1.0))
+
+
+def test_visible_fraction_is_the_share_of_a_ball_the_screen_leaves_in_view():
+    from wmkit.envs.balls import BALL_FIELDS, visible_fraction
+
+    def state(x, y, r=0.06, square=0.0, visible=1.0):
+        ball = np.zeros(len(BALL_FIELDS))
+        ball[[0, 1, 4, 8, 9]] = x, y, r, square, visible
+        return np.concatenate([ball, [0.4, 0.2, 0.7, 1.0]])  # one ball and the screen
+
+    states = np.stack([state(0.2, 0.5), state(0.55, 0.6), state(0.4, 0.6), state(0.4, 0.6, square=1.0),
+                       state(0.2, 0.5, visible=0.0), state(0.55, 0.2)])
+    f = visible_fraction(states, 1)[:, 0]
+    assert f[0] == 1.0 and f[1] == 0.0 and f[4] == 0.0  # in full view; wholly behind; flagged invisible
+    assert abs(f[2] - 0.5) < 0.05 and abs(f[3] - 0.5) < 0.05  # centred on the screen's edge: half, disk or square
+    assert abs(f[5] - 0.5) < 0.05  # half above the screen's top
+
+
+def test_balls_probe_reads_explicit_positions_exactly_and_only_where_a_frame_shows_the_ball(tmp_path):
+    """A latent that holds each colour's drawn centroid probes at R^2 ~1 for positions: the probe
+    asks only for balls at least half in view, in every frame of its history."""
+    from types import SimpleNamespace
+
+    from wmkit.cli import main
+    from wmkit.envs.balls import PALETTE
+    from wmkit.eval.probe import MIN_IN_VIEW, probe_state, probe_targets
+
+    class Centroids(torch.nn.Module):  # per colour: the centroid of its pixels and their count
+        def __init__(self):
+            super().__init__()
+            self.unused, self.cfg = torch.nn.Parameter(torch.zeros(1)), SimpleNamespace(obs_keys=("rgb",))
+
+        def encode(self, obs):
+            x = obs["rgb"].float()
+            x = x * 255 if x.max() <= 1.5 else x
+            palette = torch.tensor(PALETTE, dtype=torch.float32)[None, :, :, None, None]
+            mask = (((x[:, None] - palette) ** 2).sum(2) < 40**2).float()  # (N, colours, H, W)
+            ys, xs = torch.meshgrid(torch.arange(x.shape[2]).float(), torch.arange(x.shape[3]).float(), indexing="ij")
+            area = mask.sum((2, 3))
+            return torch.cat([(mask * xs).sum((2, 3)) / area.clamp(min=1), (mask * ys).sum((2, 3)) / area.clamp(min=1), area], 1)
+
+    data = tmp_path / "balls"
+    assert main(["collect", "--env", "balls", "--episodes", "60", "--params", json.dumps(PARAMS), "--out", str(data)]) == 0
+    r2 = probe_state(Centroids(), data, val_fraction=0.34, history=2)
+    positions = [v for k, v in r2.items() if k.endswith(("_x", "_y"))]
+    assert len(positions) >= 8 and min(positions) > 0.99
+    # the rows a ball counts on: those that show at least MIN_IN_VIEW of it
+    from wmkit.data.store import EpisodeStore
+    from wmkit.envs.balls import visible_fraction
+
+    store = EpisodeStore(data)
+    states = np.concatenate([store.load_episode(i).state for i in range(10)])
+    names, _, masks = probe_targets(store.meta, states)
+    shown = visible_fraction(states, 2)
+    is_red = [np.all(np.abs(states[:, 10 * b + 5 : 10 * b + 8] - PALETTE[0]) < 1e-6, 1) for b in range(2)]
+    red_shown = np.where(is_red[0], shown[:, 0], np.where(is_red[1], shown[:, 1], 0.0))
+    assert 0 < masks[:, names.index("red_x")].sum() < len(states)
+    np.testing.assert_array_equal(masks[:, names.index("red_x")], red_shown >= MIN_IN_VIEW)
+
+
+def test_ridge_probe_picks_its_strength_on_held_out_training_rows():
+    """Few rows and many rarely active features: the smallest penalty fits their noise; the picked
+    one does at least as well as the best fixed strength within a margin."""
+    from wmkit.eval.probe import RIDGE_ALPHAS, ridge_r2
+
+    rng = np.random.default_rng(1)
+    n, k = 600, 300
+    sparse = (rng.random((n, k)) < 0.01) * rng.normal(size=(n, k))  # rarely active, pure noise
+    signal = rng.normal(size=(n, 1))
+    features = np.concatenate([signal, sparse], 1)
+    target = signal + 0.3 * rng.normal(size=(n, 1))
+    tr, te = slice(0, 400), slice(400, None)
+    fixed = [ridge_r2(features[tr], target[tr], features[te], target[te], alpha=a)[0] for a in RIDGE_ALPHAS]
+    picked = ridge_r2(features[tr], target[tr], features[te], target[te])[0]
+    assert fixed[0] < max(fixed) - 0.02  # the weakest penalty overfits here
+    assert picked > max(fixed) - 0.02

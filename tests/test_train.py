@@ -197,6 +197,31 @@ def test_predictor_on_a_frozen_encoder(two_room_data, tmp_path):
         train(configs(max_steps=3, init_from=str(tmp_path / "a"))[0], other, two_room_data, tmp_path / "f", show_progress=False)
 
 
+def test_frozen_encoder_continues_a_predictor_of_the_same_shapes(two_room_data, tmp_path):
+    """init_from + freeze_encoder with other predictor settings: a predictor whose weights keep their
+    names and shapes (an MLP predictor read with a longer history) continues from the source's
+    weights; one of another shape starts afresh."""
+    import dataclasses
+
+    from wmkit.models import WorldModel as Model
+    from wmkit.warm_start import init_weights
+
+    tcfg, mcfg = configs(max_steps=2)
+    mlp = dataclasses.replace(mcfg, predictor="mlp")
+    train(tcfg, mlp, two_room_data, tmp_path / "a", show_progress=False)
+    trained = WorldModel.from_checkpoint(tmp_path / "a")
+    source, mlp = trained.state_dict(), trained.cfg  # the settings the run was built with (its action size)
+    warm = configs(init_from=str(tmp_path / "a"), freeze_encoder=True)[0]
+    for cfg, continues in ((dataclasses.replace(mlp, history=mlp.history + 2), True),
+                           (dataclasses.replace(mlp, predictor_width=2 * mlp.predictor_width), False)):
+        model = Model(cfg)
+        init_weights(model, warm)
+        state = model.state_dict()
+        assert all(torch.equal(source[k], state[k]) for k in source if k.startswith("encoder."))
+        same = [source[k].shape == state[k].shape and torch.equal(source[k], state[k]) for k in source if k.startswith("predictor.")]
+        assert all(same) if continues else not any(same)
+
+
 def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room_data, tmp_path):
     """cache_latents: the frozen encoder runs once per frame instead of once per window, and the
     predictor learns the same thing (same prediction-loss curve, same weights, to float tolerance)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from .config import TrainConfig
 from .errors import WmkitError
 from .log import logger
@@ -52,9 +54,14 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
                              f"but {cfg.init_from} has none: start from a run trained with recon_weight > 0")
         if differ:  # a new predictor on the frozen encoder: copy the representation only (and the decoder it is drawn with)
             parts = ("encoder", "projector") + (("decoder",) if model.decoder is not None and source.decoder is not None else ())
+            # a predictor whose weights have the same names and shapes (a recurrent one read over a longer history,
+            # another dropout) continues from the source's weights instead of starting afresh
+            if _same_shapes(model.predictor, source.predictor):
+                parts += ("predictor",)
             for part in parts:
                 getattr(model, part).load_state_dict(getattr(source, part).state_dict())
-            logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; the predictor and heads start afresh "
+            fresh = "the heads start afresh" if "predictor" in parts else "the predictor and heads start afresh"
+            logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; {fresh} "
                         f"(the model settings differ in {', '.join(sorted(differ))})")
         else:
             model.load_state_dict(source.state_dict())
@@ -66,3 +73,8 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     if cfg.pred_decoded_weight > 0:
         model.decoder.requires_grad_(False)
     set_train_mode(model, cfg)
+
+
+def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)

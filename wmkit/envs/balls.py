@@ -25,6 +25,31 @@ BALL_FIELDS = ("x", "y", "vx", "vy", "radius", "r", "g", "b", "shape", "visible"
 OCCLUDER_FIELDS = ("occ_x0", "occ_y0", "occ_x1", "occ_y1")
 
 
+# points spread evenly over the unit disk and the unit square: a ball's share in view is the share of
+# its points outside the screen (exact to a few % of its area)
+_U = (np.arange(16) + 0.5) / 8.0 - 1.0  # cell centres of a 16 x 16 grid over [-1, 1]
+_GX, _GY = np.meshgrid(_U, _U)
+_SQUARE = np.stack([_GX.ravel(), _GY.ravel()], 1)
+_DISK = _SQUARE[(_SQUARE**2).sum(1) <= 1.0]
+
+
+def visible_fraction(states: np.ndarray, num_balls: int) -> np.ndarray:
+    """``(N, num_balls)``: the share of each ball's area that a frame shows, from recorded states
+    ``(N, S)``: 0 for a ball flagged invisible or wholly behind the screen, 1 for one in full view.
+    Balls are drawn before the screen, so the screen hides what lies under it."""
+    per = len(BALL_FIELDS)
+    balls = states[:, : num_balls * per].reshape(len(states), num_balls, per)
+    occ = states[:, num_balls * per : num_balls * per + 4][:, None, None, :]
+    x, y, r, square = balls[..., 0], balls[..., 1], balls[..., 4], balls[..., 8] > 0.5
+    shares = []
+    for points, pick in ((_DISK, ~square), (_SQUARE, square)):
+        px = x[..., None] + r[..., None] * points[:, 0]
+        py = y[..., None] + r[..., None] * points[:, 1]
+        behind = (px >= occ[..., 0]) & (px <= occ[..., 2]) & (py >= occ[..., 1]) & (py <= occ[..., 3])
+        shares.append(np.where(pick, 1.0 - behind.mean(-1), 0.0))
+    return (shares[0] + shares[1]) * (balls[..., 9] > 0.5)
+
+
 class Balls(World):
     def __init__(
         self,

@@ -48,8 +48,9 @@ def stack_history(z: np.ndarray, history: int) -> np.ndarray:
 @torch.no_grad()
 def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size: int = 256, max_frames: int | None = None,
                     history: int = 1):
-    """Features ``(N, history*D)`` (latents of the last ``history`` frames) and states ``(N, S)`` of
-    every frame of the given episode rows that has ``history - 1`` frames before it."""
+    """Features ``(N, history*D)`` (latents of the last ``history`` frames) and states
+    ``(N, history, S)`` (of the same frames, the last first) of every frame of the given episode rows
+    that has ``history - 1`` frames before it."""
     model.eval()
     zs, states, total = [], [], 0
     for row in episodes:
@@ -59,7 +60,7 @@ def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size
         if ep.num_frames < history:
             continue
         zs.append(stack_history(encode_frames(model, ep.obs, batch_size).numpy(), history))
-        states.append(ep.state[history - 1 :])
+        states.append(stack_history(ep.state, history).reshape(len(zs[-1]), history, -1))
         total += len(zs[-1])
         if max_frames and total >= max_frames:
             break
@@ -68,9 +69,34 @@ def encode_episodes(model, store: EpisodeStore, episodes: np.ndarray, batch_size
     return np.concatenate(zs).astype(np.float64), np.concatenate(states).astype(np.float64)
 
 
-def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3, mask_train=None, mask_test=None) -> np.ndarray:
+# ridge strengths (times the number of training frames, on standardised features) a linear probe
+# picks from, per variable, on held-out training frames: too weak a penalty lets a rarely active
+# feature (a cell a ball seldom crosses) fit noise, too strong a one blurs what is there
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _ridge_fits(z: np.ndarray, y: np.ndarray, alphas) -> list:
+    """One ridge fit ``(mean, scale, y_mean, weights)`` per alpha, from one eigendecomposition.
+    Features are standardised on ``z``; the intercept (the mean of ``y``) is never shrunk."""
+    mu, sd = z.mean(0), z.std(0) + 1e-8
+    a = (z - mu) / sd
+    y_mean = y.mean(0)
+    lam, v = np.linalg.eigh(a.T @ a)
+    proj = v.T @ (a.T @ (y - y_mean))
+    return [(mu, sd, y_mean, v @ (proj / (lam + alpha * len(a))[:, None])) for alpha in alphas]
+
+
+def _r2(fit, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    mu, sd, y_mean, w = fit
+    resid = ((y - ((z - mu) / sd) @ w - y_mean) ** 2).sum(0)
+    return 1.0 - resid / np.maximum(((y - y.mean(0)) ** 2).sum(0), 1e-12)
+
+
+def ridge_r2(z_train, y_train, z_test, y_test, alpha: float | None = None, mask_train=None, mask_test=None) -> np.ndarray:
     """Per-column R^2 on the test set of a ridge fit (features standardised on the train set).
-    With masks ``(N, K)`` bool, column k is fitted and scored on its own rows only."""
+    ``alpha=None`` picks the strength per column from :data:`RIDGE_ALPHAS` by R^2 on the last fifth
+    of the training rows (rows come episode by episode, so that is mostly other episodes), then
+    refits on all of them. With masks ``(N, K)`` bool, column k is fitted and scored on its own rows only."""
     if mask_train is not None:
         out = np.full(y_train.shape[1], np.nan)
         for k in range(y_train.shape[1]):
@@ -78,16 +104,13 @@ def ridge_r2(z_train, y_train, z_test, y_test, alpha: float = 1e-3, mask_train=N
             if tr.sum() > z_train.shape[1] and te.sum() > 1:
                 out[k] = ridge_r2(z_train[tr], y_train[tr, k : k + 1], z_test[te], y_test[te, k : k + 1], alpha)[0]
         return out
-    mu, sd = z_train.mean(0), z_train.std(0) + 1e-8
-    a, b = (z_train - mu) / sd, (z_test - mu) / sd
-    a = np.concatenate([a, np.ones((len(a), 1))], 1)
-    b = np.concatenate([b, np.ones((len(b), 1))], 1)
-    reg = alpha * len(a) * np.eye(a.shape[1])
-    reg[-1, -1] = 0.0  # never shrink the intercept
-    w = np.linalg.solve(a.T @ a + reg, a.T @ y_train)
-    resid = ((y_test - b @ w) ** 2).sum(0)
-    total = ((y_test - y_test.mean(0)) ** 2).sum(0)
-    return 1.0 - resid / np.maximum(total, 1e-12)
+    if alpha is not None:
+        return _r2(_ridge_fits(z_train, y_train, [alpha])[0], z_test, y_test)
+    cut = len(z_train) - len(z_train) // 5
+    checks = np.stack([_r2(f, z_train[cut:], y_train[cut:]) for f in _ridge_fits(z_train[:cut], y_train[:cut], RIDGE_ALPHAS)])
+    best = checks.argmax(0)  # per column
+    fits = _ridge_fits(z_train, y_train, RIDGE_ALPHAS)
+    return np.array([_r2(fits[best[k]], z_test, y_test)[k] for k in range(y_train.shape[1])])
 
 
 def mlp_r2(z_train, y_train, z_test, y_test, mask_train=None, mask_test=None, hidden: int = 256, steps: int = 3000,
@@ -135,6 +158,10 @@ def mlp_r2(z_train, y_train, z_test, y_test, mask_train=None, mask_test=None, hi
 
 
 COLOUR_NAMES = ("red", "blue", "yellow", "green", "purple", "orange")
+# a balls probe reads a ball's position on frames that show at least this share of it: with less, the
+# frame holds little or nothing of where the ball is (the position of a ball that shows no pixel
+# cannot be read from one frame by any probe)
+MIN_IN_VIEW = 0.5
 
 
 # state variables that are angles: a linear probe cannot fit a value that wraps at +-pi, so these
@@ -160,19 +187,17 @@ def _unwrap_angles(env, names: list[str], states: np.ndarray):
 def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """Names, values ``(N, K)`` and row masks (or None) of the variables to probe.
 
-    For ``balls`` data: x, y, vx, vy per ball colour, on frames where that ball is visible and not
-    wholly behind the screen. Otherwise: every state variable as recorded, angles as sin and cos."""
+    For ``balls`` data: x, y, vx, vy per ball colour, on frames that show at least half of that
+    ball (:data:`MIN_IN_VIEW`); a ball mostly behind the screen has no position a frame could show.
+    Otherwise: every state variable as recorded, angles as sin and cos."""
     names = list(meta.get("state_names") or [f"s{i}" for i in range(states.shape[1])])
     if meta.get("env") != "balls":
         return _unwrap_angles(meta.get("env"), names, states)
-    from ..envs.balls import BALL_FIELDS, PALETTE
+    from ..envs.balls import BALL_FIELDS, PALETTE, visible_fraction
 
     nb, per = int((meta.get("world_params") or {}).get("num_balls", (len(names) - 4) // len(BALL_FIELDS))), len(BALL_FIELDS)
     balls = states[:, : nb * per].reshape(len(states), nb, per)
-    occ = states[:, nb * per : nb * per + 4]
-    x, y, r = balls[..., 0], balls[..., 1], balls[..., 4]
-    hidden = (x - r >= occ[:, None, 0]) & (x + r <= occ[:, None, 2]) & (y - r >= occ[:, None, 1])
-    in_view = (balls[..., 9] > 0.5) & ~hidden
+    in_view = visible_fraction(states, nb) >= MIN_IN_VIEW
     out_names, values, masks = [], [], []
     for c, colour in enumerate(PALETTE):
         is_c = np.all(np.abs(balls[..., 5:8] - colour) < 1e-6, axis=-1) & in_view  # (N, nb)
@@ -181,6 +206,17 @@ def probe_targets(meta: dict, states: np.ndarray) -> tuple[list[str], np.ndarray
             values.append(np.where(is_c, balls[..., f], 0.0).sum(1))
             masks.append(is_c.any(1))
     return out_names, np.stack(values, 1), np.stack(masks, 1)
+
+
+def _history_targets(meta: dict, states: np.ndarray):
+    """:func:`probe_targets` of the last frame of each history ``(N, history, S)``; a variable with
+    row masks counts on a row only where every frame of its history has it (a ball's velocity is
+    read from frames that all show the ball)."""
+    names, values, masks = probe_targets(meta, states[:, 0])
+    if masks is not None:
+        for k in range(1, states.shape[1]):
+            masks = masks & probe_targets(meta, states[:, k])[2]
+    return names, values, masks
 
 
 PROBE_KINDS = ("linear", "mlp")
@@ -205,8 +241,8 @@ def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000,
                        f"Use more episodes (the training data: its held-out episodes were not trained on) or raise --val-fraction")
     z_tr, s_tr = encode_episodes(model, store, train_rows, max_frames=max_frames, history=history)
     z_te, s_te = encode_episodes(model, store, val_rows, max_frames=max_frames // 4, history=history)
-    all_names, y_tr, m_tr = probe_targets(store.meta, s_tr)
-    _, y_te, m_te = probe_targets(store.meta, s_te)
+    all_names, y_tr, m_tr = _history_targets(store.meta, s_tr)
+    _, y_te, m_te = _history_targets(store.meta, s_te)
     fit = ridge_r2 if kind == "linear" else mlp_r2
     r2 = fit(z_tr, y_tr, z_te, y_te, mask_train=m_tr, mask_test=m_te)
     unknown = [n for n in names or [] if n not in all_names]
