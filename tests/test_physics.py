@@ -304,6 +304,8 @@ def test_rollout_error_on_windows_where_a_variable_moves(two_room_data):
         rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("x", 1e9))
     with pytest.raises(WmkitError, match=r"got .nothing., the data has \[.x., .y."):
         rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("nothing", 1.0))
+    with pytest.raises(WmkitError, match="more than the predictor reads"):
+        rollout_error(model, two_room_data, horizon=3, context=model.history + 1, windows=8, val_fraction=0.3)
 
 
 def test_visible_fraction_is_the_share_of_a_ball_the_screen_leaves_in_view():

@@ -159,10 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=20000, help="frames encoded for fitting (default 20000)")
     p.add_argument("--history", type=int, default=2,
                    help="latents of this many last frames feed the probe (default 2: velocities need two frames)")
-    p.add_argument("--probe", choices=("linear", "mlp"), default="linear",
+    p.add_argument("--probe", choices=("linear", "mlp", "none"), default="linear",
                    help="linear (ridge, default) or mlp: a small MLP, which can read a variable the latent holds "
-                        "non-linearly (its failing does not prove the variable absent)")
+                        "non-linearly (its failing does not prove the variable absent); none: the rollout error only")
     p.add_argument("--horizon", type=int, default=10, help="open-loop rollout steps to score (default 10; 0 skips)")
+    p.add_argument("--context", type=int, default=None,
+                   help="latents the rollout starts from (default: the model's history), e.g. to compare models of different histories")
     p.add_argument("--windows", type=int, default=256, help="held-out windows for the rollout error (default 256)")
     p.add_argument("--moving", default=None, metavar="NAME:AMOUNT",
                    help="score the rollout only on windows where state variable NAME changes by more than AMOUNT "

@@ -71,14 +71,16 @@ def cmd_eval_probe(args) -> None:
     from .models import WorldModel
 
     model = WorldModel.from_checkpoint(args.ckpt)
-    r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames, history=args.history,
-                     kind=args.probe)
-    width = max(len(k) for k in r2)
-    what = "linear probe" if args.probe == "linear" else "MLP probe"
-    print(f"{'state':<{width}}  R2 ({what} on the latents of the last {args.history} frame(s), held-out episodes)")
-    for name, value in r2.items():
-        print(f"{name:<{width}}  {value:.4f}")
-    result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "probe": args.probe, "r2": r2}
+    result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "probe": args.probe}
+    if args.probe != "none":
+        r2 = probe_state(model, args.data, val_fraction=args.val_fraction, max_frames=args.max_frames, history=args.history,
+                         kind=args.probe)
+        width = max(len(k) for k in r2)
+        what = "linear probe" if args.probe == "linear" else "MLP probe"
+        print(f"{'state':<{width}}  R2 ({what} on the latents of the last {args.history} frame(s), held-out episodes)")
+        for name, value in r2.items():
+            print(f"{name:<{width}}  {value:.4f}")
+        result["r2"] = r2
     if args.horizon > 0:
         moving = None
         if args.moving:
@@ -90,8 +92,8 @@ def cmd_eval_probe(args) -> None:
             if not name or moving is None:
                 raise WmkitError(f"--moving takes NAME:AMOUNT, a state variable and how much it must change (e.g. block_x:10), "
                                  f"got {args.moving!r}")
-        roll = rollout_error(model, args.data, horizon=args.horizon, windows=args.windows, val_fraction=args.val_fraction,
-                             moving=moving)
+        roll = rollout_error(model, args.data, horizon=args.horizon, context=args.context, windows=args.windows,
+                             val_fraction=args.val_fraction, moving=moving)
         only = (f", only those where {moving[0]} changes by more than {moving[1]:g} ({roll['windows']} of "
                 f"{roll['windows_looked_at']} looked at)" if moving else "")
         print(f"\nopen-loop rollout from {roll['context']} frames (frame_skip {roll['frame_skip']}), "

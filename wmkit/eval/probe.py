@@ -277,6 +277,9 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
     context = context or max(1, model.history)
     if horizon < 1 or context < 1:
         raise WmkitError(f"rollout horizon and context must be >= 1, got {horizon} and {context}")
+    if context > max(1, model.history):
+        raise WmkitError(f"a rollout context of {context} latents is more than the predictor reads ({model.history}); "
+                         f"pass --context between 1 and {max(1, model.history)}")
     ds = WindowDataset(store, length=context + horizon, frame_skip=skip, split="val", val_fraction=val_fraction,
                        keys=tuple(model.cfg.obs_keys))
     if ds.action_dim != model.cfg.action_dim:
