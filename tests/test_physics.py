@@ -173,6 +173,39 @@ def test_model_scorer_on_an_untrained_network(suite):
         ModelScorer(depth_model, "m")
 
 
+def test_surprise_of_predictions_made_frames_ahead(suite, generator):
+    """--ahead K: frame t is scored by the K-step open-loop prediction from the context ending at
+    frame t-K; the controls predict as far: copy the frame K back, the true physics K steps on."""
+    from wmkit.config import ModelConfig
+    from wmkit.models import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(channels=8, embed_dim=16, predictor_width=32, predictor_depth=1, predictor_heads=2,
+                                   history=4, image_size=32)).eval()
+    for layer in model.predictor.modules():  # a predictor that moves its input, not the zero-initialised copy
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    clips = suite["colour"][0].frames[:2]
+    one, three = ModelScorer(model, "m", contexts=[2]), ModelScorer(model, "m", contexts=[2], ahead=3)
+    e1, e3 = one.errors(clips, None, 2), three.errors(clips, None, 2)
+    assert np.isnan(e1[:, :2]).all() and np.isfinite(e1[:, 2:]).all()
+    assert np.isnan(e3[:, :4]).all() and np.isfinite(e3[:, 4:]).all()  # first scored: frame context + K - 1
+    with torch.no_grad():  # frame 7 by hand: frames 3-4 as context, three imagined steps
+        z = torch.cat([model.encode(torch.from_numpy(c).permute(0, 3, 1, 2)).float()[None] for c in clips])
+        imagined = model.rollout(z[:, 3:5], z.new_zeros(2, 3, 0), past_actions=z.new_zeros(2, 1, 0))[:, -1]
+        np.testing.assert_allclose(e3[:, 7], ((imagined - z[:, 7]) ** 2).mean(-1).numpy(), rtol=1e-4, atol=1e-7)
+    assert not np.allclose(e1[:, 7], e3[:, 7])
+    copy = CopyLastScorer(3).errors(clips, None, 1)
+    f = clips.astype(np.float32) / 255
+    np.testing.assert_allclose(copy[:, 5], ((f[:, 5] - f[:, 2]) ** 2).reshape(2, -1).mean(-1), rtol=1e-5)
+    assert CopyLastScorer(3).name == "copy the frame 3 back" and np.isnan(copy[:, :3]).all()
+    assert evaluate(OracleScorer(generator, ahead=3), suite, bootstrap=0)["fixed"]["overall"]["pairwise"] == 1.0
+    with pytest.raises(WmkitError, match="too short for a context of 2 frames and predictions 15"):
+        ModelScorer(model, "m", contexts=[2], ahead=15).errors(clips, None, 2)
+    with pytest.raises(WmkitError, match="--ahead must be at least 1"):
+        CopyLastScorer(0)
+
+
 def test_bad_generator_input():
     with pytest.raises(WmkitError, match="at least 12 frames"):
         VoEGenerator(PARAMS, length=8)
@@ -203,6 +236,11 @@ def test_eval_physics_command_on_a_debug_model(tmp_path):
     assert result["world_params"]["num_balls"] == 2 and result["matched"] == {"permanence": True, "solidity": False}
     assert result["results"][-1]["fixed"]["overall"]["pairwise"] == 1.0
     assert plot.read_text().startswith("<svg")
+    assert main(["eval", "physics", "--ckpt", str(run), "--sets", "2", "--length", "12", "--bootstrap", "0", "--ahead", "3",
+                 "--properties", "permanence", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["ahead"] == 3 and result["results"][2]["name"] == "copy the frame 3 back"
+    assert result["results"][-1]["fixed"]["overall"]["pairwise"] == 1.0
     # a model trained with actions is refused with a way out
     two_room = tmp_path / "tr"
     assert main(["collect", "--preset", "debug", "--out", str(two_room)]) == 0

@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", default=None, help="comma-separated context lengths to score (default 1..model history)")
     p.add_argument("--context", type=int, default=None, help="the fixed context length reported first (default: the longest, at most length/3)")
     p.add_argument("--reducer", choices=["mean", "max"], default="mean", help="clip surprise from frame errors (default mean)")
+    p.add_argument("--ahead", type=int, default=1,
+                   help="score each frame by the prediction made this many frames earlier, open loop (default 1: the next "
+                        "frame); the model then cannot adjust to an impossible event frame by frame. The controls use the same")
     p.add_argument("--properties", default=None, help="comma-separated subset of permanence,continuity,colour,shape,inertia,solidity")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default 1000; 0 skips)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated suite (default 0)")

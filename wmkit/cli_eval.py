@@ -118,11 +118,13 @@ def cmd_eval_physics(args) -> None:
         raise WmkitError(f"--params must be a JSON object of balls-world parameters, got {args.params!r}")
     out = run_physics(args.ckpt, sets=args.sets, length=args.length, contexts=contexts, fixed_context=args.context,
                       reducer=args.reducer, properties=properties, bootstrap=args.bootstrap, seed=args.seed, params=params,
-                      control_draws=args.control_draws)
+                      control_draws=args.control_draws, ahead=args.ahead)
     results = out["results"]
     unmatched = [p for p, m in out["matched"].items() if not m]
     print(f"violation-of-expectation suite: {out['sets_per_property']} sets per property, {out['clip_length']}-frame clips, "
-          f"surprise = {results[0]['reducer']} prediction error" + (f"; not frame-matched: {', '.join(unmatched)}" if unmatched else ""))
+          f"surprise = {results[0]['reducer']} prediction error"
+          + (f" of predictions {out['ahead']} frames ahead (open loop)" if out["ahead"] > 1 else "")
+          + (f"; not frame-matched: {', '.join(unmatched)}" if unmatched else ""))
     for title, kind, metric in (("pairwise accuracy %, fixed context [95% CI]", "fixed", "pairwise"),
                                 ("pairwise accuracy %, best context per property (optimistic)", "best", "pairwise"),
                                 ("AUROC %, fixed context", "fixed", "auroc"),

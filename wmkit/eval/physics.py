@@ -3,7 +3,9 @@
 Surprise is a model's error at predicting each frame from the ones before it, measured in the
 model's own output space: the latent for JEPA models, pixels for the pixel-reconstruction baseline.
 For a context of ``c`` frames, frame ``t`` is predicted from frames ``t-c .. t-1`` (a sliding
-window); a clip's surprise is the mean (or max) over its predicted frames. A clip is scored for
+window); a clip's surprise is the mean (or max) over its predicted frames. With ``ahead`` = K,
+frame ``t`` is predicted open loop from frames ``t-K-c+1 .. t-K``: an expectation formed K frames
+earlier, which the frames in between cannot wear down. A clip is scored for
 every context length up to the model's history; *fixed-context* numbers use one length chosen in
 advance (the model's history, capped by the clip), *best-context* numbers pick the best per
 property after the fact and are optimistic by construction: both are reported, separately.
@@ -15,8 +17,10 @@ be frame-matched, is reported on its own), each with a bootstrap 95% interval ov
   surprising than the impossible ones (ties count one half). In a frame-matched set the windows that
   do not straddle the splice are the same in the possible and the impossible pair of clips, so the
   totals differ only by the surprise where the violation happens: a scorer that merely finds some
-  content harder to predict (a ball is harder than an empty screen) lands exactly at chance.
-  Comparing single clips instead would reward or punish such content effects;
+  content harder to predict (a ball is harder than an empty screen) lands exactly at chance. (With
+  ``ahead`` > 1 the frame pairs K apart across the splice differ between the two pairs of clips, so
+  this holds only as far as the controls, scored with the same K, show it.) Comparing single clips
+  instead would reward or punish such content effects;
 - AUROC of surprise as a detector of impossible clips;
 - single-clip accuracy: a threshold set at the 90th percentile of the surprise of the possible clips
   of half of the sets (calibration), then the balanced accuracy of "surprise > threshold" on the
@@ -227,8 +231,9 @@ def world_params_of(model) -> dict:
 
 def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=None, fixed_context: int | None = None,
                 reducer: str = "mean", properties=PROPERTIES, bootstrap: int = 1000, seed: int = 0,
-                params: dict | None = None, show_progress: bool = True, control_draws: int = 4) -> dict:
-    """Score every checkpoint and the three controls on the same generated suite."""
+                params: dict | None = None, show_progress: bool = True, control_draws: int = 4, ahead: int = 1) -> dict:
+    """Score every checkpoint and the three controls on the same generated suite, every scorer with
+    predictions ``ahead`` frames ahead (see :class:`~wmkit.eval.scorers.Scorer`)."""
     from ..log import progress
     from ..models import WorldModel
 
@@ -257,13 +262,13 @@ def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=Non
                              f"frame per step: evaluate a model trained with frame_skip=1")
         # by default every context up to a third of the clip (the splice never comes earlier) and
         # no longer than the model was trained to use
-        limits.append(min(length // 3, max(1, int(tc.get("window", length)) - 1)))
+        limits.append(min(length // 3, max(1, int(tc.get("window", length)) - 1), max(1, length - ahead)))
     if control_draws < 1:
         raise WmkitError(f"--control-draws must be at least 1 (random networks in the untrained control), got {control_draws}")
-    scorers = [ModelScorer(m, str(c), contexts, max_context=k) for m, c, k in zip(models, ckpts, limits)]
-    untrained = [ModelScorer(net, "untrained network", contexts, max_context=limits[0])
+    scorers = [ModelScorer(m, str(c), contexts, max_context=k, ahead=ahead) for m, c, k in zip(models, ckpts, limits)]
+    untrained = [ModelScorer(net, "untrained network", contexts, max_context=limits[0], ahead=ahead)
                  for net in random_networks(models[0], control_draws, seed)]
-    scorers += [RandomNetworksScorer(untrained), CopyLastScorer(), OracleScorer(generator)]
+    scorers += [RandomNetworksScorer(untrained), CopyLastScorer(ahead), OracleScorer(generator, ahead)]
     results = []
     bar = progress(total=len(scorers), desc="scoring", unit="scorer", disable=quiet)
     for sc in scorers:
@@ -271,6 +276,6 @@ def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=Non
         results.append(evaluate(sc, suite, fixed, reducer, bootstrap, seed))
         bar.update(1)
     bar.close()
-    return {"world_params": world, "sets_per_property": sets, "clip_length": length, "seed": seed,
+    return {"world_params": world, "sets_per_property": sets, "clip_length": length, "seed": seed, "ahead": ahead,
             "properties": list(properties), "matched": {p: bool(suite[p][0].matched) for p in properties},
             "results": results}

@@ -15,10 +15,16 @@ from ..models.encoders import pixels
 from .voe import VoEGenerator
 
 class Scorer:
-    """Something that gives per-frame prediction errors ``(N, T)`` for clips ``(N, T, H, W, 3)``."""
+    """Something that gives per-frame prediction errors ``(N, T)`` for clips ``(N, T, H, W, 3)``.
+
+    ``ahead`` = K: frame t's error is that of the prediction made K frames earlier, open loop, from
+    the context that ends at frame t - K (K = 1: the usual next-frame prediction). A scorer that
+    predicts further ahead does not see the frames in between, so it cannot adjust its expectation
+    to an impossible event one frame at a time. Frames without such a prediction are NaN."""
 
     name: str
     contexts: tuple[int, ...]
+    ahead: int = 1
 
     def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
         raise NotImplementedError
@@ -29,14 +35,14 @@ class ModelScorer(Scorer):
     trained to predict pixels (``objective=pixel``; a JEPA model whose decoder only served an
     auxiliary reconstruction is scored in its latent)."""
 
-    def __init__(self, model, name: str, contexts=None, batch_size: int = 256, max_context: int | None = None):
+    def __init__(self, model, name: str, contexts=None, batch_size: int = 256, max_context: int | None = None, ahead: int = 1):
         if model.cfg.action_dim:
             raise WmkitError(f"{name}: the model takes {model.cfg.action_dim}-d actions, but the physics clips have none; "
                              f"evaluate a model trained on action-free video (e.g. wmkit collect --env balls)")
         if tuple(model.cfg.obs_keys) != ("rgb",):
             raise WmkitError(f"{name}: the model also takes {[k for k in model.cfg.obs_keys if k != 'rgb']}, but the physics "
                              f"clips are RGB only; evaluate a model trained on rgb alone (model.obs_keys=rgb)")
-        self.model, self.name, self.batch_size = model.eval(), name, batch_size
+        self.model, self.name, self.batch_size, self.ahead = model.eval(), name, batch_size, _check_ahead(ahead)
         objective = (getattr(model, "checkpoint_meta", None) or {}).get("train_config", {}).get("objective", "jepa")
         self.pixel_space = model.decoder is not None and objective == "pixel"
         history = model.history
@@ -61,22 +67,30 @@ class ModelScorer(Scorer):
     @torch.no_grad()
     def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
         n, t = frames.shape[:2]
-        if t <= context:
-            raise WmkitError(f"clips of {t} frames are too short for a context of {context} frames")
+        k = self.ahead
+        if t < context + k:
+            raise WmkitError(f"clips of {t} frames are too short for a context of {context} frames and predictions "
+                             f"{k} frame(s) ahead; use longer clips (--length) or a shorter context or --ahead")
         z = self._latents(frames)
-        windows = torch.stack([z[:, s - context : s] for s in range(context, t)], 1)  # (N, T-c, c, D)
+        starts = range(context, t - k + 1)  # context: frames s-context .. s-1; predicted: frame s+k-1
+        windows = torch.stack([z[:, s - context : s] for s in starts], 1)  # (N, S, c, D)
         flat = windows.reshape(-1, context, z.shape[-1])
         no_actions = flat.new_zeros(flat.shape[0], context, 0)
-        pred = torch.cat([self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1]
-                          for i in range(0, len(flat), 4096)]).view(n, t - context, -1)
+        if k == 1:
+            parts = [self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1] for i in range(0, len(flat), 4096)]
+        else:  # open loop: the model imagines k frames from the context and sees none of them
+            parts = [self.model.rollout(flat[i : i + 4096], flat.new_zeros(len(flat[i : i + 4096]), k, 0),
+                                        past_actions=no_actions[i : i + 4096, 1:])[:, -1] for i in range(0, len(flat), 4096)]
+        pred = torch.cat(parts).view(n, len(starts), -1)
+        scored = [s + k - 1 for s in starts]
         if self.pixel_space:  # the pixel baseline: error in pixel space
-            target = pixels(torch.from_numpy(frames[:, context:]).permute(0, 1, 4, 2, 3))
+            target = pixels(torch.from_numpy(frames[:, scored]).permute(0, 1, 4, 2, 3))
             decoded = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)])
             err = ((decoded - target) ** 2).flatten(2).mean(-1)
         else:
-            err = ((pred - z[:, context:]) ** 2).mean(-1)
+            err = ((pred - z[:, scored]) ** 2).mean(-1)
         out = np.full((n, t), np.nan)
-        out[:, context:] = err.numpy()
+        out[:, scored] = err.numpy()
         return out
 
 
@@ -94,7 +108,7 @@ class RandomNetworksScorer(Scorer):
         if not scorers:
             raise WmkitError("the random-networks control needs at least one draw")
         self.scorers = scorers
-        self.contexts = scorers[0].contexts
+        self.contexts, self.ahead = scorers[0].contexts, scorers[0].ahead
         self.name = "untrained network" if len(scorers) == 1 else f"untrained networks ({len(scorers)} draws)"
 
     def errors(self, frames, states, context):
@@ -120,34 +134,48 @@ def random_networks(model, draws: int, seed: int) -> list:
 
 
 class CopyLastScorer(Scorer):
-    """Control: the mean squared pixel difference to the previous frame."""
+    """Control: the mean squared pixel difference to the previous frame (with ``ahead`` = K: to the
+    frame K back, the prediction "nothing changes" made K frames earlier)."""
 
-    name, contexts = "copy-last frame", (1,)
+    contexts = (1,)
+
+    def __init__(self, ahead: int = 1):
+        self.ahead = _check_ahead(ahead)
+        self.name = "copy-last frame" if ahead == 1 else f"copy the frame {ahead} back"
 
     def errors(self, frames, states, context):
+        k = self.ahead
         f = frames.astype(np.float32) / 255.0
         out = np.full(frames.shape[:2], np.nan)
-        out[:, 1:] = ((f[:, 1:] - f[:, :-1]) ** 2).reshape(*out[:, 1:].shape, -1).mean(-1)
+        out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).reshape(*out[:, k:].shape, -1).mean(-1)
         return out
 
 
 class OracleScorer(Scorer):
-    """Control: replays the true physics one step from each true state and measures how far the
-    next true state is from it (zero wherever nothing impossible happened)."""
+    """Control: replays the true physics one step (``ahead`` steps) from each true state and
+    measures how far the true state that follows is from it (zero wherever nothing impossible happened)."""
 
     name, contexts = "oracle (true physics)", (1,)
 
-    def __init__(self, generator: VoEGenerator):
-        self.generator = generator
+    def __init__(self, generator: VoEGenerator, ahead: int = 1):
+        self.generator, self.ahead = generator, _check_ahead(ahead)
 
     def errors(self, frames, states, context):
         from ..envs.balls import Balls
 
         n, t, s = states.shape
-        world = Balls(n * (t - 1), size=16, num_balls=self.generator.num_balls, **self.generator.params)
-        world.set_state(states[:, :-1].reshape(-1, s))
-        world.simulate(np.zeros((world.num_envs, 0)))
-        diff = world.state().reshape(n, t - 1, s) - states[:, 1:]
+        k = self.ahead
+        world = Balls(n * (t - k), size=16, num_balls=self.generator.num_balls, **self.generator.params)
+        world.set_state(states[:, :-k].reshape(-1, s))
+        for _ in range(k):
+            world.simulate(np.zeros((world.num_envs, 0)))
+        diff = world.state().reshape(n, t - k, s) - states[:, k:]
         out = np.full((n, t), np.nan)
-        out[:, 1:] = (diff**2).sum(-1)
+        out[:, k:] = (diff**2).sum(-1)
         return out
+
+
+def _check_ahead(ahead: int) -> int:
+    if int(ahead) < 1:
+        raise WmkitError(f"--ahead must be at least 1 frame (1: next-frame prediction), got {ahead}")
+    return int(ahead)
