@@ -80,6 +80,8 @@ def test_physics_commands(tmp_path):
     physics = json.loads((tmp_path / "physics.json").read_text())
     assert [r["name"] for r in physics["results"]][:2] == ["runs/balls", "runs/balls-pixel"]
     assert (tmp_path / "surprise.svg").exists() and "rollout" in json.loads((tmp_path / "probe.json").read_text())
+    ahead = json.loads((tmp_path / "physics-ahead.json").read_text())
+    assert ahead["ahead"] == 10 and ahead["results"][1]["name"] == "untrained networks (4 draws)"
 
 
 def test_gymnasium_goal_commands(tmp_path):
