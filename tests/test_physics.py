@@ -249,7 +249,8 @@ def test_eval_physics_command_on_a_debug_model(tmp_path):
 
 
 def test_angles_are_probed_as_sine_and_cosine():
-    from wmkit.eval.probe import probe_targets, ridge_r2
+    from wmkit.eval.probe import probe_targets
+    from wmkit.eval.regress import ridge_r2
 
     theta = np.linspace(-np.pi, np.pi, 400)[:, None]
     states = np.concatenate([np.zeros((400, 4)), theta, np.zeros((400, 5))], 1)
@@ -266,7 +267,7 @@ def test_angles_are_probed_as_sine_and_cosine():
 def test_mlp_probe_reads_what_a_linear_probe_cannot_and_nothing_from_noise():
     """A variable held non-linearly (here: only through |x| and a random sign-mixing) defeats ridge
     but not the MLP probe; a feature set that does not hold it at all defeats both."""
-    from wmkit.eval.probe import mlp_r2, ridge_r2
+    from wmkit.eval.regress import mlp_r2, ridge_r2
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(3000, 1))
@@ -407,7 +408,7 @@ def test_balls_probe_reads_explicit_positions_exactly_and_only_where_a_frame_sho
 def test_ridge_probe_picks_its_strength_on_held_out_training_rows():
     """Few rows and many rarely active features: the smallest penalty fits their noise; the picked
     one does at least as well as the best fixed strength within a margin."""
-    from wmkit.eval.probe import RIDGE_ALPHAS, ridge_r2
+    from wmkit.eval.regress import RIDGE_ALPHAS, ridge_r2
 
     rng = np.random.default_rng(1)
     n, k = 600, 300
