@@ -204,6 +204,12 @@ def test_surprise_of_predictions_made_frames_ahead(suite, generator):
         ModelScorer(model, "m", contexts=[2], ahead=15).errors(clips, None, 2)
     with pytest.raises(WmkitError, match="--ahead must be at least 1"):
         CopyLastScorer(0)
+    with pytest.raises(WmkitError, match="too short for predictions 16 frame"):  # the clips have 16 frames
+        CopyLastScorer(16).errors(clips, None, 1)
+    from wmkit.eval.physics import run_physics
+
+    with pytest.raises(WmkitError, match="--ahead must be between 1 and the clip length - 1"):  # before any checkpoint loads
+        run_physics(["no-such-run"], length=20, ahead=20)
 
 
 def test_bad_generator_input():
@@ -406,18 +412,17 @@ def test_balls_probe_reads_explicit_positions_exactly_and_only_where_a_frame_sho
 
 
 def test_ridge_probe_picks_its_strength_on_held_out_training_rows():
-    """Few rows and many rarely active features: the smallest penalty fits their noise; the picked
-    one does at least as well as the best fixed strength within a margin."""
+    """Half as many noise features as rows: the weakest penalty overfits; the strength picked on
+    held-out training rows does as well as the best fixed one (it did on 20 of 20 seeds)."""
     from wmkit.eval.regress import RIDGE_ALPHAS, ridge_r2
 
     rng = np.random.default_rng(1)
-    n, k = 600, 300
-    sparse = (rng.random((n, k)) < 0.01) * rng.normal(size=(n, k))  # rarely active, pure noise
+    n, k = 1200, 600
     signal = rng.normal(size=(n, 1))
-    features = np.concatenate([signal, sparse], 1)
-    target = signal + 0.3 * rng.normal(size=(n, 1))
-    tr, te = slice(0, 400), slice(400, None)
+    features = np.concatenate([signal, rng.normal(size=(n, k))], 1)
+    target = signal + 0.5 * rng.normal(size=(n, 1))
+    tr, te = slice(0, 800), slice(800, None)
     fixed = [ridge_r2(features[tr], target[tr], features[te], target[te], alpha=a)[0] for a in RIDGE_ALPHAS]
     picked = ridge_r2(features[tr], target[tr], features[te], target[te])[0]
-    assert fixed[0] < max(fixed) - 0.02  # the weakest penalty overfits here
-    assert picked > max(fixed) - 0.02
+    assert fixed[0] < max(fixed) - 0.1  # the weakest penalty overfits here
+    assert picked > max(fixed) - 0.03 and picked > 0.4

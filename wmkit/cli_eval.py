@@ -70,6 +70,8 @@ def cmd_eval_probe(args) -> None:
     from .eval.probe import probe_state, rollout_error
     from .models import WorldModel
 
+    if args.probe == "none" and args.horizon <= 0:
+        raise WmkitError("--probe none with --horizon 0 leaves nothing to evaluate: pass a probe or a rollout horizon")
     model = WorldModel.from_checkpoint(args.ckpt)
     result = {"ckpt": str(args.ckpt), "data": str(args.data), "history": args.history, "probe": args.probe}
     if args.probe != "none":

@@ -35,6 +35,11 @@ PREDICTOR_FIELDS = frozenset({"predictor", "predictor_width", "predictor_depth",
                               "inverse_head", "decoder"})
 
 
+# predictor settings under which weights of the same names and shapes would mean something else
+# (attention heads regrouped, other inputs): such a predictor starts afresh
+REGROUPING_FIELDS = frozenset({"predictor", "predictor_heads", "predictor_deltas", "predictor_coords"})
+
+
 def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     """``init_from`` and ``freeze_encoder``: start from a trained model, optionally freezing its
     representation so that only the predictor (and heads) learn."""
@@ -56,7 +61,7 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
             parts = ("encoder", "projector") + (("decoder",) if model.decoder is not None and source.decoder is not None else ())
             # a predictor whose weights have the same names and shapes (a recurrent one read over a longer history,
             # another dropout) continues from the source's weights instead of starting afresh
-            if _same_shapes(model.predictor, source.predictor):
+            if _same_shapes(model.predictor, source.predictor) and not set(differ) & REGROUPING_FIELDS:
                 parts += ("predictor",)
             for part in parts:
                 getattr(model, part).load_state_dict(getattr(source, part).state_dict())

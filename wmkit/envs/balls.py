@@ -36,7 +36,8 @@ _DISK = _SQUARE[(_SQUARE**2).sum(1) <= 1.0]
 def visible_fraction(states: np.ndarray, num_balls: int) -> np.ndarray:
     """``(N, num_balls)``: the share of each ball's area that a frame shows, from recorded states
     ``(N, S)``: 0 for a ball flagged invisible or wholly behind the screen, 1 for one in full view.
-    Balls are drawn before the screen, so the screen hides what lies under it."""
+    Balls are drawn before the screen, so the screen hides what lies under it. Balls hiding each
+    other are not counted (with collisions on, they touch but do not overlap)."""
     per = len(BALL_FIELDS)
     balls = states[:, : num_balls * per].reshape(len(states), num_balls, per)
     occ = states[:, num_balls * per : num_balls * per + 4][:, None, None, :]

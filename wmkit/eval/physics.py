@@ -29,8 +29,8 @@ be frame-matched, is reported on its own), each with a bootstrap 95% interval ov
 Controls scored the same way: untrained networks of the same architecture (every predictor layer
 at its random initialisation, including the output layers a trained model starts from zero; several
 draws scored as one, see :class:`RandomNetworksScorer`), copy-
-last-frame (pixel difference to the previous frame) and an oracle that replays the true physics on
-the true state.
+last-frame (pixel difference to the previous frame; with ``ahead`` = K, to the frame K back) and an
+oracle that replays the true physics on the true state (K steps).
 """
 
 from __future__ import annotations
@@ -242,6 +242,8 @@ def run_physics(ckpts: list[str], sets: int = 50, length: int = 20, contexts=Non
     unknown = [p for p in properties if p not in PROPERTIES]
     if unknown:
         raise WmkitError(f"unknown properties {unknown}; expected some of {', '.join(PROPERTIES)}")
+    if not 1 <= ahead < length:
+        raise WmkitError(f"--ahead must be between 1 and the clip length - 1 ({length - 1}), got {ahead}")
     if sets < 2:
         raise WmkitError(f"--sets must be at least 2 (half calibrate the single-clip threshold), got {sets}")
     models = [WorldModel.from_checkpoint(c) for c in ckpts]

@@ -187,7 +187,7 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
 
     store = data if isinstance(data, EpisodeStore) else EpisodeStore(data)
     skip = frame_skip or model.frame_skip
-    context = context or max(1, model.history)
+    context = max(1, model.history) if context is None else context
     if horizon < 1 or context < 1:
         raise WmkitError(f"rollout horizon and context must be >= 1, got {horizon} and {context}")
     if context > max(1, model.history):

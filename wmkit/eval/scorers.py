@@ -145,6 +145,7 @@ class CopyLastScorer(Scorer):
 
     def errors(self, frames, states, context):
         k = self.ahead
+        _check_length(frames.shape[1], k)
         f = frames.astype(np.float32) / 255.0
         out = np.full(frames.shape[:2], np.nan)
         out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).reshape(*out[:, k:].shape, -1).mean(-1)
@@ -165,6 +166,7 @@ class OracleScorer(Scorer):
 
         n, t, s = states.shape
         k = self.ahead
+        _check_length(t, k)
         world = Balls(n * (t - k), size=16, num_balls=self.generator.num_balls, **self.generator.params)
         world.set_state(states[:, :-k].reshape(-1, s))
         for _ in range(k):
@@ -173,6 +175,12 @@ class OracleScorer(Scorer):
         out = np.full((n, t), np.nan)
         out[:, k:] = (diff**2).sum(-1)
         return out
+
+
+def _check_length(frames: int, ahead: int) -> None:
+    if frames <= ahead:
+        raise WmkitError(f"clips of {frames} frames are too short for predictions {ahead} frame(s) ahead; "
+                         f"use longer clips (--length) or a smaller --ahead")
 
 
 def _check_ahead(ahead: int) -> int:
