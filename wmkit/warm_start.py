@@ -2,6 +2,8 @@
 
 ``freeze_encoder`` keeps the representation (encoder and projector) exactly as trained, so only the
 predictor and heads learn; those may then differ from the source run's (:data:`PREDICTOR_FIELDS`).
+A predictor whose weights keep their names and shapes (a recurrent one read over a longer history)
+continues from the source's weights; otherwise it starts afresh.
 ``pred_decoded_weight`` draws predictions with the source run's pixel decoder, which is copied and
 kept fixed too. Fixed parts stay in evaluation mode (BatchNorm statistics frozen).
 """
