@@ -345,6 +345,9 @@ def test_rollout_error_on_windows_where_a_variable_moves(two_room_data):
     every = rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3)
     moved = rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("x", 1e-6))
     assert every["windows"] == moved["windows"] == 8 and moved["windows_looked_at"] >= 8 and "moving" not in every
+    for ratio, (lo, hi) in zip(every["ratio"], every["ratio_ci"]):
+        assert lo <= ratio <= hi
+    assert 1 <= every["episodes"] <= 8
     with pytest.raises(WmkitError, match="lower the amount"):
         rollout_error(model, two_room_data, horizon=3, windows=8, val_fraction=0.3, moving=("x", 1e9))
     with pytest.raises(WmkitError, match=r"got .nothing., the data has \[.x., .y."):
@@ -426,3 +429,23 @@ def test_ridge_probe_picks_its_strength_on_held_out_training_rows():
     picked = ridge_r2(features[tr], target[tr], features[te], target[te])[0]
     assert fixed[0] < max(fixed) - 0.1  # the weakest penalty overfits here
     assert picked > max(fixed) - 0.03 and picked > 0.4
+
+
+def test_ratio_ci_resamples_whole_groups():
+    from wmkit.eval.stats import ratio_ci
+
+    rng = np.random.default_rng(0)
+    copy = rng.uniform(1.0, 2.0, size=(200, 3))
+    # the same ratio in every row: every resampling gives it, so the interval collapses on it
+    same = ratio_ci(copy * np.array([0.3, 0.5, 0.7]), copy, np.arange(200) // 10)
+    assert np.allclose(same, [[0.3, 0.3], [0.5, 0.5], [0.7, 0.7]])
+    # the ratio differs between groups: the interval holds the pooled ratio, and grouping the rows
+    # into fewer, larger groups (whole episodes) widens it
+    groups = np.arange(200) // 20
+    model = copy * (0.2 + 0.4 * (groups % 2))[:, None] + rng.normal(0, 0.01, size=copy.shape)
+    pooled = model.sum(0) / copy.sum(0)
+    by_group, by_row = ratio_ci(model, copy, groups), ratio_ci(model, copy, np.arange(200))
+    assert ((by_group[:, 0] <= pooled) & (pooled <= by_group[:, 1])).all()
+    assert ((by_group[:, 1] - by_group[:, 0]) > 2 * (by_row[:, 1] - by_row[:, 0])).all()
+    with pytest.raises(WmkitError, match="equal"):
+        ratio_ci(model, copy[:, :2], groups)

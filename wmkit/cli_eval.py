@@ -99,10 +99,11 @@ def cmd_eval_probe(args) -> None:
         only = (f", only those where {moving[0]} changes by more than {moving[1]:g} ({roll['windows']} of "
                 f"{roll['windows_looked_at']} looked at)" if moving else "")
         print(f"\nopen-loop rollout from {roll['context']} frames (frame_skip {roll['frame_skip']}), "
-              f"{roll['windows']} held-out windows{only}: latent MSE vs copying the last latent")
-        print(f"{'k':>3}  {'model':>10}  {'copy-last':>10}  {'ratio':>6}")
-        for k, m, c, q in zip(roll["k"], roll["model"], roll["copy_last"], roll["ratio"]):
-            print(f"{k:>3}  {m:>10.5f}  {c:>10.5f}  {q:>6.3f}")
+              f"{roll['windows']} held-out windows{only} of {roll['episodes']} episodes: latent MSE vs copying the last latent "
+              f"(95% interval over resampled episodes)")
+        print(f"{'k':>3}  {'model':>10}  {'copy-last':>10}  {'ratio':>6}  {'95% CI':>13}")
+        for k, m, c, q, (lo, hi) in zip(roll["k"], roll["model"], roll["copy_last"], roll["ratio"], roll["ratio_ci"]):
+            print(f"{k:>3}  {m:>10.5f}  {c:>10.5f}  {q:>6.3f}  [{lo:.3f}, {hi:.3f}]")
         result["rollout"] = roll
     if args.json:
         write_json(args.json, result)

@@ -26,6 +26,7 @@ from ..data.windows import frames_as_tensor, split_episodes
 from ..errors import DatasetError
 from ..log import logger
 from .regress import mlp_r2, ridge_r2
+from .stats import ratio_ci
 
 
 @torch.no_grad()
@@ -172,7 +173,7 @@ def probe_state(model, data, val_fraction: float = 0.1, max_frames: int = 20000,
 @torch.no_grad()
 def rollout_error(model, data, horizon: int = 10, context: int | None = None, windows: int = 256,
                   val_fraction: float = 0.1, seed: int = 0, frame_skip: int | None = None,
-                  moving: tuple[str, float] | None = None) -> dict:
+                  moving: tuple[str, float] | None = None, bootstrap: int = 1000) -> dict:
     """Open-loop latent error at each step 1..horizon on held-out windows, beside copy-last.
 
     With ``moving=(name, amount)``, only windows in which state variable ``name`` changes by more
@@ -180,8 +181,9 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
     a planner needs (a pushed block) rather than the average over windows where mostly something
     else moves.
 
-    Returns ``{"k": [...], "model": [...], "copy_last": [...], "ratio": [...]}`` (mean squared error
-    per latent dimension; ratio = model / copy-last, lower is better)."""
+    Returns ``{"k": [...], "model": [...], "copy_last": [...], "ratio": [...], "ratio_ci": [...]}``
+    (mean squared error per latent dimension; ratio = model / copy-last, lower is better; ratio_ci
+    its 95% interval over ``bootstrap`` resamplings of the episodes the windows come from)."""
     from ..data.windows import WindowDataset
     from ..errors import WmkitError
 
@@ -208,7 +210,7 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
         column = names.index(moving[0])
     order = rng.permutation(len(ds)) if column is not None else np.sort(rng.choice(len(ds), size=min(windows, len(ds)), replace=False))
     model.eval()
-    errs, copies, scored, looked = [], [], 0, 0
+    errs, copies, episodes, scored, looked = [], [], [], 0, 0
     for s in range(0, len(order), 64):
         if scored >= windows:
             break
@@ -226,14 +228,18 @@ def rollout_error(model, data, horizon: int = 10, context: int | None = None, wi
         truth = z[:, context:]
         errs.append(((imagined - truth) ** 2).mean(-1))
         copies.append(((z[:, context - 1 : context] - truth) ** 2).mean(-1))
+        episodes.append(batch["episode"].numpy())
         scored += len(truth)
     if not errs:
         raise WmkitError(f"no held-out window of {store.path} has {moving[0]} change by more than {moving[1]} "
                          f"(looked at {looked}); lower the amount")
-    err, copy = torch.cat(errs).mean(0).numpy(), torch.cat(copies).mean(0).numpy()
+    per_window, per_copy, episodes = torch.cat(errs).numpy(), torch.cat(copies).numpy(), np.concatenate(episodes)
+    err, copy = per_window.mean(0), per_copy.mean(0)
     return {"k": list(range(1, horizon + 1)), "model": err.tolist(), "copy_last": copy.tolist(),
-            "ratio": (err / np.maximum(copy, 1e-12)).tolist(), "context": context, "frame_skip": skip,
-            "windows": int(scored), **({"moving": list(moving), "windows_looked_at": int(looked)} if moving else {})}
+            "ratio": (err / np.maximum(copy, 1e-12)).tolist(),
+            "ratio_ci": ratio_ci(per_window, per_copy, episodes, num=bootstrap, seed=seed).tolist(),
+            "context": context, "frame_skip": skip, "windows": int(scored), "episodes": int(len(np.unique(episodes))),
+            **({"moving": list(moving), "windows_looked_at": int(looked)} if moving else {})}
 
 
 def rendering_store(model, data, what: str) -> tuple[EpisodeStore, str]:

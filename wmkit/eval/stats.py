@@ -75,6 +75,25 @@ def single_clip_accuracy(scores: np.ndarray, labels: np.ndarray, groups: np.ndar
     return float(0.5 * (flagged[test & labels].mean() + (~flagged[test & ~labels]).mean()))
 
 
+def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, groups: np.ndarray, num: int = 1000,
+             seed: int = 0) -> np.ndarray:
+    """95% percentile intervals ``(K, 2)`` of ``sum(numerator) / sum(denominator)`` over rows
+    ``(N, K)``, resampling whole groups (e.g. the episodes the rows come from: windows of one episode
+    are not independent, so resampling the rows alone would make the interval too narrow)."""
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    if numerator.shape != denominator.shape or numerator.ndim != 2 or len(groups) != len(numerator) or not len(groups):
+        raise WmkitError(f"ratio_ci needs two equal (N, K) arrays and N group ids, got {numerator.shape}, "
+                         f"{denominator.shape} and {len(groups)} ids")
+    ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    num_sum, den_sum = np.zeros((len(ids), numerator.shape[1])), np.zeros((len(ids), numerator.shape[1]))
+    np.add.at(num_sum, inverse, numerator)
+    np.add.at(den_sum, inverse, denominator)
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(len(ids), size=len(ids)), minlength=len(ids)) for _ in range(num)])
+    ratios = (weights @ num_sum) / np.maximum(weights @ den_sum, 1e-12)
+    return np.percentile(ratios, [2.5, 97.5], axis=0).T
+
+
 def bootstrap_ci(metric, groups: np.ndarray, num: int = 1000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of ``metric(selected_group_ids)`` over resamplings of the groups."""
     rng = np.random.default_rng(seed)
