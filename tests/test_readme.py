@@ -66,12 +66,12 @@ def test_physics_commands(tmp_path):
     fewer and shorter clips, a 4x4 latent map: a linear probe of a map needs more frames per ball
     colour than it has numbers, and 300 short episodes give that for 4x4 but not 8x8)."""
     block = next(b for b in blocks("bash") if "wmkit eval physics" in b)
-    shrink = {"collect": ["--steps", "20"], "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0"],
+    shrink = {"collect": ["--steps", "24"], "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0"],
               "physics": ["--sets", "2", "--length", "12", "--bootstrap", "10", "--properties", "permanence,solidity"],
               "probe": ["--max-frames", "6000", "--windows", "8", "--horizon", "3"], "sensitivity": ["--states", "16"]}
     for line in block.strip().splitlines():
         argv = shlex.split(line.split("#")[0])[1:]
-        small = {"2000": "300", "small": "debug", "model.grid=8": "model.grid=4"}
+        small = {"8000": "300", "small": "debug", "model.grid=8": "model.grid=4"}
         argv = [small.get(a, a) for a in argv]
         kind = argv[1] if argv[0] == "eval" else argv[0]
         argv += shrink[kind]
