@@ -449,3 +449,5 @@ def test_ratio_ci_resamples_whole_groups():
     assert ((by_group[:, 1] - by_group[:, 0]) > 2 * (by_row[:, 1] - by_row[:, 0])).all()
     with pytest.raises(WmkitError, match="equal"):
         ratio_ci(model, copy[:, :2], groups)
+    with pytest.raises(WmkitError, match="at least 1 resampling"):
+        ratio_ci(model, copy, groups, num=0)

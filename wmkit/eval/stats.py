@@ -84,6 +84,8 @@ def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, groups: np.ndarray,
     if numerator.shape != denominator.shape or numerator.ndim != 2 or len(groups) != len(numerator) or not len(groups):
         raise WmkitError(f"ratio_ci needs two equal (N, K) arrays and N group ids, got {numerator.shape}, "
                          f"{denominator.shape} and {len(groups)} ids")
+    if num < 1:
+        raise WmkitError(f"ratio_ci needs at least 1 resampling, got {num}")
     ids, inverse = np.unique(np.asarray(groups), return_inverse=True)
     num_sum, den_sum = np.zeros((len(ids), numerator.shape[1])), np.zeros((len(ids), numerator.shape[1]))
     np.add.at(num_sum, inverse, numerator)
