@@ -227,6 +227,36 @@ def test_bad_generator_input():
         VoEGenerator(PARAMS).make_set("telepathy", 0)
 
 
+def test_separation_measures_the_gap_after_the_violation_in_frames_of_motion():
+    from wmkit.eval.scorers import separation
+
+    # two clips of 6 frames, 1-d: the possible one moves 1 per frame; its partner is 3 off from frame 4 on
+    possible_clip = np.arange(6.0)[:, None]
+    partner = possible_clip.copy()
+    partner[4:] += 3.0
+    rep = np.stack([possible_clip, partner])
+    pairs, violation, possible = np.array([[0, 1]]), np.array([4, 4]), np.array([True, False])
+    assert separation(rep, pairs, violation, possible) == pytest.approx(9.0)
+    # frames before the violation do not count, whatever they hold
+    rep[1, :4] += 100.0
+    assert separation(rep, pairs, violation, possible) == pytest.approx(9.0)
+    # identical worlds after the violation: no gap
+    assert separation(np.stack([possible_clip, possible_clip]), pairs, violation, possible) == 0.0
+    assert separation(2 * rep, pairs, violation, possible) == pytest.approx(9.0)  # scale-free
+    with pytest.raises(WmkitError, match=r"\(N, T, F\)"):
+        separation(rep[..., 0], pairs, violation, possible)
+
+
+def test_pixels_separate_colour_and_the_oracle_has_no_representation():
+    from wmkit.eval.physics import score_suite
+
+    generator = VoEGenerator(PARAMS, length=12)
+    suite = build_suite(generator, ["colour"], sets=4)
+    assert score_suite(OracleScorer(generator), suite)["colour"].separation is None
+    gap = score_suite(CopyLastScorer(), suite)["colour"].separation
+    assert gap > 0  # the recoloured ball differs in the picture from the violation on
+
+
 def test_eval_physics_command_on_a_debug_model(tmp_path):
     from wmkit.cli import main
 
@@ -241,6 +271,9 @@ def test_eval_physics_command_on_a_debug_model(tmp_path):
     assert names == [str(run), "untrained networks (4 draws)", "copy-last frame", "oracle (true physics)"]
     assert result["world_params"]["num_balls"] == 2 and result["matched"] == {"permanence": True, "solidity": False}
     assert result["results"][-1]["fixed"]["overall"]["pairwise"] == 1.0
+    # the representation gap: for the model, the untrained draws and the pixels; the oracle reads states
+    assert [sorted(r.get("separation", {})) for r in result["results"]] == [["permanence", "solidity"]] * 3 + [[]]
+    assert all(v > 0 for r in result["results"][:3] for v in r["separation"].values())
     assert plot.read_text().startswith("<svg")
     assert main(["eval", "physics", "--ckpt", str(run), "--sets", "2", "--length", "12", "--bootstrap", "0", "--ahead", "3",
                  "--properties", "permanence", "--json", str(out)]) == 0

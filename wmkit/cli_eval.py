@@ -112,7 +112,7 @@ def cmd_eval_probe(args) -> None:
 def cmd_eval_physics(args) -> None:
     from pathlib import Path
 
-    from .eval.physics import PROPERTIES, curves_svg, format_table, run_physics
+    from .eval.physics import PROPERTIES, curves_svg, format_separation, format_table, run_physics
 
     contexts = [int(c) for c in args.contexts.split(",") if c] if args.contexts else None
     properties = [p for p in args.properties.split(",") if p] if args.properties else list(PROPERTIES)
@@ -133,6 +133,11 @@ def cmd_eval_physics(args) -> None:
                                 ("AUROC %, fixed context", "fixed", "auroc"),
                                 ("single-clip accuracy % (threshold from possible clips), fixed context", "fixed", "single_clip")):
         print(f"\n{title}\n{format_table(results, kind, metric)}")
+    gaps = format_separation(results)
+    if gaps:
+        print("\nrepresentation gap: mean squared difference between a possible clip and its impossible partner from the "
+              "violation on,\nover that between consecutive frames (a property the representation barely separates leaves "
+              "its predictor little to learn)\n" + gaps)
     if args.plot:
         from .data.store import write_text_atomic
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import WmkitError
-from .physics_report import curves_svg, format_table  # noqa: F401  (re-exported for the CLI and tests)
+from .physics_report import curves_svg, format_separation, format_table  # noqa: F401  (re-exported for the CLI and tests)
 from .scorers import (CopyLastScorer, ModelScorer, OracleScorer, RandomNetworksScorer, Scorer,  # noqa: F401  (re-exported)
                       random_networks)
 from .stats import auroc, bootstrap_ci, pairwise_accuracy, single_clip_accuracy
@@ -82,6 +82,7 @@ class Scored:
     pairs: np.ndarray  # (n_pairs, 2) clip indices (possible, impossible)
     violation: np.ndarray  # violation frame of each clip's set
     curves: dict[int, np.ndarray]
+    separation: float | None = None  # how far apart the scorer's representation puts the paired clips (Scorer.separation)
 
     def score(self, context: int, reducer: str) -> np.ndarray:
         c = self.curves[context]
@@ -132,7 +133,7 @@ def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]]) -> dict[s
         offsets = np.cumsum([0] + [len(s.frames) for s in sets])
         pairs = np.array([(o + p, o + q) for s, o in zip(sets, offsets) for p, q in s.pairs])
         curves = {c: scorer.errors(frames, states, c) for c in scorer.contexts}
-        out[prop] = Scored(prop, groups, labels, pairs, violation, curves)
+        out[prop] = Scored(prop, groups, labels, pairs, violation, curves, scorer.separation(frames, pairs, violation, ~labels))
     return out
 
 
@@ -167,6 +168,8 @@ def evaluate(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], fixed_contex
         best_c = max(per_context, key=lambda c: per_context[c]["pairwise"])
         result["best"][prop] = {**metrics_for(sc, best_c, reducer, bootstrap, seed), "context": best_c}
         result["curves"][prop] = aligned_curve(sc, fixed)
+        if sc.separation is not None:
+            result.setdefault("separation", {})[prop] = sc.separation
     matched = [p for p in scored if sets_by_prop[p][0].matched]
     result["overall_properties"] = matched
     for kind in ("fixed", "best"):

@@ -24,6 +24,19 @@ def format_table(results: list[dict], kind: str = "fixed", metric: str = "pairwi
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def format_separation(results: list[dict]) -> str:
+    """The representation gap of every scorer that has one (``result["separation"]``), per property."""
+    rows = [r for r in results if r.get("separation")]
+    if not rows:
+        return ""
+    props = list(rows[0]["separation"])
+    cells = [[r["name"]] + [f"{r['separation'][p]:.3f}" for p in props] for r in rows]
+    head = ["scorer"] + props
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *cells)]
+    line = lambda c: "  ".join(str(x).ljust(w) for x, w in zip(c, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
 def curves_svg(result: dict, width: int = 900, panel_h: int = 150) -> str:
     """Surprise over time aligned on the violation frame, one panel per property (plain SVG)."""
     props = list(result["curves"])

@@ -29,6 +29,31 @@ class Scorer:
     def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
         raise NotImplementedError
 
+    def representation(self, frames: np.ndarray) -> np.ndarray | None:
+        """``(N, T, F)``: what this scorer compares its predictions with, per frame; ``None`` for a
+        scorer without a representation of frames (the oracle reads states)."""
+        return None
+
+    def separation(self, frames: np.ndarray, pairs: np.ndarray, violation: np.ndarray, possible: np.ndarray) -> float | None:
+        """How far apart the representation puts each possible clip and its impossible partner over
+        the frames from the violation on, in units of one frame of motion (see :func:`separation`)."""
+        rep = self.representation(frames)
+        return None if rep is None else separation(rep, pairs, violation, possible)
+
+
+def separation(rep: np.ndarray, pairs: np.ndarray, violation: np.ndarray, possible: np.ndarray) -> float:
+    """Mean squared difference between the representations ``rep`` ``(N, T, F)`` of the clips of each
+    pair ``(possible, impossible)`` over the frames from the pair's ``violation`` frame on, divided by
+    the mean squared difference between consecutive frames of the ``possible`` clips. It asks the
+    representation, not the predictor: a property whose worlds it puts much less than a frame of
+    motion apart gives the predictor little to learn from and little to be surprised by."""
+    rep = np.asarray(rep)
+    if rep.ndim != 3 or len(rep) != len(possible) or len(violation) != len(rep):
+        raise WmkitError(f"separation needs representations (N, T, F) with N = {len(possible)} clips, got {rep.shape}")
+    motion = float(((rep[possible, 1:] - rep[possible, :-1]) ** 2).mean(dtype=np.float64))
+    gaps = [((rep[p, violation[p]:] - rep[i, violation[p]:]) ** 2).mean(dtype=np.float64) for p, i in pairs]
+    return float(np.mean(gaps)) / max(motion, 1e-12)
+
 
 class ModelScorer(Scorer):
     """A world model's prediction error in its own output space: the latent, or pixels for a model
@@ -53,6 +78,11 @@ class ModelScorer(Scorer):
             raise WmkitError(f"{name}: context lengths {too_long} are outside what the predictor attends to (1..{history}); "
                              f"pass --contexts within 1..{history}")
         self._cache: dict[int, tuple] = {}
+
+    def representation(self, frames: np.ndarray) -> np.ndarray:
+        if self.pixel_space:  # the pixel baseline predicts frames: its representation is the picture
+            return pixels(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)).flatten(2).numpy()
+        return self._latents(frames).numpy()
 
     @torch.no_grad()
     def _latents(self, frames: np.ndarray) -> torch.Tensor:
@@ -118,6 +148,9 @@ class RandomNetworksScorer(Scorer):
             out.append(err / max(float(np.nanmean(err)), 1e-12))
         return np.mean(out, 0)
 
+    def separation(self, frames, pairs, violation, possible):
+        return float(np.mean([s.separation(frames, pairs, violation, possible) for s in self.scorers]))
+
 
 def random_networks(model, draws: int, seed: int) -> list:
     """``draws`` fresh models of ``model``'s architecture, every predictor layer at a random
@@ -150,6 +183,9 @@ class CopyLastScorer(Scorer):
         out = np.full(frames.shape[:2], np.nan)
         out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).reshape(*out[:, k:].shape, -1).mean(-1)
         return out
+
+    def representation(self, frames):
+        return frames.reshape(*frames.shape[:2], -1).astype(np.float32) / 255.0
 
 
 class OracleScorer(Scorer):
