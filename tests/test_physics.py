@@ -227,7 +227,7 @@ def test_bad_generator_input():
         VoEGenerator(PARAMS).make_set("telepathy", 0)
 
 
-def test_separation_measures_the_gap_after_the_violation_in_frames_of_motion():
+def test_separation_measures_the_gap_after_the_violation_against_the_motion():
     from wmkit.eval.scorers import separation
 
     # two clips of 6 frames, 1-d: the possible one moves 1 per frame; its partner is 3 off from frame 4 on

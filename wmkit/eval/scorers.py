@@ -36,7 +36,7 @@ class Scorer:
 
     def separation(self, frames: np.ndarray, pairs: np.ndarray, violation: np.ndarray, possible: np.ndarray) -> float | None:
         """How far apart the representation puts each possible clip and its impossible partner over
-        the frames from the violation on, in units of one frame of motion (see :func:`separation`)."""
+        the frames from the violation on, relative to the change between consecutive frames (see :func:`separation`)."""
         rep = self.representation(frames)
         return None if rep is None else separation(rep, pairs, violation, possible)
 
