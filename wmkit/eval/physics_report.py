@@ -19,6 +19,11 @@ def format_table(results: list[dict], kind: str = "fixed", metric: str = "pairwi
             cells.append(f"{100 * m[metric]:.1f}" + (f" [{100 * m[metric + '_ci'][0]:.0f},{100 * m[metric + '_ci'][1]:.0f}]"
                                                      if metric + "_ci" in m and np.isfinite(m[metric + "_ci"][0]) else ""))
         rows.append(cells)
+    return _table(head, rows)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns under a header and a rule."""
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -30,11 +35,7 @@ def format_separation(results: list[dict]) -> str:
     if not rows:
         return ""
     props = list(rows[0]["separation"])
-    cells = [[r["name"]] + [f"{r['separation'][p]:.3f}" for p in props] for r in rows]
-    head = ["scorer"] + props
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *cells)]
-    line = lambda c: "  ".join(str(x).ljust(w) for x, w in zip(c, widths))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(c) for c in cells])
+    return _table(["scorer"] + props, [[r["name"]] + [f"{r['separation'][p]:.3f}" for p in props] for r in rows])
 
 
 def curves_svg(result: dict, width: int = 900, panel_h: int = 150) -> str:

@@ -179,9 +179,9 @@ class CopyLastScorer(Scorer):
     def errors(self, frames, states, context):
         k = self.ahead
         _check_length(frames.shape[1], k)
-        f = frames.astype(np.float32) / 255.0
+        f = self.representation(frames)
         out = np.full(frames.shape[:2], np.nan)
-        out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).reshape(*out[:, k:].shape, -1).mean(-1)
+        out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).mean(-1)
         return out
 
     def representation(self, frames):
