@@ -99,6 +99,32 @@ def test_temporal_sigreg_rewards_what_moves():
         check_train_config(TrainConfig(temporal_weight=1.0, temporal_scale=0.0))
 
 
+def test_temporal_channels_leave_the_other_channels_free_to_stand_still():
+    """With temporal_channels=n the temporal term reads the first n channels of every cell of a latent
+    map, so the other channels can hold what does not move (a ball's colour) at no cost."""
+    from wmkit.config import TrainConfig
+    from wmkit.errors import WmkitError
+    from wmkit.losses import temporal_deviations
+    from wmkit.train import check_train_config
+
+    g = torch.Generator().manual_seed(3)
+    cells, cell = 4, 6
+    moving = 0.5 * torch.randn(64, 8, cells, 4, generator=g)
+    still = torch.randn(64, 1, cells, 2, generator=g).expand(64, 8, cells, 2)
+    z = torch.cat([moving, still], -1).reshape(64, 8, cells * cell)  # per cell: 4 moving channels, then 2 still
+    dev = temporal_deviations(z, cell, 4)
+    assert dev.shape == (64 * 8 * cells, 4)
+    expected = (moving - moving.mean(1, keepdim=True)).reshape(-1, 4)
+    torch.testing.assert_close(dev, expected)
+    every = temporal_deviations(z, cell)
+    assert every.shape == (64 * 8 * cells, cell) and every[:, 4:].abs().max() < 1e-6
+    chosen = sigreg(dev / 0.5, generator=torch.Generator().manual_seed(2))
+    assert chosen < 0.01  # only what moves is asked to move
+    assert sigreg(every / 0.5, generator=torch.Generator().manual_seed(2)) > 10 * chosen  # all: the still ones are pushed to
+    with pytest.raises(WmkitError, match="temporal_channels"):
+        check_train_config(TrainConfig(temporal_weight=1.0, temporal_channels=-1))
+
+
 def test_inverse_dynamics_reads_the_right_frames_for_a_torque():
     """With 3 latents the head sees a change of velocity: for p_t+1 - 2 p_t + p_t-1 = a_t, a head that
     returns that second difference scores exactly zero if the latents and actions line up."""

@@ -159,7 +159,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # the batch by itself; pushing the within-window deviations toward a Gaussian of fixed
         # spread makes the encoder represent what moves, which is what the predictor must model
         # (deviations from a T-frame mean spread sqrt((T-1)/T) less than the frames themselves)
-        dev = (z - z.mean(1, keepdim=True)).reshape(-1, cell) / cfg.temporal_scale
+        dev = temporal_deviations(z, cell, cfg.temporal_channels) / cfg.temporal_scale
         terms["temporal"] = sigreg(subsample(dev, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
     if cfg.recon_weight > 0:
         if model.decoder is None:
@@ -177,6 +177,15 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         else:
             terms["recon"] = err.mean()
     return terms, z
+
+
+def temporal_deviations(z: torch.Tensor, cell: int, channels: int = 0) -> torch.Tensor:
+    """Each latent's deviation from its window's mean, as rows of the first ``channels`` (0: all) of
+    each ``cell``-wide latent vector: ``z`` (B, T, cells * cell) gives (B * T * cells, channels).
+    The channels left out may stay still within a window (what does not move, such as a ball's colour)."""
+    moving = channels or cell
+    zm = z.reshape(*z.shape[:2], -1, cell)[..., :moving]  # (B, T, cells, moving)
+    return (zm - zm.mean(1, keepdim=True)).reshape(-1, moving)
 
 
 def moving_pixels(rgb: torch.Tensor, pick: torch.Tensor, threshold: int = 16) -> torch.Tensor:
