@@ -311,3 +311,55 @@ def test_decoded_prediction_error_weighs_what_moves_and_reaches_only_the_predict
     loss.backward()
     assert pred.grad.abs().sum() > 0 and decoder.weight.grad is None
     assert pred.grad[rows, (pick + 1) % 3].abs().sum() == 0  # only the picked step of each window is drawn
+
+
+def test_appearance_code_rides_with_its_object_and_must_differ_between_scenes():
+    """The appearance term is low for a code that sits in whichever cell holds the object (the sum
+    over cells stays put as it moves) and differs between scenes, and high for a code that changes
+    within a window or is the same in every scene; the other terms leave the appearance channels out."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.losses import appearance_loss, world_model_losses
+    from wmkit.models import WorldModel
+
+    g = torch.Generator().manual_seed(4)
+    b, t, cells, cell, n = 256, 6, 9, 5, 2
+    code = torch.randn(b, 1, n, generator=g) * 1.5  # one per scene
+    where = torch.randint(0, cells, (b, t), generator=g)  # the object's cell in each frame: it moves
+    z = torch.zeros(b, t, cells, cell)
+    z[..., : cell - n] = torch.randn(b, t, cells, cell - n, generator=g)
+    z[torch.arange(b)[:, None], torch.arange(t)[None], where, cell - n :] = code.expand(b, t, n)
+    riding = appearance_loss(z.reshape(b, t, -1), cell, n)
+    assert riding < 0.05
+    flicker = z.clone()
+    flicker[..., cell - n :] *= torch.rand(b, t, 1, 1, generator=g) * 2  # the code changes within a window
+    same = z.clone()
+    same[..., cell - n :] = 0
+    same[:, :, 0, cell - n :] = 1.5  # the same code in every scene
+    assert appearance_loss(flicker.reshape(b, t, -1), cell, n) > 5 * riding
+    assert appearance_loss(same.reshape(b, t, -1), cell, n) > 0.5
+
+    # in the objective: the term is there, and the per-cell regulariser does not read the appearance channels
+    model = WorldModel(ModelConfig(channels=8, embed_dim=6, grid=4, predictor="conv", predictor_width=16, history=4,
+                                   image_size=32))
+    cfg = TrainConfig(rollout_steps=1, temporal_weight=1.0, appearance_channels=2)
+    batch = {"rgb": torch.randint(0, 256, (4, 4, 3, 32, 32), dtype=torch.uint8), "actions": torch.zeros(4, 4, 0)}
+    terms, z = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+    assert torch.isfinite(terms["appearance"])
+    z.retain_grad()
+    terms["sigreg"].backward(retain_graph=True)
+    per_cell = z.grad.reshape(4, 4, 16, 6)
+    assert per_cell[..., 4:].abs().max() == 0 and per_cell[..., :4].abs().max() > 0
+
+
+def test_moving_cells_keep_what_moves_and_leave_the_still_screen_out():
+    from wmkit.losses import moving_cells
+
+    rgb = torch.zeros(1, 3, 3, 16, 16, dtype=torch.uint8)
+    rgb[..., 8:16, 0:8] = 150  # a screen that stands still: the bottom-left cell
+    for t in range(3):
+        rgb[0, t, :, 1:3, 1 + 2 * t : 3 + 2 * t] = 200  # a 2 x 2 object moving right in the top-left cell
+    w = moving_cells(rgb, 2)
+    assert w.shape == (1, 3, 4)
+    assert (w[0, :, 1:] == 0).all()  # top-right, bottom-left (the screen) and bottom-right never change
+    # top-left: the object's pixels now and where it is at other times, 4 + 4 + 4 of 64 pixels in every frame
+    torch.testing.assert_close(w[0, :, 0], torch.full((3,), 12 / 64))

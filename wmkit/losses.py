@@ -125,6 +125,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
       with ``ema``, targets come from the EMA encoder instead (no gradient);
     - ``inverse``: a_t from (z_t, z_t+1), when ``cfg.inverse_weight > 0``;
     - ``temporal``: SIGReg on within-window deviations, when ``cfg.temporal_weight > 0``;
+    - ``appearance``: slowness and spread of the appearance channels, when ``cfg.appearance_channels > 0``
+      (:func:`appearance_loss`); ``sigreg`` and ``temporal`` then leave those channels out;
     - ``recon``: one frame per window decoded from its latent vs the frame, when ``cfg.recon_weight > 0``;
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
@@ -149,7 +151,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     # every latent vector is a sample: one per frame, or with a latent map (model.grid) one per
     # cell, so that regions, not whole maps, are pushed toward an isotropic Gaussian
     cell = model.cfg.embed_dim
-    flat = z.reshape(-1, cell)
+    shown = cell - cfg.appearance_channels  # the channels the motion-driven terms see; the rest hold appearance
+    flat = z.reshape(-1, cell)[:, :shown]
     if cfg.regularizer == "sigreg":
         terms["sigreg"] = sigreg(subsample(flat, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
     elif cfg.regularizer == "vicreg":
@@ -159,8 +162,11 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # the batch by itself; pushing the within-window deviations toward a Gaussian of fixed
         # spread makes the encoder represent what moves, which is what the predictor must model
         # (deviations from a T-frame mean spread sqrt((T-1)/T) less than the frames themselves)
-        dev = temporal_deviations(z, cell, cfg.temporal_channels) / cfg.temporal_scale
+        dev = temporal_deviations(z, cell, cfg.temporal_channels or shown) / cfg.temporal_scale
         terms["temporal"] = sigreg(subsample(dev, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
+    if cfg.appearance_channels and cfg.appearance_weight > 0:
+        weights = moving_cells(obs["rgb"], model.cfg.grid) if model.cfg.grid and "rgb" in obs else None
+        terms["appearance"] = appearance_loss(z, cell, cfg.appearance_channels, weights)
     if cfg.recon_weight > 0:
         if model.decoder is None:
             raise ValueError("recon_weight > 0 needs a model built with a pixel decoder")
@@ -177,6 +183,33 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         else:
             terms["recon"] = err.mean()
     return terms, z
+
+
+def appearance_loss(z: torch.Tensor, cell: int, channels: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The appearance term on the last ``channels`` of each ``cell``-wide latent vector of ``z``
+    (B, T, cells * cell): summed over the cells (weighted by ``weights`` (B, T, cells) when given),
+    they give each frame a code ``g`` (B, T, channels). ``g`` should not change within a window (its
+    mean squared deviation from the window's mean) and should vary between windows (VICReg's variance
+    hinge and covariance over the batch's frames). What stays the same over a clip yet differs between
+    clips is what its objects look like, and the sum over cells lets each object's code ride in the
+    cells where the object is, whichever they are. Weights that keep only the cells where something
+    moves (:func:`moving_cells`) leave out the still parts of a scene (a screen that stands elsewhere
+    in every clip), which would otherwise be the easiest thing to encode."""
+    a = z.reshape(*z.shape[:2], -1, cell)[..., cell - channels :]  # (B, T, cells, channels)
+    g = (a if weights is None else a * weights[..., None]).sum(2)  # (B, T, channels)
+    slow = ((g - g.mean(1, keepdim=True)) ** 2).mean()
+    var, cov = vicreg_terms(g.reshape(-1, channels))
+    return slow + var + cov
+
+
+def moving_cells(rgb: torch.Tensor, grid: int, threshold: int = 16) -> torch.Tensor:
+    """``(B, T, grid * grid)``: for each frame of the windows ``rgb`` (B, T, 3, H, W) uint8, the share
+    of each cell's pixels (cells row by row, as a latent map lists them) that differ by more than
+    ``threshold`` (of 255, in some channel) from the same pixel in some other frame of the window."""
+    b, t = rgb.shape[:2]
+    rgb = rgb.to(torch.int16)
+    moving = torch.stack([(rgb - rgb[:, i : i + 1]).abs().amax(dim=(1, 2)) > threshold for i in range(t)], 1)
+    return F.adaptive_avg_pool2d(moving.float(), grid).reshape(b, t, grid * grid)
 
 
 def temporal_deviations(z: torch.Tensor, cell: int, channels: int = 0) -> torch.Tensor:
@@ -257,5 +290,5 @@ def loss_weights(cfg) -> dict[str, float]:
     """The weight of every term :func:`world_model_losses` can return."""
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
-            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
+            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight, "appearance": cfg.appearance_weight,
             "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}

@@ -101,6 +101,9 @@ def check_train_config(cfg: TrainConfig) -> None:
                          f"{cfg.rollout_context + 2} or lower rollout_context")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
+    if cfg.appearance_channels < 0 or cfg.appearance_weight < 0:
+        raise WmkitError(f"train config 'appearance_channels' = {cfg.appearance_channels}, 'appearance_weight' = "
+                         f"{cfg.appearance_weight}: both must be >= 0")
     if cfg.temporal_channels < 0:
         raise WmkitError(f"train config 'temporal_channels' = {cfg.temporal_channels}: it counts latent channels (0 = all of them)")
 
@@ -182,9 +185,14 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         raise WmkitError(f"batch_size {tcfg.batch_size} must divide evenly over {ctx.world_size} processes")
     store = EpisodeStore(data)
     mcfg = resolve_model_config(mcfg, tcfg, store)
-    if tcfg.temporal_channels > mcfg.embed_dim:
-        raise WmkitError(f"train config 'temporal_channels' = {tcfg.temporal_channels} but a latent vector has model.embed_dim = "
-                         f"{mcfg.embed_dim} channels; choose at most {mcfg.embed_dim} (0 = all of them)")
+    if tcfg.appearance_channels >= mcfg.embed_dim:
+        raise WmkitError(f"train config 'appearance_channels' = {tcfg.appearance_channels} leaves no channel of the "
+                         f"model.embed_dim = {mcfg.embed_dim} for motion; choose fewer than {mcfg.embed_dim} (0 turns it off)")
+    shown = mcfg.embed_dim - tcfg.appearance_channels
+    if tcfg.temporal_channels > shown:
+        raise WmkitError(f"train config 'temporal_channels' = {tcfg.temporal_channels} but a latent vector has {shown} channels "
+                         f"outside the appearance ones (model.embed_dim = {mcfg.embed_dim}, appearance_channels = "
+                         f"{tcfg.appearance_channels}); choose at most {shown} (0 = all of them)")
     keys = tuple(mcfg.obs_keys)
     train_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", tcfg.val_fraction, keys)
     val_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "val", tcfg.val_fraction, keys)
