@@ -361,5 +361,8 @@ def test_moving_cells_keep_what_moves_and_leave_the_still_screen_out():
     w = moving_cells(rgb, 2)
     assert w.shape == (1, 3, 4)
     assert (w[0, :, 1:] == 0).all()  # top-right, bottom-left (the screen) and bottom-right never change
-    # top-left: the object's pixels now and where it is at other times, 4 + 4 + 4 of 64 pixels in every frame
-    torch.testing.assert_close(w[0, :, 0], torch.full((3,), 12 / 64))
+    torch.testing.assert_close(w[0, :, 0], torch.ones(3))  # all that moves is in the top-left cell
+    rgb[0, :, :, 9:11, 9:11] = torch.tensor([0, 100, 200], dtype=torch.uint8)[:, None, None, None]  # a 2 x 2 that flickers
+    w = moving_cells(rgb, 2)  # in every frame, 12 pixels in the top-left cell and 4 in the bottom-right
+    torch.testing.assert_close(w[0], torch.tensor([[0.75, 0.0, 0.0, 0.25]]).expand(3, 4))
+    assert (moving_cells(torch.zeros(1, 3, 3, 16, 16, dtype=torch.uint8), 2) == 0).all()  # nothing moves: no weight

@@ -193,7 +193,7 @@ def appearance_loss(z: torch.Tensor, cell: int, channels: int, weights: torch.Te
     hinge and covariance over the batch's frames). What stays the same over a clip yet differs between
     clips is what its objects look like, and the sum over cells lets each object's code ride in the
     cells where the object is, whichever they are. Weights that keep only the cells where something
-    moves (:func:`moving_cells`) leave out the still parts of a scene (a screen that stands elsewhere
+    moves (:func:`moving_cells`, a weighted mean then) leave out the still parts of a scene (a screen that stands elsewhere
     in every clip), which would otherwise be the easiest thing to encode."""
     a = z.reshape(*z.shape[:2], -1, cell)[..., cell - channels :]  # (B, T, cells, channels)
     g = (a if weights is None else a * weights[..., None]).sum(2)  # (B, T, channels)
@@ -203,13 +203,16 @@ def appearance_loss(z: torch.Tensor, cell: int, channels: int, weights: torch.Te
 
 
 def moving_cells(rgb: torch.Tensor, grid: int, threshold: int = 16) -> torch.Tensor:
-    """``(B, T, grid * grid)``: for each frame of the windows ``rgb`` (B, T, 3, H, W) uint8, the share
-    of each cell's pixels (cells row by row, as a latent map lists them) that differ by more than
-    ``threshold`` (of 255, in some channel) from the same pixel in some other frame of the window."""
+    """``(B, T, grid * grid)``: for each frame of the windows ``rgb`` (B, T, 3, H, W) uint8, how many
+    of each cell's pixels (cells row by row, as a latent map lists them) differ by more than
+    ``threshold`` (of 255, in some channel) from the same pixel in some other frame of the window, as
+    a share of all such pixels of the frame (0 everywhere in a frame where nothing moves). Shares,
+    not counts: a frame's weights sum to 1, so how much moves (how fast) is not itself a code."""
     b, t = rgb.shape[:2]
     rgb = rgb.to(torch.int16)
     moving = torch.stack([(rgb - rgb[:, i : i + 1]).abs().amax(dim=(1, 2)) > threshold for i in range(t)], 1)
-    return F.adaptive_avg_pool2d(moving.float(), grid).reshape(b, t, grid * grid)
+    counts = F.adaptive_avg_pool2d(moving.float(), grid).reshape(b, t, grid * grid)
+    return counts / counts.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 def temporal_deviations(z: torch.Tensor, cell: int, channels: int = 0) -> torch.Tensor:
