@@ -99,9 +99,9 @@ def test_temporal_sigreg_rewards_what_moves():
         check_train_config(TrainConfig(temporal_weight=1.0, temporal_scale=0.0))
 
 
-def test_temporal_channels_leave_the_other_channels_free_to_stand_still():
-    """With temporal_channels=n the temporal term reads the first n channels of every cell of a latent
-    map, so the other channels can hold what does not move (a ball's colour) at no cost."""
+def test_temporal_term_can_leave_channels_free_to_stand_still():
+    """Reading the first n channels of every cell of a latent map, the temporal term leaves the other
+    channels (the appearance ones) free to hold what does not move (a ball's colour) at no cost."""
     from wmkit.config import TrainConfig
     from wmkit.errors import WmkitError
     from wmkit.losses import temporal_deviations
@@ -121,8 +121,8 @@ def test_temporal_channels_leave_the_other_channels_free_to_stand_still():
     chosen = sigreg(dev / 0.5, generator=torch.Generator().manual_seed(2))
     assert chosen < 0.01  # only what moves is asked to move
     assert sigreg(every / 0.5, generator=torch.Generator().manual_seed(2)) > 10 * chosen  # all: the still ones are pushed to
-    with pytest.raises(WmkitError, match="temporal_channels"):
-        check_train_config(TrainConfig(temporal_weight=1.0, temporal_channels=-1))
+    with pytest.raises(WmkitError, match="appearance_channels"):
+        check_train_config(TrainConfig(temporal_weight=1.0, appearance_channels=-1))
 
 
 def test_inverse_dynamics_reads_the_right_frames_for_a_torque():

@@ -294,6 +294,17 @@ def test_a_latent_map_model_trains_and_loads(two_room_data, tmp_path):
     assert model.encode(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 8 * 8 * 4)
 
 
+def test_appearance_channels_train_on_a_latent_map(two_room_data, tmp_path):
+    import dataclasses
+
+    tcfg, mcfg = configs(max_steps=4, val_every=4, temporal_weight=1.0, appearance_channels=2)
+    mcfg = dataclasses.replace(mcfg, grid=8, predictor="conv", embed_dim=4, history=2)
+    summary = train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
+    assert summary["step"] == 4 and "appearance" in summary
+    with pytest.raises(WmkitError, match="appearance_channels' = 4 leaves no channel"):
+        train(dataclasses.replace(tcfg, appearance_channels=4), mcfg, two_room_data, tmp_path / "s", show_progress=False)
+
+
 def test_predictor_learns_through_the_frozen_decoder(two_room_data, tmp_path):
     """pred_decoded_weight: the predictor on stored latents learns from the decoded picture error; the
     decoder comes from init_from and stays exactly as trained; runs without a decoder are refused."""

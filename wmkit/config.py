@@ -156,8 +156,6 @@ class TrainConfig:
     """How many latent channels (the last ones of each cell of a latent map, or of the vector) hold what a scene keeps over time: an object's colour, shape and size. Summed over the map, they must stay the same within a window (slowness) and vary between scenes (VICReg's variance and covariance terms over the batch), so they become an object-centric code of appearance that moves with its object, which the motion-driven terms would let go; the other terms leave them out. 0 turns it off."""
     appearance_weight: float = 1.0
     """Weight of the appearance term (see appearance_channels)."""
-    temporal_channels: int = 0
-    """How many latent channels (the first ones of each vector, or of each cell with a latent map) temporal SIGReg covers; 0 means all (all but the appearance channels). The channels left out are only asked to be Gaussian over the batch, so they may hold what does not move within a window (an object's colour and shape, which the term would otherwise push out); with recon_weight > 0 the decoder asks them to."""
     window: int = 4
     """Frames per training window (T)."""
     frame_skip: int = 1

@@ -162,7 +162,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # the batch by itself; pushing the within-window deviations toward a Gaussian of fixed
         # spread makes the encoder represent what moves, which is what the predictor must model
         # (deviations from a T-frame mean spread sqrt((T-1)/T) less than the frames themselves)
-        dev = temporal_deviations(z, cell, cfg.temporal_channels or shown) / cfg.temporal_scale
+        dev = temporal_deviations(z, cell, shown) / cfg.temporal_scale
         terms["temporal"] = sigreg(subsample(dev, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
     if cfg.appearance_channels and cfg.appearance_weight > 0:
         weights = moving_cells(obs["rgb"], model.cfg.grid) if model.cfg.grid and "rgb" in obs else None

@@ -104,8 +104,6 @@ def check_train_config(cfg: TrainConfig) -> None:
     if cfg.appearance_channels < 0 or cfg.appearance_weight < 0:
         raise WmkitError(f"train config 'appearance_channels' = {cfg.appearance_channels}, 'appearance_weight' = "
                          f"{cfg.appearance_weight}: both must be >= 0")
-    if cfg.temporal_channels < 0:
-        raise WmkitError(f"train config 'temporal_channels' = {cfg.temporal_channels}: it counts latent channels (0 = all of them)")
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -188,11 +186,6 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.appearance_channels >= mcfg.embed_dim:
         raise WmkitError(f"train config 'appearance_channels' = {tcfg.appearance_channels} leaves no channel of the "
                          f"model.embed_dim = {mcfg.embed_dim} for motion; choose fewer than {mcfg.embed_dim} (0 turns it off)")
-    shown = mcfg.embed_dim - tcfg.appearance_channels
-    if tcfg.temporal_channels > shown:
-        raise WmkitError(f"train config 'temporal_channels' = {tcfg.temporal_channels} but a latent vector has {shown} channels "
-                         f"outside the appearance ones (model.embed_dim = {mcfg.embed_dim}, appearance_channels = "
-                         f"{tcfg.appearance_channels}); choose at most {shown} (0 = all of them)")
     keys = tuple(mcfg.obs_keys)
     train_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", tcfg.val_fraction, keys)
     val_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "val", tcfg.val_fraction, keys)
