@@ -153,7 +153,7 @@ class TrainConfig:
     temporal_scale: float = 0.5
     """Target spread of the within-window deviations for temporal SIGReg (the latents themselves have unit spread)."""
     appearance_channels: int = 0
-    """How many latent channels (the last ones of each cell of a latent map, or of the vector) hold what a scene keeps over time: an object's colour, shape and size. Summed over the map, they must stay the same within a window (slowness) and vary between scenes (VICReg's variance and covariance terms over the batch), so they become an object-centric code of appearance that moves with its object, which the motion-driven terms would let go; the other terms leave them out. 0 turns it off."""
+    """How many latent channels (the last ones of each cell of a latent map, or of the vector) hold what a scene keeps over time: an object's colour, shape and size. Summed over the map, they must stay the same within a window (slowness) and vary between scenes (VICReg's variance and covariance terms over the batch), so they become an object-centric code of appearance that moves with its object. The per-cell SIGReg and the temporal term, which favour motion, leave them out; the predictor predicts them like the rest. With a latent map the sum is over the cells where something moves (wmkit.losses.moving_cells), so a scene's still parts (where its screen stands) are not the code. 0 turns it off."""
     appearance_weight: float = 1.0
     """Weight of the appearance term (see appearance_channels)."""
     window: int = 4
