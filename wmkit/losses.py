@@ -193,8 +193,8 @@ def appearance_loss(z: torch.Tensor, cell: int, channels: int, weights: torch.Te
     hinge and covariance over the batch's frames). What stays the same over a clip yet differs between
     clips is what its objects look like, and the sum over cells lets each object's code ride in the
     cells where the object is, whichever they are. Weights that keep only the cells where something
-    moves (:func:`moving_cells`, a weighted mean then) leave out the still parts of a scene (a screen that stands elsewhere
-    in every clip), which would otherwise be the easiest thing to encode."""
+    moves (:func:`moving_cells`, a weighted mean then) leave out the still parts of a scene (a screen
+    that stands elsewhere in every clip), which would otherwise be the easiest thing to encode."""
     a = z.reshape(*z.shape[:2], -1, cell)[..., cell - channels :]  # (B, T, cells, channels)
     g = (a if weights is None else a * weights[..., None]).sum(2)  # (B, T, channels)
     slow = ((g - g.mean(1, keepdim=True)) ** 2).mean()
@@ -209,9 +209,8 @@ def moving_cells(rgb: torch.Tensor, grid: int, threshold: int = 16) -> torch.Ten
     a share of all such pixels of the frame (0 everywhere in a frame where nothing moves). Shares,
     not counts: a frame's weights sum to 1, so how much moves (how fast) is not itself a code."""
     b, t = rgb.shape[:2]
-    rgb = rgb.to(torch.int16)
-    moving = torch.stack([(rgb - rgb[:, i : i + 1]).abs().amax(dim=(1, 2)) > threshold for i in range(t)], 1)
-    counts = F.adaptive_avg_pool2d(moving.float(), grid).reshape(b, t, grid * grid)
+    moving = torch.stack([moving_pixels(rgb, torch.full((b,), i, device=rgb.device), threshold) for i in range(t)], 1)
+    counts = F.adaptive_avg_pool2d(moving, grid).reshape(b, t, grid * grid)
     return counts / counts.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -293,5 +292,5 @@ def loss_weights(cfg) -> dict[str, float]:
     """The weight of every term :func:`world_model_losses` can return."""
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
-            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight, "appearance": cfg.appearance_weight,
-            "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}
+            "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
+            "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}
