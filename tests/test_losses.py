@@ -116,7 +116,7 @@ def test_temporal_term_can_leave_channels_free_to_stand_still():
     assert dev.shape == (64 * 8 * cells, 4)
     expected = (moving - moving.mean(1, keepdim=True)).reshape(-1, 4)
     torch.testing.assert_close(dev, expected)
-    every = temporal_deviations(z, cell)
+    every = temporal_deviations(z, cell, cell)
     assert every.shape == (64 * 8 * cells, cell) and every[:, 4:].abs().max() < 1e-6
     chosen = sigreg(dev / 0.5, generator=torch.Generator().manual_seed(2))
     assert chosen < 0.01  # only what moves is asked to move

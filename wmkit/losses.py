@@ -209,18 +209,18 @@ def moving_cells(rgb: torch.Tensor, grid: int, threshold: int = 16) -> torch.Ten
     a share of all such pixels of the frame (0 everywhere in a frame where nothing moves). Shares,
     not counts: a frame's weights sum to 1, so how much moves (how fast) is not itself a code."""
     b, t = rgb.shape[:2]
+    rgb = rgb.to(torch.int16)  # once: moving_pixels then finds it converted
     moving = torch.stack([moving_pixels(rgb, torch.full((b,), i, device=rgb.device), threshold) for i in range(t)], 1)
     counts = F.adaptive_avg_pool2d(moving, grid).reshape(b, t, grid * grid)
     return counts / counts.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def temporal_deviations(z: torch.Tensor, cell: int, channels: int = 0) -> torch.Tensor:
-    """Each latent's deviation from its window's mean, as rows of the first ``channels`` (0: all) of
-    each ``cell``-wide latent vector: ``z`` (B, T, cells * cell) gives (B * T * cells, channels).
-    The channels left out may stay still within a window (what does not move, such as a ball's colour)."""
-    moving = channels or cell
-    zm = z.reshape(*z.shape[:2], -1, cell)[..., :moving]  # (B, T, cells, moving)
-    return (zm - zm.mean(1, keepdim=True)).reshape(-1, moving)
+def temporal_deviations(z: torch.Tensor, cell: int, channels: int) -> torch.Tensor:
+    """Each latent's deviation from its window's mean, as rows of the first ``channels`` of each
+    ``cell``-wide latent vector: ``z`` (B, T, cells * cell) gives (B * T * cells, channels). The
+    channels left out may stay still within a window (what does not move, such as a ball's colour)."""
+    zm = z.reshape(*z.shape[:2], -1, cell)[..., :channels]  # (B, T, cells, channels)
+    return (zm - zm.mean(1, keepdim=True)).reshape(-1, channels)
 
 
 def moving_pixels(rgb: torch.Tensor, pick: torch.Tensor, threshold: int = 16) -> torch.Tensor:
