@@ -234,6 +234,27 @@ def test_rollout_term_starts_after_its_teacher_forced_context(context, expected)
     assert terms["rollout"].item() == pytest.approx(expected)
 
 
+def test_rollout_context_min_draws_every_context_in_its_range():
+    """With ``rollout_context_min`` the rollout starts from a drawn number of latents, each from the
+    minimum to ``rollout_context`` (and no other): on z_t = t^2 an untrained predictor's loss names it."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.losses import world_model_losses
+    from wmkit.models import WorldModel
+
+    model = WorldModel(ModelConfig(action_dim=0, predictor="gru", embed_dim=4, history=6, image_size=32, channels=8,
+                                   predictor_width=16, predictor_depth=1))
+    z = (torch.arange(6.0) ** 2)[None, :, None].expand(2, 6, 4)
+    batch = {"latents": z, "actions": torch.zeros(2, 6, 0)}
+    expected = {c: ((c**2 - (c - 1) ** 2) ** 2 + ((c + 1) ** 2 - (c - 1) ** 2) ** 2) / 2 for c in (1, 2, 3)}
+    cfg = TrainConfig(rollout_steps=2, rollout_weight=1.0, rollout_context=3, rollout_context_min=1)
+    g = gen(0)
+    seen = [world_model_losses(model, batch, cfg, g)[0]["rollout"].item() for _ in range(40)]
+    assert {c for c, v in expected.items() for x in seen if x == pytest.approx(v)} == {1, 2, 3}
+    assert all(any(x == pytest.approx(v) for v in expected.values()) for x in seen)
+    fixed = TrainConfig(rollout_steps=2, rollout_weight=1.0, rollout_context=3)  # 0: always rollout_context
+    assert world_model_losses(model, batch, fixed, gen(0))[0]["rollout"].item() == pytest.approx(expected[3])
+
+
 def test_rollout_context_must_leave_room_in_the_window():
     from wmkit.config import TrainConfig
     from wmkit.errors import WmkitError
@@ -244,6 +265,10 @@ def test_rollout_context_must_leave_room_in_the_window():
     with pytest.raises(WmkitError, match="at least 1 latent"):
         check_train_config(TrainConfig(rollout_context=0))
     check_train_config(TrainConfig(window=12, rollout_steps=4, rollout_context=8))
+    for bad in (-1, 9):
+        with pytest.raises(WmkitError, match="rollout_context_min"):
+            check_train_config(TrainConfig(window=12, rollout_steps=4, rollout_context=8, rollout_context_min=bad))
+    check_train_config(TrainConfig(window=12, rollout_steps=4, rollout_context=8, rollout_context_min=2))
 
 
 def test_recon_focus_weighs_the_pixels_that_move():

@@ -140,6 +140,11 @@ class TrainConfig:
     rollout_context: int = 1
     """Latents the rollout loss starts from (the window's first ones, teacher-forced): 1 imagines from a
     single frame; more lets a model with memory read velocities first, as evaluation rollouts do."""
+    rollout_context_min: int = 0
+    """When >= 1, each step draws the rollout's context uniformly from ``rollout_context_min`` to
+    ``rollout_context`` latents, so that a predictor with memory also learns to imagine from short
+    histories (an evaluation that gives it fewer frames than ``rollout_context``); 0 always uses
+    ``rollout_context``."""
     inverse_weight: float = 0.0
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0

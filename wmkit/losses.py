@@ -120,7 +120,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     - ``pred_decoded``: the same step's error in pictures drawn by a fixed decoder, when
       ``cfg.pred_decoded_weight > 0`` (:func:`decoded_prediction_loss`);
     - ``rollout``: open-loop error over ``cfg.rollout_steps`` steps from the first
-      ``cfg.rollout_context`` latents (teacher-forced);
+      ``cfg.rollout_context`` latents (teacher-forced; a drawn number with ``cfg.rollout_context_min``);
     - ``sigreg`` / ``vic_var`` + ``vic_cov``: anti-collapse on all B*T latents;
       with ``ema``, targets come from the EMA encoder instead (no gradient);
     - ``inverse``: a_t from (z_t, z_t+1), when ``cfg.inverse_weight > 0``;
@@ -251,6 +251,15 @@ def decoded_prediction_loss(decode, z: torch.Tensor, pred: torch.Tensor, target:
     return (weight * err).sum() / (weight.sum() * err.shape[1])
 
 
+def rollout_context(cfg, generator: torch.Generator) -> int:
+    """How many latents this step's rollout starts from: ``cfg.rollout_context``, or a uniform draw
+    from ``cfg.rollout_context_min`` up to it when that is set."""
+    lo, hi = cfg.rollout_context_min, cfg.rollout_context
+    if lo < 1 or lo >= hi:
+        return hi
+    return int(torch.randint(lo, hi + 1, (1,), generator=generator))
+
+
 def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: torch.Generator) -> dict:
     """The terms the predictor and the heads on the latent learn from: ``pred``, ``pred_decoded``, ``rollout``, ``inverse``."""
     pred = model.predict(z[:, :-1], actions[:, :-1])
@@ -258,7 +267,7 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
                                                         torch.randint(0, pred.shape[1], (pred.shape[0],), generator=generator))
-    c = cfg.rollout_context
+    c = rollout_context(cfg, generator)
     k = min(cfg.rollout_steps, z.shape[1] - c)
     if k >= 2 and cfg.rollout_weight > 0:
         imagined = model.rollout(z[:, :c], actions[:, c - 1 : c - 1 + k], past_actions=actions[:, : c - 1])

@@ -99,6 +99,9 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'rollout_context' = {cfg.rollout_context} leaves fewer than the 2 open-loop steps the "
                          f"rollout loss needs in windows of {cfg.window} frames; raise window to at least "
                          f"{cfg.rollout_context + 2} or lower rollout_context")
+    if cfg.rollout_context_min != 0 and not 1 <= cfg.rollout_context_min <= cfg.rollout_context:
+        raise WmkitError(f"train config 'rollout_context_min' = {cfg.rollout_context_min}: it is the shortest context a rollout "
+                         f"is drawn with, between 1 and rollout_context = {cfg.rollout_context} (or 0 to always use rollout_context)")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
     if cfg.appearance_channels < 0 or cfg.appearance_weight < 0:
