@@ -376,59 +376,6 @@ def test_appearance_code_rides_with_its_object_and_must_differ_between_scenes():
     assert per_cell[..., 4:].abs().max() == 0 and per_cell[..., :4].abs().max() > 0
 
 
-def test_recoloured_frames_shuffle_and_rescale_the_colour_channels():
-    """Each frame's channels come out in a drawn order, each scaled by a gain in [0.4, 1.2]: a pixel
-    of (200, 100, 50) becomes gains times some order of those values, and the orders vary."""
-    from wmkit.losses import recoloured
-
-    rgb = torch.zeros(64, 3, 4, 4, dtype=torch.uint8)
-    rgb[:, :, 1:3, 1:3] = torch.tensor([200, 100, 50], dtype=torch.uint8)[:, None, None]
-    out = recoloured(rgb, gen(1))
-    assert out.shape == rgb.shape and out.dtype == torch.uint8
-    assert (out[:, :, 0, 0] == 0).all()  # black stays black: a gain, no offset
-    sources = torch.tensor([200.0, 100.0, 50.0])
-    for frame in out[:, :, 1, 1].float():  # some assignment of the sources, one to a channel, fits the gains
-        ratios = frame[:, None] / sources[None, :]  # (output channel, source)
-        fits = (ratios >= 0.4 - 0.01) & (ratios <= 1.2 + 0.01)
-        assert any(all(fits[c, p[c]] for c in range(3)) for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)))
-    assert (out[:, :, 1, 1].float() != rgb[:, :, 1, 1].float()).any(1).float().mean() > 0.9  # the colour changes
-    assert torch.equal(recoloured(rgb, gen(1)), out)  # the generator decides
-
-
-def test_colour_invariant_channels_keep_their_code_under_recolouring():
-    """The recolour term compares the summed code of the last channels only: it is zero when those
-    agree whatever the other channels do, positive when they differ; in the objective it is there and
-    reaches the encoder; a count above appearance_channels is refused."""
-    from wmkit.config import ModelConfig, TrainConfig
-    from wmkit.errors import WmkitError
-    from wmkit.losses import recolour_loss, world_model_losses
-    from wmkit.models import WorldModel
-    from wmkit.train import check_train_config
-
-    g = gen(2)
-    z = torch.randn(8, 9 * 5, generator=g)
-    other = z.clone().view(8, 9, 5)
-    other[..., :3] = torch.randn(8, 9, 3, generator=g)  # colour-bearing channels may change
-    assert recolour_loss(z, other.reshape(8, -1), 5, 2) == 0
-    other[..., 4] += 1.0  # one invariant channel moves by 1 in every cell: its sum moves by 9
-    assert recolour_loss(z, other.reshape(8, -1), 5, 2).item() == pytest.approx(81 / 2)
-    w = torch.zeros(8, 9)
-    w[:, 0] = 1.0  # weights keep one cell: the sum moves by 1
-    assert recolour_loss(z, other.reshape(8, -1), 5, 2, w).item() == pytest.approx(1 / 2)
-
-    model = WorldModel(ModelConfig(channels=8, embed_dim=6, grid=4, predictor="conv", predictor_width=16, history=4,
-                                   image_size=32))
-    cfg = TrainConfig(rollout_steps=1, temporal_weight=1.0, appearance_channels=3, colour_invariant_channels=2)
-    batch = {"rgb": torch.randint(0, 256, (4, 4, 3, 32, 32), dtype=torch.uint8), "actions": torch.zeros(4, 4, 0)}
-    terms, z = world_model_losses(model, batch, cfg, gen(0))
-    assert z.shape == (4, 4, 16 * 6) and terms["recolour"] > 0
-    terms["recolour"].backward()
-    assert model.encoder.stages[0][0].weight.grad.abs().max() > 0
-    for bad in (-1, 4):
-        with pytest.raises(WmkitError, match="colour_invariant_channels"):
-            check_train_config(TrainConfig(appearance_channels=3, colour_invariant_channels=bad))
-
-
 def test_moving_cells_keep_what_moves_and_leave_the_still_screen_out():
     from wmkit.losses import moving_cells
 

@@ -297,10 +297,10 @@ def test_a_latent_map_model_trains_and_loads(two_room_data, tmp_path):
 def test_appearance_channels_train_on_a_latent_map(two_room_data, tmp_path):
     import dataclasses
 
-    tcfg, mcfg = configs(max_steps=4, val_every=4, temporal_weight=1.0, appearance_channels=2, colour_invariant_channels=1)
+    tcfg, mcfg = configs(max_steps=4, val_every=4, temporal_weight=1.0, appearance_channels=2)
     mcfg = dataclasses.replace(mcfg, grid=8, predictor="conv", embed_dim=4, history=2)
     summary = train(tcfg, mcfg, two_room_data, tmp_path / "r", show_progress=False)
-    assert summary["step"] == 4 and "appearance" in summary and "recolour" in summary
+    assert summary["step"] == 4 and "appearance" in summary
     with pytest.raises(WmkitError, match="appearance_channels' = 4 leaves no channel"):
         train(dataclasses.replace(tcfg, appearance_channels=4), mcfg, two_room_data, tmp_path / "s", show_progress=False)
 

@@ -161,8 +161,6 @@ class TrainConfig:
     """How many latent channels (the last ones of each cell of a latent map, or of the vector) hold what a scene keeps over time: an object's colour, shape and size. Summed over the map, they must stay the same within a window (slowness) and vary between scenes (VICReg's variance and covariance terms over the batch), so they become an object-centric code of appearance that moves with its object. The per-cell SIGReg and the temporal term, which favour motion, leave them out; the predictor predicts them like the rest. With a latent map the sum is over the cells where something moves (wmkit.losses.moving_cells), so a scene's still parts (where its screen stands) are not the code. 0 turns it off."""
     appearance_weight: float = 1.0
     """Weight of the appearance term (see appearance_channels)."""
-    colour_invariant_channels: int = 0
-    """How many of the appearance channels (the last ones) must also ignore colour: one frame per window is encoded a second time with its colour channels shuffled and rescaled at random, and these channels' code (summed over the moving cells, as for appearance_channels) must be the same for both. They must still vary between scenes, so they can hold only what an object looks like apart from its colour (its shape and size), which the colour would otherwise crowd out. rgb models only; 0 turns it off."""
     window: int = 4
     """Frames per training window (T)."""
     frame_skip: int = 1

@@ -127,8 +127,6 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     - ``temporal``: SIGReg on within-window deviations, when ``cfg.temporal_weight > 0``;
     - ``appearance``: slowness and spread of the appearance channels, when ``cfg.appearance_channels > 0``
       (:func:`appearance_loss`); ``sigreg`` and ``temporal`` then leave those channels out;
-    - ``recolour``: the last ``cfg.colour_invariant_channels`` of those keep their code when one frame
-      per window is recoloured (:func:`recolour_loss`);
     - ``recon``: one frame per window decoded from its latent vs the frame, when ``cfg.recon_weight > 0``;
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
@@ -138,17 +136,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         z = batch["latents"]  # so the regularisers of the latent, constants here, are left out
         return _predictor_terms(model, z, z, actions, cfg, terms, generator), z
     obs = {k: batch[k] for k in model.cfg.obs_keys}
-    recolour = (cfg.objective == "jepa" and cfg.colour_invariant_channels > 0 and cfg.appearance_weight > 0
-                and tuple(obs) == ("rgb",))
-    if recolour:  # one frame per window again, recoloured, encoded in the same batch (the same normalisation)
-        t = obs["rgb"].shape[1]
-        again_at = torch.randint(0, t, (len(actions),), generator=generator).to(actions.device)
-        again_rows = torch.arange(len(actions), device=actions.device)
-        again = recoloured(obs["rgb"][again_rows, again_at], generator)
-        both = model.encode({"rgb": torch.cat([obs["rgb"], again[:, None]], 1)})
-        z, z_again = both[:, :t], both[:, t]
-    else:
-        z = model.encode(obs)  # (B, T, D)
+    z = model.encode(obs)  # (B, T, D)
     if cfg.objective == "pixel":
         frames = pixels(obs["rgb"])  # (B, T, 3, H, W)
         pred = model.predict(z[:, :-1], actions[:, :-1])
@@ -179,9 +167,6 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     if cfg.appearance_channels and cfg.appearance_weight > 0:
         weights = moving_cells(obs["rgb"], model.cfg.grid) if model.cfg.grid and "rgb" in obs else None
         terms["appearance"] = appearance_loss(z, cell, cfg.appearance_channels, weights)
-        if recolour:
-            terms["recolour"] = recolour_loss(z[again_rows, again_at], z_again, cell, cfg.colour_invariant_channels,
-                                              None if weights is None else weights[again_rows, again_at])
     if cfg.recon_weight > 0:
         if model.decoder is None:
             raise ValueError("recon_weight > 0 needs a model built with a pixel decoder")
@@ -215,30 +200,6 @@ def appearance_loss(z: torch.Tensor, cell: int, channels: int, weights: torch.Te
     slow = ((g - g.mean(1, keepdim=True)) ** 2).mean()
     var, cov = vicreg_terms(g.reshape(-1, channels))
     return slow + var + cov
-
-
-def recoloured(rgb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The frames ``rgb`` (B, 3, H, W) uint8, each with its colour channels in a random order and each
-    channel scaled by a random gain in [0.4, 1.2] (clipped at 255): every colour becomes another,
-    and no function of a pixel's colour (its brightness, its sorted channels) survives."""
-    b = rgb.shape[0]
-    order = torch.argsort(torch.rand(b, 3, generator=generator), dim=1).to(rgb.device)
-    gain = (0.4 + 0.8 * torch.rand(b, 3, 1, 1, generator=generator)).to(rgb.device)
-    shuffled = torch.gather(rgb, 1, order[:, :, None, None].expand_as(rgb))
-    return (shuffled.float() * gain).round().clamp(0, 255).to(torch.uint8)
-
-
-def recolour_loss(z: torch.Tensor, z_again: torch.Tensor, cell: int, channels: int,
-                  weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared difference between the codes of the last ``channels`` of each ``cell``-wide latent
-    vector of frames ``z`` (B, cells * cell) and of the same frames recoloured (:func:`recoloured`),
-    each summed over the cells (weighted by ``weights`` (B, cells) when given), as
-    :func:`appearance_loss` forms its code."""
-    def code(x):
-        a = x.reshape(len(x), -1, cell)[..., cell - channels :]
-        return (a if weights is None else a * weights[..., None]).sum(1)
-
-    return ((code(z) - code(z_again)) ** 2).mean()
 
 
 def moving_cells(rgb: torch.Tensor, grid: int, threshold: int = 16) -> torch.Tensor:
@@ -341,4 +302,4 @@ def loss_weights(cfg) -> dict[str, float]:
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
             "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
-            "appearance": cfg.appearance_weight, "recolour": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}
+            "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}

@@ -104,9 +104,6 @@ def check_train_config(cfg: TrainConfig) -> None:
                          f"is drawn with, between 1 and rollout_context = {cfg.rollout_context} (or 0 to always use rollout_context)")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
-    if not 0 <= cfg.colour_invariant_channels <= cfg.appearance_channels:
-        raise WmkitError(f"train config 'colour_invariant_channels' = {cfg.colour_invariant_channels}: it picks some of the "
-                         f"appearance_channels = {cfg.appearance_channels}; choose between 0 (off) and {cfg.appearance_channels}")
     if cfg.appearance_channels < 0 or cfg.appearance_weight < 0:
         raise WmkitError(f"train config 'appearance_channels' = {cfg.appearance_channels}, 'appearance_weight' = "
                          f"{cfg.appearance_weight}: both must be >= 0")
@@ -192,9 +189,6 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.appearance_channels >= mcfg.embed_dim:
         raise WmkitError(f"train config 'appearance_channels' = {tcfg.appearance_channels} leaves no channel of the "
                          f"model.embed_dim = {mcfg.embed_dim} for motion; choose fewer than {mcfg.embed_dim} (0 turns it off)")
-    if tcfg.colour_invariant_channels and tuple(mcfg.obs_keys) != ("rgb",):
-        raise WmkitError(f"train config 'colour_invariant_channels' = {tcfg.colour_invariant_channels} recolours rgb frames; "
-                         f"this model reads {list(mcfg.obs_keys)}: use model.obs_keys=rgb or set it to 0")
     keys = tuple(mcfg.obs_keys)
     train_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", tcfg.val_fraction, keys)
     val_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "val", tcfg.val_fraction, keys)
