@@ -313,14 +313,18 @@ def test_decoded_prediction_error_weighs_what_moves_and_reaches_only_the_predict
     and the gradient reaches the predicted latent while the decoder's weights stay out of it."""
     from wmkit.losses import decoded_prediction_loss
 
+    g = torch.Generator().manual_seed(0)
     decoder = torch.nn.Linear(4, 3 * 2 * 2)
+    with torch.no_grad():  # from the test's own generator, not the global one (which earlier tests move)
+        decoder.weight.copy_(torch.rand(12, 4, generator=g) - 0.5)
+        decoder.bias.copy_(torch.rand(12, generator=g) - 0.5)
     decoder.requires_grad_(False)
 
     def decode(z):
         return torch.tanh(decoder(z)).view(-1, 3, 2, 2)
 
-    g = torch.Generator().manual_seed(0)
     z, target = torch.randn(5, 3, 4, generator=g), torch.randn(5, 3, 4, generator=g)
+    z[3:] = target[3:]  # in the last two windows nothing moves
     pick = torch.tensor([0, 1, 2, 0, 1])
     assert decoded_prediction_loss(decode, z, target.clone(), target, 10.0, pick).item() == 0.0
     pred = target + 0.1 * torch.randn(5, 3, 4, generator=g)
