@@ -253,3 +253,32 @@ def test_candidate_ranking_with_true_dynamics_agrees_and_copying_does_not(debug_
 
     assert spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[4, 3, 2, 1, 5.0]])) == pytest.approx(
         spearman(np.array([[0, 0, 0, 0, 1.0]]), np.array([[1, 2, 3, 4, 5.0]])))  # ties share their average rank
+
+
+def test_state_cost_scores_read_states_with_the_worlds_goal_distance(two_room_data, tmp_path):
+    """metric 'state': the cost of a latent is the world's goal distance between the states the
+    model's readout reads from it and from the goal's latent; a readout that misses a variable the
+    goal distance uses is refused, as are the gradient planner and a model without a readout."""
+    from wmkit.planning.state_cost import StateGoalDistance
+
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=4, state_weight=1.0, state_vars="x,y,vx"),
+          build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "r", show_progress=False)
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    cost = StateGoalDistance(model)
+    z = torch.randn(2, 3, 4, model.latent_dim)
+    goal = torch.randn(2, 1, 1, model.latent_dim)
+    d = cost(z, goal)
+    read, target = model.read_state(z), model.read_state(goal)
+    torch.testing.assert_close(d, (read[..., :2] - target[..., :2]).norm(dim=-1).float(), atol=1e-5, rtol=1e-5)
+    assert torch.allclose(cost(goal, goal), torch.zeros(2, 1, 1))
+    cfg = PlanEvalConfig(episodes=2, budget=4, samples=8, iterations=1, elites=2, metric="state", baselines=())
+    report = eval_plan(model, "two-room", cfg, show_progress=False)
+    assert report["results"][0]["episodes"] == 2
+    with pytest.raises(WmkitError, match="no gradient"):
+        eval_plan(model, "two-room", dataclasses_replace(cfg, planner="gradient"), show_progress=False)
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=2, state_weight=1.0, state_vars="x"),
+          build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "x", show_progress=False)
+    with pytest.raises(WmkitError, match="depends on 'y'"):
+        StateGoalDistance(WorldModel.from_checkpoint(tmp_path / "x"))
+    with pytest.raises(WmkitError, match="has none"):
+        StateGoalDistance(WorldModel(build(ModelConfig, "debug", "model")))

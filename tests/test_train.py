@@ -329,3 +329,93 @@ def test_predictor_learns_through_the_frozen_decoder(two_room_data, tmp_path):
         train(dataclasses.replace(t, init_from=str(tmp_path / "plain")), wider, two_room_data, tmp_path / "c", show_progress=False)
     with pytest.raises(WmkitError, match="needs freeze_encoder=true"):
         train(configs(pred_decoded_weight=1.0)[0], mcfg, two_room_data, tmp_path / "d", show_progress=False)
+
+
+def test_state_head_reads_angles_as_cosine_and_sine():
+    """An angle is learned as (cos, sin) and read back by atan2, so turns that wrap read alike;
+    other variables are standardised over the data and read back in its units."""
+    from wmkit.models.world_model import StateHead
+
+    head = StateHead(4, ("x", "spin"), angles=("spin",))
+    states = torch.stack([torch.linspace(-5.0, 5.0, 101), torch.zeros(101), torch.linspace(-20.0, 20.0, 101)], 1)
+    head.fit_statistics([0, 2], states)  # the data's state is (x, unused, spin)
+    feats = head.features(states)
+    assert feats.shape == (101, 3) and torch.allclose(feats.mean(0), torch.zeros(3), atol=1e-5)
+    back = head.to_state(feats)
+    torch.testing.assert_close(back[:, 0], states[:, 0], atol=1e-4, rtol=0)
+    wrapped = torch.remainder(states[:, 2] + torch.pi, 2 * torch.pi) - torch.pi
+    assert torch.allclose(torch.cos(back[:, 1] - wrapped), torch.ones(101), atol=1e-5)
+    with pytest.raises(WmkitError, match="not among model.state_names"):
+        StateHead(4, ("x",), angles=("y",))
+
+
+def test_state_readout_trains_the_predictor_and_leaves_the_representation(two_room_data, tmp_path):
+    """state_weight: the readout head learns from the target latents only (no gradient into the encoder),
+    the predictions learn through the head without changing it; the head is saved, reloaded with its
+    statistics, and reads states in the data's units."""
+    import dataclasses
+
+    from wmkit.data.store import EpisodeStore
+    from wmkit.data.windows import WindowDataset
+    from wmkit.losses import world_model_losses
+
+    tcfg, mcfg = configs(max_steps=4, state_weight=1.0, state_vars="x,y", state_warmup=2)
+    train(tcfg, mcfg, two_room_data, tmp_path / "a", show_progress=False)
+    model = WorldModel.from_checkpoint(tmp_path / "a")
+    assert model.cfg.state_names == ("x", "y") and model.cfg.state_angles == ()
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all("state" in x and "state_read" in x for x in lines if x["event"] == "train")
+    store = EpisodeStore(two_room_data)
+    batch = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", keys=model.cfg.obs_keys).__getitems__(list(range(8)))
+    head = model.state_head
+    xy = batch["state"][..., :2].float()
+    torch.testing.assert_close(head.mean, torch.as_tensor(store.read(0, "state", 0, None))[:, :2].float().mean(0),
+                               atol=0.1, rtol=0)  # over the training episodes: near the first chunk's mean
+    z = model.encode({k: batch[k] for k in model.cfg.obs_keys})
+    assert model.read_state(z).shape == xy.shape
+    model.train()
+    terms, _ = world_model_losses(model, batch, dataclasses.replace(tcfg, rollout_weight=0.0), torch.Generator().manual_seed(0))
+    grads = lambda part: [p.grad for p in getattr(model, part).parameters()]  # noqa: E731
+    model.zero_grad()
+    terms["state_read"].backward(retain_graph=True)
+    assert all(g is None for g in grads("encoder")) and all(g is None for g in grads("predictor"))
+    assert any(g is not None and g.abs().sum() > 0 for g in grads("state_head"))
+    model.zero_grad()
+    terms["state"].backward()
+    assert all(g is None for g in grads("state_head"))
+    assert any(g is not None and g.abs().sum() > 0 for g in grads("predictor"))
+
+
+def test_state_readout_refuses_what_it_cannot_read(two_room_data, tmp_path):
+    with pytest.raises(WmkitError, match=r"\['angle'\] are not recorded"):
+        train(configs(state_weight=1.0, state_vars="x,angle")[0], configs()[1], two_room_data, tmp_path / "a", show_progress=False)
+    with pytest.raises(WmkitError, match="state_weight is 0"):
+        train(configs(state_vars="x")[0], configs()[1], two_room_data, tmp_path / "b", show_progress=False)
+    with pytest.raises(WmkitError, match="must be >= 0"):
+        train(configs(state_weight=-1.0)[0], configs()[1], two_room_data, tmp_path / "c", show_progress=False)
+
+
+def test_state_head_on_a_latent_map_reads_where_a_pattern_is():
+    """On a latent map the head convolves over the cells (with their positions): it learns to read
+    where a one-cell pattern lies, and keeps any leading axes."""
+    from wmkit.models.world_model import StateHead
+
+    torch.manual_seed(0)
+    grid, cell = 4, 3
+    head = StateHead(grid * grid * cell, ("col", "row"), grid=grid, width=32, conv_width=8)
+    where = torch.randint(0, grid, (512, 2))
+    z = torch.zeros(512, grid, grid, cell)
+    z[torch.arange(512), where[:, 1], where[:, 0]] = torch.tensor([1.0, -1.0, 0.5])
+    z = z.reshape(512, -1)
+    states = where.float()
+    head.fit_statistics([0, 1], states)
+    opt = torch.optim.Adam(head.parameters(), 3e-3)
+    for _ in range(300):
+        loss = ((head(z) - head.features(states)) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        read = head.to_state(head(z))
+        assert head(z.view(8, 64, -1)).shape == (8, 64, 2)
+    assert (read.round() == states).float().mean() > 0.95

@@ -107,6 +107,10 @@ class ModelConfig:
     """Build a pixel decoder (the pixel-reconstruction baseline objective needs one)."""
     inverse_head: bool = False
     """Build an inverse-dynamics head (the inverse loss term needs one)."""
+    state_names: tuple = ()
+    """State variables a state-readout head reads from a latent (set by ``wmkit train`` from train.state_vars when state_weight > 0); empty: no head."""
+    state_angles: tuple = ()
+    """Of state_names, the angles (read as cosine and sine); set by ``wmkit train`` from the world."""
     inverse_frames: int = 2
     """Latents the inverse-dynamics head reads to guess the action between the last two: 2 (z_t, z_t+1) suits position control; 3 adds z_t-1, so a torque (a change of velocity) can be read too."""
 
@@ -151,6 +155,17 @@ class TrainConfig:
     """Weight of an auxiliary reconstruction of one frame per window from its latent (through a pixel decoder), so the encoder is asked to keep what the frame shows, not only what predicts the next latent; 0 turns it off."""
     recon_focus: float = 0.0
     """Extra weight, in the reconstruction, of the pixels that change within the window (what moves): each such pixel counts 1 + recon_focus times a still one, so a few small moving things are not outweighed by a large still background; 0 weighs all pixels alike."""
+    state_weight: float = 0.0
+    """Weight of the predicted-state term: a readout head learns the recorded state from the target latents (their
+    gradient stops there: the representation is not changed by it), and the predictor's latents, one step ahead and
+    along the rollout, must read as the state that came (the head held fixed for them). An action's effect on a small
+    object (push-t's block) is a small part of a latent error; read as state it is not. Needs data that records
+    states; 0 turns it off."""
+    state_warmup: int = 1000
+    """Steps over which the predicted-state term's weight grows from 0 to state_weight: a fresh readout head reads
+    nothing yet, and its error would only push predictions about."""
+    state_vars: str = ""
+    """Comma-separated state variables the readout head learns (default: every variable the data records)."""
     pred_decoded_weight: float = 0.0
     """Weight of a prediction error measured in pictures: the model's frozen pixel decoder draws the predicted latent and the target latent, and their squared difference is weighed like the reconstruction (pixels where the decoded current and target frames differ count 1 + recon_focus times). A small moving object (push-t's block) covers many pixels but few latent numbers; this term asks the predictor to move it. Needs freeze_encoder=true and init_from a run trained with recon_weight > 0 (its decoder is copied and kept fixed, or the term would let it flatten every picture); works with cache_latents. 0 turns it off."""
     temporal_weight: float = 0.0
@@ -236,7 +251,7 @@ class PlanEvalConfig:
     elites: int = 30
     """CEM/MPPI elites."""
     metric: str = "l2"
-    """Latent distance to the goal: l2, l1, cosine, or learned (env steps to the goal, predicted by the goal distance `wmkit fit-distance` fitted on this checkpoint)."""
+    """Latent distance to the goal: l2, l1, cosine, learned (env steps to the goal, predicted by the goal distance `wmkit fit-distance` fitted on this checkpoint), or state (the world's goal distance between the states the model's readout head reads: models trained with state_weight > 0)."""
     distance: str = ""
     """With metric learned: the goal distance's folder (default: RUN/goal-distance/step-N beside the checkpoint)."""
     reduce: str = "min"

@@ -134,7 +134,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     terms: dict[str, torch.Tensor] = {}
     if "latents" in batch:  # a frozen encoder's stored latents (cache_latents): only the predictor and heads learn,
         z = batch["latents"]  # so the regularisers of the latent, constants here, are left out
-        return _predictor_terms(model, z, z, actions, cfg, terms, generator), z
+        return _predictor_terms(model, z, z, actions, cfg, terms, generator, batch.get("state")), z
     obs = {k: batch[k] for k in model.cfg.obs_keys}
     z = model.encode(obs)  # (B, T, D)
     if cfg.objective == "pixel":
@@ -147,7 +147,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
             target = target_encoder.encode(obs)
     else:
         target = z
-    _predictor_terms(model, z, target, actions, cfg, terms, generator)
+    _predictor_terms(model, z, target, actions, cfg, terms, generator, batch.get("state"))
     # every latent vector is a sample: one per frame, or with a latent map (model.grid) one per
     # cell, so that regions, not whole maps, are pushed toward an isotropic Gaussian
     cell = model.cfg.embed_dim
@@ -260,10 +260,26 @@ def rollout_context(cfg, generator: torch.Generator) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=generator))
 
 
-def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: torch.Generator) -> dict:
-    """The terms the predictor and the heads on the latent learn from: ``pred``, ``pred_decoded``, ``rollout``, ``inverse``."""
+def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: torch.Generator, state=None) -> dict:
+    """The terms the predictor and the heads on the latent learn from: ``pred``, ``pred_decoded``, ``rollout``,
+    ``inverse``, ``state_read`` and ``state``."""
     pred = model.predict(z[:, :-1], actions[:, :-1])
     terms["pred"] = prediction_loss(pred, target[:, 1:])
+    read = None
+    if cfg.state_weight > 0:
+        if model.state_head is None or state is None:
+            raise ValueError("state_weight > 0 needs a model built with a state-readout head and windows with states")
+        feats = model.state_head.features(state)  # (B, T, F)
+        # the head learns to read the target latents (no gradient into them: the representation is left as it is)
+        terms["state_read"] = F.mse_loss(model.state_head(target.detach()), feats)
+        fixed = {k: v.detach() for k, v in model.state_head.named_parameters()}
+
+        def read(latents: torch.Tensor, first: int) -> torch.Tensor:
+            """The fixed head's error on predicted latents of frames ``first``, ``first + 1``, ..."""
+            out = torch.func.functional_call(model.state_head, fixed, (latents,))
+            return F.mse_loss(out, feats[:, first : first + latents.shape[1]])
+
+        terms["state"] = read(pred, 1)
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
                                                         torch.randint(0, pred.shape[1], (pred.shape[0],), generator=generator))
@@ -272,6 +288,8 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
     if k >= 2 and cfg.rollout_weight > 0:
         imagined = model.rollout(z[:, :c], actions[:, c - 1 : c - 1 + k], past_actions=actions[:, : c - 1])
         terms["rollout"] = prediction_loss(imagined, target[:, c : c + k])
+        if read is not None:  # the rollout's latents read as the states that came, as the one-step ones do
+            terms["state"] = 0.5 * (terms["state"] + read(imagined, c))
     if cfg.inverse_weight > 0:
         if model.inverse is None:
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
@@ -302,4 +320,5 @@ def loss_weights(cfg) -> dict[str, float]:
     return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
             "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
-            "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0}
+            "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0,
+            "state_read": 1.0, "state": cfg.state_weight}

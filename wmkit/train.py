@@ -21,6 +21,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +29,7 @@ from . import __version__, dist
 from .config import ModelConfig, TrainConfig
 from .data.store import EpisodeStore, write_json_atomic
 from .data.windows import WindowDataset, make_loader
+from .envs import is_world, make_world
 from .errors import DatasetError, WmkitError
 from .latent_cache import attach_store_latents, check_cache_config
 from .log import MetricsWriter, logger, progress
@@ -67,8 +69,48 @@ def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStor
     if tcfg.inverse_weight > 0 and cfg.inverse_frames > tcfg.window:
         raise WmkitError(f"model.inverse_frames={cfg.inverse_frames} latents do not fit in train.window={tcfg.window} frames; "
                          f"raise window or lower inverse_frames")
+    names, angles = state_readout(tcfg, store)
     return dataclasses.replace(cfg, obs_keys=keys, image_size=int(rgb[0]), action_dim=action_dim, proprio_dim=proprio_dim,
-                               decoder=tcfg.objective == "pixel" or tcfg.recon_weight > 0 or tcfg.pred_decoded_weight > 0, inverse_head=tcfg.inverse_weight > 0)
+                               decoder=tcfg.objective == "pixel" or tcfg.recon_weight > 0 or tcfg.pred_decoded_weight > 0,
+                               inverse_head=tcfg.inverse_weight > 0, state_names=names, state_angles=angles)
+
+
+def state_readout(tcfg: TrainConfig, store: EpisodeStore) -> tuple[tuple, tuple]:
+    """The state variables (and which of them are angles) the readout head of ``state_weight`` learns:
+    ``state_vars`` or every variable ``store`` records; angles as the built-in world names them."""
+    if tcfg.state_weight <= 0:
+        return (), ()
+    recorded = list(store.meta.get("state_names") or [])
+    if not store.has_state or not recorded:
+        raise DatasetError(f"state_weight={tcfg.state_weight} learns to read the recorded state, but {store.path} records "
+                           f"no states; collect data from a built-in world (`wmkit collect --env WORLD`), or set state_weight=0")
+    names = tuple(v.strip() for v in tcfg.state_vars.split(",") if v.strip()) or tuple(recorded)
+    unknown = [n for n in names if n not in recorded]
+    if unknown or len(set(names)) != len(names):
+        raise WmkitError(f"train config 'state_vars' = {tcfg.state_vars!r}: "
+                         + (f"{unknown} are not recorded in {store.path}" if unknown else "a variable is named twice")
+                         + f"; it records {recorded}")
+    env = store.meta.get("env")
+    angles = ()
+    if is_world(env):
+        spec_angles = _world_angle_names(env)
+        angles = tuple(n for n in names if n in spec_angles)
+    return names, angles
+
+
+def fit_state_statistics(head, store: EpisodeStore, train_set: WindowDataset) -> None:
+    """Point the readout ``head`` at its variables' columns of ``store``'s state and standardise its
+    features over the training episodes' states."""
+    recorded = list(store.meta["state_names"])
+    ep = store.episodes
+    rows = [store.read(int(ep["chunk"][r]), "state", int(ep["start"][r]), int(ep["start"][r] + ep["length"][r]))
+            for r in train_set.episode_rows]
+    head.fit_statistics([recorded.index(n) for n in head.names], torch.as_tensor(np.concatenate(rows)))
+
+
+def _world_angle_names(env: str) -> tuple:
+    """The angles among a built-in world's state variables (a one-copy world is made to read its spec)."""
+    return tuple(make_world(env, 1, 16).spec.angle_names)
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -88,6 +130,13 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
     if cfg.pred_decoded_weight < 0:
         raise WmkitError(f"train config 'pred_decoded_weight' = {cfg.pred_decoded_weight}: a loss weight must be >= 0")
+    if cfg.state_warmup < 0:
+        raise WmkitError(f"train config 'state_warmup' = {cfg.state_warmup}: a number of steps must be >= 0")
+    if cfg.state_weight < 0:
+        raise WmkitError(f"train config 'state_weight' = {cfg.state_weight}: a loss weight must be >= 0")
+    if cfg.state_vars and cfg.state_weight == 0:
+        raise WmkitError(f"train config 'state_vars' = {cfg.state_vars!r} names what the readout of state_weight learns, "
+                         f"but state_weight is 0: set state_weight > 0 too, or drop state_vars")
     if cfg.pred_decoded_weight > 0 and (not cfg.freeze_encoder or cfg.recon_weight > 0 or cfg.objective != "jepa"):
         raise WmkitError(f"pred_decoded_weight={cfg.pred_decoded_weight} draws predictions with a trained, fixed pixel decoder: "
                          f"it needs freeze_encoder=true, init_from=RUN (a run trained with recon_weight > 0), recon_weight=0 "
@@ -200,6 +249,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     del calib_loader
     torch.manual_seed(tcfg.seed)
     model = WorldModel(mcfg)
+    if model.state_head is not None:  # the readout's statistics over the training episodes (init_from / resume may replace them)
+        fit_state_statistics(model.state_head, store, train_set)
     init_weights(model, tcfg)
     model = model.to(ctx.device)
     if tcfg.channels_last and mcfg.encoder == "cnn":
@@ -315,6 +366,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
             generator.manual_seed(tcfg.seed * 1_000_003 + step)  # SIGReg directions: same on every rank
             with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=autocast_on):
                 terms, z = objective(batch, generator)
+            if "state" in terms:  # the predictions learn from the readout once it reads: its weight grows over state_warmup
+                weights["state"] = tcfg.state_weight * min(1.0, step / max(1, tcfg.state_warmup))
             loss = sum(weights[k] * v for k, v in terms.items())
             for name, value in terms.items():
                 if not torch.isfinite(value):

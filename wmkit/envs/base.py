@@ -38,6 +38,8 @@ class WorldSpec:
     """Names of the ground-truth state entries, in the order of :meth:`World.state`."""
     proprio_names: tuple[str, ...] = ()
     """Names of the proprioceptive entries; empty when the world has no agent body."""
+    angle_names: tuple[str, ...] = ()
+    """The state entries that are angles (they wrap): a readout learns them as cosine and sine."""
     fps: float = 10.0
     """Control steps per second of simulated time."""
     max_steps: int = 100

@@ -97,6 +97,7 @@ class PushT(World):
             state_names=("agent_x", "agent_y", "block_x", "block_y", "block_angle",
                          "agent_vx", "agent_vy", "block_vx", "block_vy", "block_omega"),
             proprio_names=("agent_x", "agent_y", "agent_vx", "agent_vy"),
+            angle_names=("block_angle",),
             fps=10.0,
             max_steps=200,
             action_meaning=f"target position of the agent, (a+1)/2*{ARENA:g} world units per axis "

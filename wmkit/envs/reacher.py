@@ -48,6 +48,7 @@ class Reacher(World):
             action_dim=2,
             state_names=("q1", "q2", "dq1", "dq2", "tip_x", "tip_y", "target_q1", "target_q2", "target_x", "target_y"),
             proprio_names=("q1", "q2", "dq1", "dq2"),
+            angle_names=("q1", "q2", "target_q1", "target_q2"),
             fps=1.0 / (self.dt * self.substeps),
             max_steps=100,
             action_meaning=f"joint torques in units of max_torque={self.max_torque}",

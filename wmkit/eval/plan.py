@@ -42,6 +42,15 @@ def cost_config(model, cfg: PlanEvalConfig) -> CostConfig:
         from ..planning.distance import head_for
 
         distance = head_for(model, cfg.distance)
+    elif cfg.metric == "state":
+        from ..planning.state_cost import StateGoalDistance
+
+        if cfg.planner == "gradient":
+            raise WmkitError("metric 'state' scores read-out states with the world's goal distance, which has no gradient: "
+                             "plan with --planner cem or mppi")
+        distance = StateGoalDistance(model)
+        if cfg.distance:
+            raise WmkitError(f"--distance is the learned goal distance's folder; it goes with --metric learned, not 'state'")
     elif cfg.distance:
         raise WmkitError(f"--distance is the learned goal distance's folder; it goes with --metric learned, not {cfg.metric!r}")
     return CostConfig(metric=cfg.metric, reduce=cfg.reduce, distance=distance)

@@ -43,6 +43,9 @@ class MPCAgent:
         self.plan_fn, self.planner_name = _planner(planner), planner
         self.horizon, self.replan_every = horizon, replan_every
         self.cost_cfg = cost or CostConfig()
+        if planner == "gradient" and self.cost_cfg.metric == "state":
+            raise WmkitError("metric 'state' scores read-out states with the world's goal distance, which has no gradient: "
+                             "plan with the cem or mppi planner")
         self.options = dict(planner_options or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.frame_skip = model.frame_skip

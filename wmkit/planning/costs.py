@@ -17,15 +17,17 @@ import torch.nn.functional as F
 
 from ..errors import WmkitError
 
-METRICS = ("l2", "l1", "cosine", "learned")
+METRICS = ("l2", "l1", "cosine", "learned", "state")
+READ_METRICS = ("learned", "state")  # metrics that ask a fitted module (CostConfig.distance) rather than a formula
 REDUCTIONS = ("last", "sum", "min")
 
 
 @dataclass
 class CostConfig:
     metric: str = "l2"
-    """Distance to the goal latent: l2 (squared Euclidean), l1, cosine (1 - cosine similarity), or
-    learned (the env steps ``distance`` predicts)."""
+    """Distance to the goal latent: l2 (squared Euclidean), l1, cosine (1 - cosine similarity),
+    learned (the env steps ``distance`` predicts), or state (the world's goal distance between the
+    states the model's readout head reads, :mod:`wmkit.planning.state_cost`)."""
     reduce: str = "min"
     """'last': distance after the final step; 'sum': summed over the horizon (gets there early, but
     stalls in front of obstacles); 'min': the closest approach plus 0.1 x the mean (a plan that passes
@@ -33,13 +35,15 @@ class CostConfig:
     smooth_weight: float = 0.0
     """Weight of the squared change between consecutive actions."""
     distance: object = field(default=None, repr=False)
-    """With metric 'learned': the :class:`~wmkit.planning.distance.GoalDistance` to plan with."""
+    """With metric 'learned': the :class:`~wmkit.planning.distance.GoalDistance` to plan with; with
+    'state': the :class:`~wmkit.planning.state_cost.StateGoalDistance`."""
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise WmkitError(f"cost metric {self.metric!r} is not one of {METRICS}")
-        if (self.metric == "learned") != (self.distance is not None):
-            raise WmkitError("metric 'learned' plans with a fitted goal distance (`wmkit fit-distance`), and only it takes one; "
+        if (self.metric in READ_METRICS) != (self.distance is not None):
+            raise WmkitError("metrics 'learned' and 'state' plan with a fitted distance (`wmkit fit-distance`, or the model's "
+                             "state readout), and only they take one; "
                              f"got metric {self.metric!r} with{'out' if self.distance is None else ''} a distance")
         if self.reduce not in REDUCTIONS:
             raise WmkitError(f"cost reduce {self.reduce!r} must be one of {REDUCTIONS}")
@@ -48,9 +52,10 @@ class CostConfig:
 def goal_distance(z: torch.Tensor, goal: torch.Tensor, metric: str = "l2", distance=None) -> torch.Tensor:
     """Distance of latents ``(..., D)`` from ``goal`` (broadcastable), over the last axis; metric
     'learned' asks the fitted ``distance``."""
-    if metric == "learned":
+    if metric in READ_METRICS:
         if distance is None:
-            raise WmkitError("metric 'learned' needs the fitted goal distance: pass distance= (wmkit.planning.distance.head_for)")
+            raise WmkitError(f"metric {metric!r} needs its distance: pass distance= (wmkit.planning.distance.head_for, or "
+                             f"wmkit.planning.state_cost.StateGoalDistance)")
         return distance(z, goal)
     if metric == "l2":
         return (z - goal).pow(2).sum(-1)
