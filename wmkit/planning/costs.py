@@ -42,7 +42,7 @@ class CostConfig:
         if self.metric not in METRICS:
             raise WmkitError(f"cost metric {self.metric!r} is not one of {METRICS}")
         if (self.metric in READ_METRICS) != (self.distance is not None):
-            raise WmkitError("metrics 'learned' and 'state' plan with a fitted distance (`wmkit fit-distance`, or the model's "
+            raise WmkitError("metrics 'learned' and 'state' plan with a fitted goal distance (`wmkit fit-distance`, or the model's "
                              "state readout), and only they take one; "
                              f"got metric {self.metric!r} with{'out' if self.distance is None else ''} a distance")
         if self.reduce not in REDUCTIONS:
