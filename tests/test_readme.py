@@ -103,12 +103,13 @@ def test_gymnasium_goal_commands(tmp_path):
 
 
 def test_learned_distance_commands(tmp_path):
-    """The learned-goal-distance block and the candidate-ranking, motion-response and stored-latent predictor
-    blocks after it run as written, at debug sizes."""
+    """The learned-goal-distance block and the candidate-ranking, motion-response, stored-latent predictor and
+    state-readout blocks after it run as written, at debug sizes."""
     block = next(b for b in blocks("bash") if "wmkit fit-distance" in b)
     block += next(b for b in blocks("bash") if "wmkit eval candidates" in b)
     block += next(b for b in blocks("bash") if "wmkit eval response" in b)
     block += next(b for b in blocks("bash") if "--out runs/push-t-pred" in b)
+    block += next(b for b in blocks("bash") if "--out runs/push-t-read" in b)
     shrink = {"1000": "12", "50": "4", "small": "debug", "5": "2"}
     plan = ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
             "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1"]
@@ -133,6 +134,11 @@ def test_learned_distance_commands(tmp_path):
     assert json.loads((tmp_path / "plan3.json").read_text())["hold"] is True  # the predictor trained on stored latents
     assert json.loads((tmp_path / "plan4.json").read_text())["hold"] is True  # with the distance fitted to the goal error
     assert json.loads((tmp_path / "runs/push-t-goal-error/distance.json").read_text())["target"] == "goal-error"
+    read = json.loads((tmp_path / "plan5.json").read_text())  # planned with the state readout's cost
+    assert [r["agent"] for r in read["results"]] == ["model", "true-dynamics"] and read["hold"] is True
+    config = json.loads((tmp_path / "runs/push-t-read/config.json").read_text())["model"]
+    assert config["state_names"] == ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]
+    assert config["state_angles"] == ["block_angle"]
     assert len(json.loads((tmp_path / "cand.json").read_text())["rows"]) == 4
     response = json.loads((tmp_path / "response.json").read_text())["groups"]
     assert set(response) == {"agent_x,agent_y", "block_x,block_y,block_angle"} and response["agent_x,agent_y"]["windows"] > 0
