@@ -21,7 +21,6 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,12 +28,12 @@ from . import __version__, dist
 from .config import ModelConfig, TrainConfig
 from .data.store import EpisodeStore, write_json_atomic
 from .data.windows import WindowDataset, make_loader
-from .envs import is_world, make_world
 from .errors import DatasetError, WmkitError
 from .latent_cache import attach_store_latents, check_cache_config
 from .log import MetricsWriter, logger, progress
 from .losses import WorldModelObjective, effective_rank, loss_weights, prediction_loss
 from .models import WorldModel, model_size
+from .readout import fit_state_statistics, state_readout
 from .warm_start import init_weights, set_train_mode
 
 
@@ -73,44 +72,6 @@ def resolve_model_config(cfg: ModelConfig, tcfg: TrainConfig, store: EpisodeStor
     return dataclasses.replace(cfg, obs_keys=keys, image_size=int(rgb[0]), action_dim=action_dim, proprio_dim=proprio_dim,
                                decoder=tcfg.objective == "pixel" or tcfg.recon_weight > 0 or tcfg.pred_decoded_weight > 0,
                                inverse_head=tcfg.inverse_weight > 0, state_names=names, state_angles=angles)
-
-
-def state_readout(tcfg: TrainConfig, store: EpisodeStore) -> tuple[tuple, tuple]:
-    """The state variables (and which of them are angles) the readout head of ``state_weight`` learns:
-    ``state_vars`` or every variable ``store`` records; angles as the built-in world names them."""
-    if tcfg.state_weight <= 0:
-        return (), ()
-    recorded = list(store.meta.get("state_names") or [])
-    if not store.has_state or not recorded:
-        raise DatasetError(f"state_weight={tcfg.state_weight} learns to read the recorded state, but {store.path} records "
-                           f"no states; collect data from a built-in world (`wmkit collect --env WORLD`), or set state_weight=0")
-    names = tuple(v.strip() for v in tcfg.state_vars.split(",") if v.strip()) or tuple(recorded)
-    unknown = [n for n in names if n not in recorded]
-    if unknown or len(set(names)) != len(names):
-        raise WmkitError(f"train config 'state_vars' = {tcfg.state_vars!r}: "
-                         + (f"{unknown} are not recorded in {store.path}" if unknown else "a variable is named twice")
-                         + f"; it records {recorded}")
-    env = store.meta.get("env")
-    angles = ()
-    if is_world(env):
-        spec_angles = _world_angle_names(env)
-        angles = tuple(n for n in names if n in spec_angles)
-    return names, angles
-
-
-def fit_state_statistics(head, store: EpisodeStore, train_set: WindowDataset) -> None:
-    """Point the readout ``head`` at its variables' columns of ``store``'s state and standardise its
-    features over the training episodes' states."""
-    recorded = list(store.meta["state_names"])
-    ep = store.episodes
-    rows = [store.read(int(ep["chunk"][r]), "state", int(ep["start"][r]), int(ep["start"][r] + ep["length"][r]))
-            for r in train_set.episode_rows]
-    head.fit_statistics([recorded.index(n) for n in head.names], torch.as_tensor(np.concatenate(rows)))
-
-
-def _world_angle_names(env: str) -> tuple:
-    """The angles among a built-in world's state variables (a one-copy world is made to read its spec)."""
-    return tuple(make_world(env, 1, 16).spec.angle_names)
 
 
 def check_train_config(cfg: TrainConfig) -> None:

@@ -48,9 +48,9 @@ def cost_config(model, cfg: PlanEvalConfig) -> CostConfig:
         if cfg.planner == "gradient":
             raise WmkitError("metric 'state' scores read-out states with the world's goal distance, which has no gradient: "
                              "plan with --planner cem or mppi")
-        distance = StateGoalDistance(model)
         if cfg.distance:
-            raise WmkitError(f"--distance is the learned goal distance's folder; it goes with --metric learned, not 'state'")
+            raise WmkitError("--distance is the learned goal distance's folder; it goes with --metric learned, not 'state'")
+        distance = StateGoalDistance(model)
     elif cfg.distance:
         raise WmkitError(f"--distance is the learned goal distance's folder; it goes with --metric learned, not {cfg.metric!r}")
     return CostConfig(metric=cfg.metric, reduce=cfg.reduce, distance=distance)
