@@ -33,11 +33,9 @@ def state_readout(tcfg: TrainConfig, store: EpisodeStore) -> tuple[tuple, tuple]
                          + (f"{unknown} are not recorded in {store.path}" if unknown else "a variable is named twice")
                          + f"; it records {recorded}")
     env = store.meta.get("env")
-    angles = ()
-    if is_world(env):
-        spec_angles = _world_angle_names(env)
-        angles = tuple(n for n in names if n in spec_angles)
-    return names, angles
+    # a built-in world names its angles in its spec (a one-copy world is made to read it)
+    spec_angles = make_world(env, 1, 16).spec.angle_names if is_world(env) else ()
+    return names, tuple(n for n in names if n in spec_angles)
 
 
 def fit_state_statistics(head, store: EpisodeStore, train_set: WindowDataset) -> None:
@@ -48,8 +46,3 @@ def fit_state_statistics(head, store: EpisodeStore, train_set: WindowDataset) ->
     rows = [store.read(int(ep["chunk"][r]), "state", int(ep["start"][r]), int(ep["start"][r] + ep["length"][r]))
             for r in train_set.episode_rows]
     head.fit_statistics([recorded.index(n) for n in head.names], torch.as_tensor(np.concatenate(rows)))
-
-
-def _world_angle_names(env: str) -> tuple:
-    """The angles among a built-in world's state variables (a one-copy world is made to read its spec)."""
-    return tuple(make_world(env, 1, 16).spec.angle_names)

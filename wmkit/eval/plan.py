@@ -45,9 +45,6 @@ def cost_config(model, cfg: PlanEvalConfig) -> CostConfig:
     elif cfg.metric == "state":
         from ..planning.state_cost import StateGoalDistance
 
-        if cfg.planner == "gradient":
-            raise WmkitError("metric 'state' scores read-out states with the world's goal distance, which has no gradient: "
-                             "plan with --planner cem or mppi")
         if cfg.distance:
             raise WmkitError("--distance is the learned goal distance's folder; it goes with --metric learned, not 'state'")
         distance = StateGoalDistance(model)
