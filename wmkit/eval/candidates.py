@@ -18,6 +18,11 @@ with the planning cost. Per family it reports:
   predicted latent of each candidate of the other half; the correlation across one start's
   candidates between that reading and the true final value (mean over starts), beside the same
   probe on the true frames (what the latent holds). A prediction that ignores the action scores 0.
+- for a model with a state-readout head (``state_weight``), the same question after every model step
+  of the rollout, read by the head instead of a probe: per variable and step ``h``, the correlation
+  across one start's candidates between the true change since the start and the change the head
+  reads from the ``h``-step prediction (angles wrapped). Where it fades with ``h``, the open-loop
+  rollout loses what the first step still carries.
 
 Seconds instead of a planning run's many minutes, and it says which half of the pipeline to fix, for
 which kind of candidate: the wide ones CEM starts from, or near-recorded ones it ends among.
@@ -165,6 +170,9 @@ def candidate_report(model, data: str, cfg: PlanEvalConfig | None = None, starts
     names = list(sim.spec.state_names)
     for row, response in zip(rows, _responses(probe_data, names)):
         row["responds"] = response
+    if model.state_head is not None:
+        for row, by_step in zip(rows, _readout_responses(model, probe_data, pairs.start_states, names)):
+            row["readout_by_step"] = by_step
     return {"env": env, "data": str(data), "split": goals["split"], "starts": b, "samples": samples, "horizon": horizon,
             "frame_skip": k, "metric": cfg.metric, "reduce": cfg.reduce, "goal_offset": cfg.goal_offset,
             "state_names": names, "rows": rows}
@@ -206,6 +214,51 @@ def _responses(probe_data, names, ridge: float = 1.0) -> list[dict]:
     return out
 
 
+def _across(truth: np.ndarray, read: np.ndarray) -> float | None:
+    """Mean over starts of the correlation across candidates of ``truth`` and ``read`` ``(B, S)``;
+    starts where the truth does not vary are left out (None when none varies). A reading that varies
+    only at float precision (a network's batched arithmetic) counts as not varying: 0."""
+    rs = []
+    for t, r in zip(truth, read):
+        if np.ptp(t) <= 1e-9 * (1 + np.abs(t).max()):
+            continue
+        rs.append(float(np.corrcoef(t, r)[0, 1]) if np.ptp(r) > 1e-5 * (1 + np.abs(r).max()) else 0.0)
+    return float(np.mean(rs)) if rs else None
+
+
+@torch.no_grad()
+def _readout_responses(model, probe_data, start_states: np.ndarray, names: list[str]) -> list[dict]:
+    """Per family: ``{variable: {"predicted": [r per model step], "true": [...]}}`` for the variables the
+    model's state head reads (module doc). The change is taken from the recorded start state; an
+    angle's change is wrapped to (-pi, pi]."""
+    head, device = model.state_head, next(model.parameters()).device
+    angles = set(model.cfg.state_angles)
+    read = lambda z: model.read_state(torch.as_tensor(z, device=device)).float().cpu().numpy()  # noqa: E731
+    out = []
+    for zt, zp, st in probe_data:  # (B, S, H, D), (B, S, H, D), (B, S, H, state)
+        got = {"predicted": read(zp), "true": read(zt)}  # (B, S, H, V)
+        family = {}
+        for j, name in enumerate(head.names):
+            if name not in names:
+                continue
+            c = names.index(name)
+            start = start_states[:, None, None, c]
+
+            def change(x, wrap=name in angles):  # (B, S, H) values -> their change since the start
+                d = x - start
+                return (d + np.pi) % (2 * np.pi) - np.pi if wrap else d
+
+            truth = change(st[..., c])
+            steps = {}
+            for key, v in got.items():
+                read_change = change(v[..., j])
+                steps[key] = [_across(truth[:, :, h], read_change[:, :, h]) for h in range(truth.shape[2])]
+            if any(r is not None for r in steps["true"]):
+                family[name] = steps
+        out.append(family)
+    return out
+
+
 def format_candidates(report: dict) -> str:
     lines = [f"{report['env']}: {report['starts']} start/goal pairs from {report['data']} ({report['split']} episodes, goal "
              f"{report['goal_offset']} steps ahead), {report['samples']} candidates each, horizon {report['horizon']} x frame "
@@ -228,4 +281,17 @@ def format_candidates(report: dict) -> str:
             cells = [f"{r['responds'][n]['predicted']:.2f} ({r['responds'][n]['true']:.2f})" if n in r["responds"] else "-"
                      for n in names]
             lines.append(f"{r['family']:<10} " + " ".join(f"{c:>13}" for c in cells))
+    by_step = [n for n in report.get("state_names", []) if any(n in r.get("readout_by_step", {}) for r in report["rows"])]
+    if by_step:
+        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        lines.append("read by the model's state head, after each model step: correlation across candidates of the true change "
+                     "since the start with the change read from the prediction (from the true frame, last step)")
+        lines.append(f"{'family':<10} {'variable':<13} " + " ".join(f"{'h=' + str(h + 1):>5}" for h in range(report["horizon"]))
+                     + f" {'frames':>7}")
+        for r in report["rows"]:
+            for n in by_step:
+                if n in r.get("readout_by_step", {}):
+                    row = r["readout_by_step"][n]
+                    lines.append(f"{r['family']:<10} {n[:13]:<13} " + " ".join(f"{fmt(x):>5}" for x in row["predicted"])
+                                 + f" {fmt(row['true'][-1]):>7}")
     return "\n".join(lines)
