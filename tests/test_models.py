@@ -404,3 +404,52 @@ def test_conv_predictor_with_cell_positions_moves_the_cell_an_action_names():
     assert centre_plain <= 0.25, centre_plain
     with pytest.raises(WmkitError, match="predictor_coords works with the conv predictor, not 'mlp'"):
         WorldModel(ModelConfig(predictor="mlp", predictor_coords=True, action_dim=2))
+
+
+def test_direct_conv_predictor_predicts_each_step_from_the_last_real_latent():
+    """model.predictor_direct: the h-step latent comes from the last given latent and the first h
+    actions only (one step: the same as predict); rollouts longer than the span chain spans; and it
+    learns a cumulative effect of the actions (each cell moves by their running sum)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(grid=4, embed_dim=4, predictor="conv", predictor_direct=3, history=1, action_dim=2,
+                      predictor_width=16, predictor_depth=1, predictor_coords=True)
+    model = WorldModel(cfg)
+    nn_init = [p for n, p in model.predictor.named_parameters() if n.startswith("out.")]
+    for p in nn_init:  # the zero-initialised output would hide what the inputs do
+        torch.nn.init.normal_(p, std=0.1)
+    z, a = torch.randn(5, model.latent_dim), torch.randn(5, 5, 2)
+    out = model.rollout(z, a)
+    assert out.shape == (5, 5, model.latent_dim)
+    torch.testing.assert_close(out[:, 0], model.predict(z[:, None], a[:, :1])[:, 0])
+    later = a.clone()
+    later[:, 2] += 1.0
+    moved = model.rollout(z, later)
+    torch.testing.assert_close(moved[:, :2], out[:, :2])  # step h sees actions before h only
+    assert (moved[:, 2] - out[:, 2]).abs().max() > 1e-4
+    torch.testing.assert_close(out[:, 3:], model.predictor.jump(out[:, 2], a[:, 3:]))  # the next span starts there
+
+    model = WorldModel(cfg)
+    opt = torch.optim.Adam(model.predictor.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+
+    def task(n):
+        z0, acts = torch.randn(n, model.latent_dim, generator=gen), torch.randn(n, 3, 2, generator=gen)
+        shift = 0.5 * acts.cumsum(1)  # (n, 3, 2): every cell's first two channels move by the running sum
+        target = z0[:, None].view(n, 1, 16, 4).repeat(1, 3, 1, 1)
+        target[..., :2] += shift[:, :, None]
+        return z0, acts, target.view(n, 3, -1)
+
+    for _ in range(200):
+        z0, acts, target = task(32)
+        loss = ((model.rollout(z0, acts) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    z0, acts, target = task(256)
+    with torch.no_grad():
+        err = ((model.rollout(z0, acts) - target) ** 2).mean() / ((target - z0[:, None]) ** 2).mean()
+    assert err < 0.05, float(err)
+    for bad in (dict(predictor="mlp"), dict(history=2), dict(predictor_direct=-1)):
+        with pytest.raises(WmkitError, match="predictor_direct"):
+            WorldModel(ModelConfig(**{**dict(grid=4, embed_dim=4, predictor="conv", predictor_direct=3, history=1,
+                                             action_dim=2), **bad}))

@@ -218,6 +218,72 @@ class ConvPredictor(nn.Module):
         return z + change
 
 
+class DirectConvPredictor(ConvPredictor):
+    """A :class:`ConvPredictor` that predicts ``h`` steps ahead at once, ``h = 1 .. span``:
+    ``z_t+h = z_t + f(z_t, a_t .. a_t+h-1, h)``. The actions until then, zero-padded to ``span`` steps,
+    and a one-hot of ``h`` are embedded together into the conditioning vector that the conv body reads
+    (per cell with its position, with ``coords``), so one body serves every ``h``.
+
+    Why: stepping a deterministic predictor feeds its own prediction back in. Where it is unsure (will
+    the pusher meet the block?), mean squared error makes it predict an average of the outcomes, and
+    the next step starts from that blur, a latent unlike any it learned from. Predicted directly from
+    the last real latent, each ``h`` is a regression on data it was trained on. :meth:`forward` is the
+    one-step case (teacher-forced training and :meth:`WorldModel.predict`); :meth:`jump` gives a
+    rollout's ``h``-step latents in one batched call."""
+
+    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, span: int,
+                 coords: bool = False):
+        super().__init__(cell_dim, grid, action_dim, width, depth, 1, coords)
+        if span < 1 or action_dim < 1:
+            raise ValueError(f"a direct predictor needs a span >= 1 and actions, got span {span}, action_dim {action_dim}")
+        self.span, self.action_dim = int(span), int(action_dim)
+        self.actions = nn.Sequential(nn.Linear(span * action_dim + span, width), nn.SiLU(), nn.Linear(width, width))
+
+    def _condition(self, actions: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Actions ``(N, span, A)`` (zero past each one's ``steps``) and ``steps`` ``(N,)`` in 1..span ->
+        ``(N, width)``."""
+        onehot = F.one_hot(steps - 1, self.span).to(actions.dtype)
+        return self.actions(torch.cat([actions.flatten(1), onehot], 1))
+
+    def _body(self, maps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Maps ``(N, G, G, C)`` and conditioning ``(N, width)`` -> each cell's change ``(N, G*G*C)``."""
+        n, g = len(maps), self.grid
+        x = self.inp(maps.permute(0, 3, 1, 2))
+        act = cond.reshape(n, self.width, 1, 1)
+        if self.coords:
+            here = torch.cat([act.expand(-1, -1, g, g), self.cell_xy.to(act.dtype).expand(n, -1, -1, -1)], 1)
+            act = act + self.where(here)
+        x = x + act
+        for block in self.blocks:
+            x = x + block(x)
+        return self.out(x).permute(0, 2, 3, 1).reshape(n, -1)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        b, t, d = z.shape
+        _check_map(d, self.grid, self.cell, "direct conv")
+        padded = actions.new_zeros(b * t, self.span, self.action_dim)
+        padded[:, 0] = actions.reshape(b * t, -1)
+        cond = self._condition(padded, torch.ones(b * t, dtype=torch.long, device=z.device))
+        return z + self._body(z.reshape(b * t, self.grid, self.grid, self.cell), cond).view(b, t, d)
+
+    def jump(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The latent ``(B, D)`` and the next ``H <= span`` actions ``(B, H, A)`` -> the latents after 1 .. H of
+        them, ``(B, H, D)``, each predicted from ``z`` directly."""
+        b, h, _ = actions.shape
+        d = z.shape[-1]
+        _check_map(d, self.grid, self.cell, "direct conv")
+        if not 1 <= h <= self.span:
+            raise ValueError(f"the direct predictor jumps 1 to {self.span} steps, got {h}")
+        steps = torch.arange(1, h + 1, device=z.device)
+        keep = (torch.arange(self.span, device=z.device)[None] < steps[:, None]).to(actions.dtype)  # (H, span)
+        seq = torch.cat([actions, actions.new_zeros(b, self.span - h, self.action_dim)], 1)  # (B, span, A)
+        masked = seq[:, None] * keep[None, :, :, None]  # (B, H, span, A): step j sees actions < j
+        cond = self._condition(masked.reshape(b * h, self.span, self.action_dim), steps.repeat(b))
+        maps = z.reshape(b, 1, self.grid, self.grid, self.cell).expand(-1, h, -1, -1, -1)
+        change = self._body(maps.reshape(b * h, self.grid, self.grid, self.cell), cond)
+        return z[:, None] + change.view(b, h, d)
+
+
 class ConvGRUPredictor(nn.Module):
     """Next latent map from a recurrent hidden map (a convolutional GRU over the ``G x G`` cells).
 
