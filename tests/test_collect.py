@@ -99,3 +99,21 @@ def test_invalid_config_names_the_field():
         CollectConfig(noise=2.0).validate()
     with pytest.raises(WmkitError, match="'obs_keys'"):
         CollectConfig(obs_keys=("depth",)).validate()
+    with pytest.raises(WmkitError, match="'hold'"):
+        CollectConfig(hold=0).validate()
+
+
+def test_held_policy_actions_change_only_every_hold_steps(tmp_path):
+    """hold=3: the policy is asked at steps 0, 3, 6, ...; its action is kept in between (a random
+    policy's draws still differ from one ask to the next), and the world acts on what is recorded."""
+    collect(CollectConfig(env="push-t", episodes=2, steps=10, size=32, policy="random", hold=3, workers=1),
+            tmp_path / "h", show_progress=False)
+    for ep in episodes_by_id(tmp_path / "h").values():
+        a = np.asarray(ep.actions)
+        changes = [t for t in range(1, len(a)) if not np.array_equal(a[t], a[t - 1])]
+        assert changes == [3, 6, 9]
+    collect(CollectConfig(env="push-t", episodes=2, steps=10, size=32, policy="expert", hold=2, workers=1),
+            tmp_path / "e", show_progress=False)
+    for ep in episodes_by_id(tmp_path / "e").values():
+        a = np.asarray(ep.actions)
+        assert all(np.array_equal(a[t], a[t + 1]) for t in range(0, 10, 2))

@@ -27,6 +27,8 @@ class CollectConfig:
     """Data policy: 'explore' (noisy goal-seeking toward random sub-goals, built-in worlds), 'expert' (scripted demonstrations toward each episode's goal, push-t) or 'random'; empty picks explore for worlds, random for Gymnasium."""
     noise: float = 0.3
     """Share of uniform random action mixed into the explore or expert policy, in [0, 1]."""
+    hold: int = 1
+    """Env steps each policy action is kept for: the policy is asked every `hold` steps. With policy random and hold equal to the training frame skip, each model step is one random target held, as the planners' held candidates are (`--hold true`)."""
     size: int = 64
     """Rendered frame size in pixels (square)."""
     obs_keys: tuple = ("rgb",)
@@ -47,6 +49,7 @@ class CollectConfig:
             (self.episodes >= 1, "episodes", "at least 1"),
             (self.steps >= 0, "steps", ">= 0"),
             (0.0 <= self.noise <= 1.0, "noise", "in [0, 1]"),
+            (self.hold >= 1, "hold", "at least 1 env step"),
             (16 <= self.size <= 1024, "size", "between 16 and 1024"),
             (self.workers >= 1, "workers", ">= 1"),
             (self.episodes_per_chunk >= 1, "episodes_per_chunk", ">= 1"),

@@ -33,7 +33,7 @@ def _chunk_episode_ids(cfg: CollectConfig, chunk: int) -> range:
 def _source(cfg: CollectConfig):
     global _SOURCE
     if _SOURCE is None:
-        _SOURCE = make_source(cfg.env, cfg.size, cfg.obs_keys, cfg.policy, cfg.noise, cfg.params)
+        _SOURCE = make_source(cfg.env, cfg.size, cfg.obs_keys, cfg.policy, cfg.noise, cfg.params, cfg.hold)
     return _SOURCE
 
 
@@ -106,7 +106,7 @@ def collect(cfg: CollectConfig, out: str | os.PathLike, resume: bool = False, sh
     if not cfg.policy:
         cfg = dataclasses.replace(cfg, policy=default_policy(cfg.env))
     out = Path(out)
-    source = make_source(cfg.env, cfg.size, cfg.obs_keys, cfg.policy, cfg.noise, cfg.params)  # fail fast, in this process
+    source = make_source(cfg.env, cfg.size, cfg.obs_keys, cfg.policy, cfg.noise, cfg.params, cfg.hold)  # fail fast, in this process
     meta, done = _prepare(cfg, out, resume, source)
     num_chunks = -(-cfg.episodes // cfg.episodes_per_chunk)
     todo = [c for c in range(num_chunks) if c not in done]

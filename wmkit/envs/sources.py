@@ -33,11 +33,12 @@ def episode_seed(base_seed: int, episode_id: int) -> int:
 class WorldSource:
     """Roll out a built-in world, all episodes of a batch stepped together."""
 
-    def __init__(self, env: str, size: int, obs_keys: Sequence[str], policy: str, noise: float, params: dict | None = None):
+    def __init__(self, env: str, size: int, obs_keys: Sequence[str], policy: str, noise: float, params: dict | None = None,
+                 hold: int = 1):
         if policy not in POLICIES:
             raise WmkitError(f"unknown policy '{policy}'; expected one of {', '.join(POLICIES)}")
         self.env, self.size, self.obs_keys, self.policy, self.noise = env, size, tuple(obs_keys), policy, float(noise)
-        self.params = dict(params or {})
+        self.params, self.hold = dict(params or {}), int(hold)
         world = make_world(env, 1, size, obs_keys, **self.params)
         self.spec = world.spec
         if policy == "expert" and type(world).expert_actions is World.expert_actions:  # fail fast, in this process
@@ -56,8 +57,10 @@ class WorldSource:
         frames = {k: [v] for k, v in obs.items()}
         states, actions, rewards = [world.state()], [], []
         success = np.zeros(len(seeds), dtype=bool)
-        for _ in range(num_steps):
-            if self.policy == "random":
+        for t in range(num_steps):
+            if t % self.hold:  # the policy's last action, kept
+                pass
+            elif self.policy == "random":
                 act = world.sample_actions()
             elif self.policy == "expert":
                 act = world.expert_actions(self.noise)
@@ -125,10 +128,10 @@ class GymSource:
     numeric ``info`` entries present at reset. Success is ``info["is_success"]`` when reported.
     """
 
-    def __init__(self, env_id: str, size: int, policy: str = "random"):
+    def __init__(self, env_id: str, size: int, policy: str = "random", hold: int = 1):
         if policy != "random":
             raise WmkitError(f"policy '{policy}' needs a built-in world; Gymnasium envs are collected with --policy random")
-        self.env_id, self.size = env_id, size
+        self.env_id, self.size, self.hold = env_id, size, int(hold)
         self.env = make_gym_env(env_id)
         space = self.env.action_space
         self.discrete = hasattr(space, "n")
@@ -169,8 +172,9 @@ class GymSource:
             self.env.action_space.seed(int(seed))
             frames, states, actions, rewards = [square_resize(self.env.render()[..., :3], self.size)], [self._state(obs, info)], [], []
             success = info.get("is_success")
-            for _ in range(num_steps):
-                act = self.env.action_space.sample()
+            for t in range(num_steps):
+                if t % self.hold == 0:  # else the last action, kept
+                    act = self.env.action_space.sample()
                 obs, reward, terminated, truncated, info = self.env.step(act)
                 frames.append(square_resize(self.env.render()[..., :3], self.size))
                 states.append(self._state(obs, info))
@@ -191,11 +195,12 @@ def default_policy(env: str) -> str:
     return "explore" if is_world(env) else "random"
 
 
-def make_source(env: str, size: int = 64, obs_keys=("rgb",), policy: str | None = None, noise: float = 0.3, params: dict | None = None):
-    """A :class:`WorldSource` for built-in worlds, else a :class:`GymSource`."""
+def make_source(env: str, size: int = 64, obs_keys=("rgb",), policy: str | None = None, noise: float = 0.3, params: dict | None = None,
+                hold: int = 1):
+    """A :class:`WorldSource` for built-in worlds, else a :class:`GymSource`; the policy is asked every ``hold`` steps."""
     policy = policy or default_policy(env)
     if is_world(env):
-        return WorldSource(env, size, obs_keys, policy, noise, params)
+        return WorldSource(env, size, obs_keys, policy, noise, params, hold)
     if tuple(obs_keys) != ("rgb",) or params:
         raise WmkitError(f"'{env}' is a Gymnasium env: only obs_keys=('rgb',) and no world params are supported")
-    return GymSource(env, size, policy)
+    return GymSource(env, size, policy, hold)
