@@ -96,8 +96,6 @@ class ModelConfig:
     """Dropout in the predictor."""
     predictor_coords: bool = False
     """Conv predictor: read the action per cell with the cell's position, so an action that names a place (a target position) can move the right cells."""
-    predictor_direct: int = 0
-    """Conv predictor: predict up to this many steps ahead in one call from the last latent and the actions until then (0: one step at a time, each from the last prediction). An imagined latent is then never fed back as an input within that span, so a blurred prediction does not compound (longer rollouts chain such spans)."""
     predictor_deltas: bool = False
     """Also feed the transformer predictor each latent's change since the previous one: motion read from history, which action-free video needs most."""
     obs_keys: tuple = ("rgb",)

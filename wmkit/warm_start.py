@@ -33,7 +33,7 @@ def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
 
 # model settings that shape the predictor and heads, not the latent: they may change under freeze_encoder
 PREDICTOR_FIELDS = frozenset({"predictor", "predictor_width", "predictor_depth", "predictor_heads", "history",
-                              "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "predictor_direct", "inverse_frames",
+                              "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "inverse_frames",
                               "inverse_head", "decoder", "state_names", "state_angles"})
 
 

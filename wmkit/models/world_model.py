@@ -22,7 +22,7 @@ from ..config import ModelConfig
 from ..errors import WmkitError
 from .encoders import ConvEncoder, MapDecoder, PixelDecoder, ViTEncoder
 from .norm import GlobalBatchNorm1d, calibrate
-from .predictors import ConvGRUPredictor, ConvPredictor, DirectConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
+from .predictors import ConvGRUPredictor, ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
 
 
 def _check(name: str, x: torch.Tensor, ndim: tuple[int, ...], what: str) -> None:
@@ -55,16 +55,7 @@ class WorldModel(nn.Module):
         d, a, w = self.latent_dim, cfg.action_dim, cfg.predictor_width
         if cfg.predictor in ("conv", "convgru") and not cfg.grid:
             raise WmkitError(f"model.predictor={cfg.predictor} predicts a latent map; set model.grid (e.g. 8) too")
-        if cfg.predictor_direct < 0:
-            raise WmkitError(f"model.predictor_direct must be >= 0 steps (0: one step at a time), got {cfg.predictor_direct}")
-        if cfg.predictor_direct and (cfg.predictor != "conv" or cfg.history != 1 or a == 0):
-            raise WmkitError(f"model.predictor_direct predicts from the last latent and the actions: it needs model.predictor=conv, "
-                             f"model.history=1 and data with actions; got predictor={cfg.predictor!r}, history={cfg.history}, "
-                             f"action_dim={a}")
-        if cfg.predictor_direct:
-            self.predictor = DirectConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.predictor_direct,
-                                                 coords=cfg.predictor_coords)
-        elif cfg.predictor == "conv":
+        if cfg.predictor == "conv":
             self.predictor = ConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history,
                                            coords=cfg.predictor_coords)
         elif cfg.predictor_coords:
@@ -172,12 +163,6 @@ class WorldModel(nn.Module):
         b, t0, _ = z.shape
         if past_actions is None:
             past_actions = actions.new_zeros(b, t0 - 1, actions.shape[-1])
-        if isinstance(self.predictor, DirectConvPredictor):  # from the last latent, span steps at a time
-            out, last, span = [], z[:, -1], self.predictor.span
-            for s in range(0, actions.shape[1], span):
-                out.append(self.predictor.jump(last, actions[:, s : s + span]))
-                last = out[-1][:, -1]
-            return torch.cat(out, 1)
         if getattr(self.predictor, "step", None) is not None and t0 + actions.shape[1] - 1 <= self.history:
             # a recurrent predictor whose window never outgrows its history: carry its state instead
             # of re-reading the window at every step (the same numbers, one step of work per latent)
