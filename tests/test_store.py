@@ -123,3 +123,38 @@ def test_episode_validation():
 def test_metadata_is_json(tmp_path):
     write_store(tmp_path / "d", episodes_per_chunk=4)
     assert json.loads((tmp_path / "d" / "wmkit.json").read_text())["env"] == "test"
+
+
+def test_merge_keeps_every_episode_and_refuses_other_worlds(tmp_path):
+    """`wmkit data merge`: the episodes of both recordings, in order, renumbered, with their seeds;
+    merged_from says where each came from; a recording of another world, a name given twice or an
+    existing output is refused, and the output is then left unwritten."""
+    from wmkit.cli import main
+    from wmkit.config import CollectConfig
+    from wmkit.data.merge import merge_stores
+    from wmkit.envs.collect import collect
+
+    collect(CollectConfig(env="push-t", episodes=3, steps=6, size=32, policy="expert", workers=1), tmp_path / "a",
+            show_progress=False)
+    collect(CollectConfig(env="push-t", episodes=2, steps=6, size=32, policy="random", hold=3, seed=5, workers=1),
+            tmp_path / "b", show_progress=False)
+    assert main(["data", "merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    merged, parts = EpisodeStore(tmp_path / "m"), [EpisodeStore(tmp_path / "a"), EpisodeStore(tmp_path / "b")]
+    assert merged.num_episodes == 5 and merged.episodes["id"].tolist() == [0, 1, 2, 3, 4]
+    originals = [p.load_episode(i) for p in parts for i in range(p.num_episodes)]
+    for i, ep in enumerate(originals):
+        got = merged.load_episode(i)
+        np.testing.assert_array_equal(got.obs["rgb"], ep.obs["rgb"])
+        np.testing.assert_array_equal(got.actions, ep.actions)
+        np.testing.assert_array_equal(got.state, ep.state)
+        assert got.seed == ep.seed
+    sources = merged.meta["merged_from"]
+    assert [s["ids"] for s in sources] == [[0, 2], [3, 4]] and sources[1]["collection"]["policy"] == "random"
+    collect(CollectConfig(env="two-room", episodes=2, steps=4, size=32, workers=1), tmp_path / "c", show_progress=False)
+    with pytest.raises(DatasetError, match="differ in 'env'"):
+        merge_stores([tmp_path / "a", tmp_path / "c"], tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(DatasetError, match="named twice"):
+        merge_stores([tmp_path / "a", tmp_path / "a"], tmp_path / "x")
+    with pytest.raises(OutputExistsError):
+        merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")

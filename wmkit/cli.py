@@ -94,6 +94,14 @@ def cmd_data_import(args) -> None:
     print(f"imported {meta['import']['episodes']} episodes ({meta['import']['frames']} frames) from {args.src} into {args.out}")
 
 
+def cmd_data_merge(args) -> None:
+    from .data.merge import merge_stores
+
+    r = merge_stores(args.data, args.out)
+    parts = ", ".join(f"{src['episodes']} from {src['path']}" for src in r["sources"])
+    print(f"merged {r['episodes']} episodes ({parts}) into {r['out']}")
+
+
 def cmd_bench(args) -> None:
     from .bench import format_table, run_bench
 
@@ -149,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64, help="frame size in pixels after center-crop (default 64)")
     p.add_argument("--camera", default=None, help="LeRobot video key to use (default: the first)")
     p.set_defaults(func=cmd_data_import)
+    p = dsub.add_parser("merge", help="one dataset with the episodes of several recordings of the same world (e.g. two policies)")
+    p.add_argument("data", nargs="+", help="datasets to merge, in order (at least two)")
+    p.add_argument("--out", required=True, help="output dataset folder (must not exist)")
+    p.set_defaults(func=cmd_data_merge)
 
     ev = sub.add_parser("eval", help="evaluate a trained world model")
     esub = ev.add_subparsers(dest="eval_command", required=True)
