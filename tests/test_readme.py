@@ -36,6 +36,15 @@ def test_getting_data_commands(tmp_path):
         result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
     assert (tmp_path / "runs" / "two-room.gif").stat().st_size > 1000
+    # the push-t recording, the random held one and their merge, with 2 short episodes each
+    wanted = [c for c in (line.split("#")[0].strip() for line in block.splitlines())
+              if c.startswith("wmkit collect --env push-t") or c.startswith("wmkit data merge")]
+    assert len(wanted) == 3, wanted
+    for command in wanted:
+        argv = [("2" if a == "512" else a) for a in shlex.split(command)[1:]] + (["--steps", "6"] if "collect" in command else [])
+        result = subprocess.run([sys.executable, "-m", "wmkit", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+    assert "merged 4 episodes" in result.stdout
 
 
 def test_ci_runs_the_readme_test_command():
