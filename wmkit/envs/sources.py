@@ -51,6 +51,13 @@ class WorldSource:
                 "action_meaning": s.action_meaning, "state_names": list(s.state_names),
                 "proprio_names": list(s.proprio_names), "has_success": s.has_success, "world_params": s.extra}
 
+    def _act(self, world) -> np.ndarray:
+        if self.policy == "random":
+            return world.sample_actions()
+        if self.policy == "expert":
+            return world.expert_actions(self.noise)
+        return world.explore_actions(self.noise)
+
     def run(self, seeds: Sequence[int], num_steps: int) -> list[Episode]:
         world = make_world(self.env, len(seeds), self.size, self.obs_keys, **self.params)
         obs = world.reset(list(seeds))
@@ -58,14 +65,8 @@ class WorldSource:
         states, actions, rewards = [world.state()], [], []
         success = np.zeros(len(seeds), dtype=bool)
         for t in range(num_steps):
-            if t % self.hold:  # the policy's last action, kept
-                pass
-            elif self.policy == "random":
-                act = world.sample_actions()
-            elif self.policy == "expert":
-                act = world.expert_actions(self.noise)
-            else:
-                act = world.explore_actions(self.noise)
+            if t % self.hold == 0:  # in between, the policy's last action is kept
+                act = self._act(world)
             obs, reward, _, info = world.step(act)
             for k, v in obs.items():
                 frames[k].append(v)
