@@ -38,14 +38,15 @@ def merge_stores(sources, out: str | os.PathLike, episodes_per_chunk: int = 32, 
         raise DatasetError(f"episodes_per_chunk must be >= 1, got {episodes_per_chunk}")
     stores = [EpisodeStore(p) for p in sources]
     first = stores[0]
+    layout = _layout(first)
     for path, store in zip(sources[1:], stores[1:]):
         for key in MUST_MATCH:
             if store.meta.get(key) != first.meta.get(key):
                 raise DatasetError(f"{path} and {sources[0]} differ in '{key}' ({store.meta.get(key)!r} against "
                                    f"{first.meta.get(key)!r}): only recordings of the same world, recorded alike, can be merged")
-        if _layout(store) != _layout(first):
+        if _layout(store) != layout:
             raise DatasetError(f"{path} and {sources[0]} record different observations ({_layout(store)} against "
-                               f"{_layout(first)}): collect them with the same --obs-keys and --size")
+                               f"{layout}): collect them with the same --obs-keys and --size")
         if store.has_state != first.has_state:
             raise DatasetError(f"{path} and {sources[0]}: one records states and the other does not")
     empty = [str(p) for p, s in zip(sources, stores) if s.num_episodes == 0]

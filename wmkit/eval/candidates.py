@@ -201,15 +201,9 @@ def _responses(probe_data, names, ridge: float = 1.0) -> list[dict]:
         got = {"true": read(zt[held, :, -1]), "predicted": read(zp[held, :, -1])}
         family = {}
         for j, name in enumerate(names):
-            rs = {key: [] for key in got}
-            for i in range(len(final)):
-                if np.ptp(final[i, :, j]) <= 1e-9 * (1 + np.abs(final[i, :, j]).max()):
-                    continue
-                for key, value in got.items():
-                    v = value[i, :, j]
-                    rs[key].append(float(np.corrcoef(final[i, :, j], v)[0, 1]) if np.ptp(v) > 0 else 0.0)
-            if rs["true"]:
-                family[name] = {key: float(np.mean(v)) for key, v in rs.items()}
+            rs = {key: _across(final[:, :, j], value[:, :, j]) for key, value in got.items()}
+            if rs["true"] is not None:
+                family[name] = rs
         out.append(family)
     return out
 
