@@ -191,8 +191,23 @@ def test_eval_plan_runs_the_true_dynamics_baseline(debug_model):
                          baselines=("true-dynamics",))
     report = eval_plan(debug_model, "two-room", cfg, show_progress=False)
     assert [r["agent"] for r in report["results"]] == ["model", "true-dynamics"]
-    with pytest.raises(WmkitError, match="random, oracle and/or true-dynamics"):
+    with pytest.raises(WmkitError, match="random, oracle, true-dynamics and/or state-model"):
         eval_plan(debug_model, "two-room", dataclasses_replace(cfg, baselines=("perfect",)), show_progress=False)
+
+
+def test_eval_plan_runs_the_state_model_baseline(debug_model, tmp_path):
+    cfg = PlanEvalConfig(episodes=2, budget=4, samples=8, iterations=1, elites=2, baselines=("state-model",),
+                         state_model_steps=20)
+    report = eval_plan(debug_model, "two-room", cfg, show_progress=False)
+    assert [r["agent"] for r in report["results"]] == ["model", "state-model"]
+    assert report["results"][1]["plans"] == report["results"][0]["plans"] == 2  # the model's search, every model step
+    meta = debug_model.checkpoint_meta
+    debug_model.checkpoint_meta = {**meta, "dataset": {**meta["dataset"], "path": str(tmp_path / "gone")}}
+    try:
+        with pytest.raises(WmkitError, match="training data .*gone.*not there"):
+            eval_plan(debug_model, "two-room", cfg, show_progress=False)
+    finally:
+        debug_model.checkpoint_meta = meta
 
 
 def _true_rollout(model, data, cfg):

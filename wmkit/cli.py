@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="pairs and candidates (default 0)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "budget", "planner", "replan_every", "samples", "iterations",
-                                               "elites", "hold", "baselines", "oracle_samples", "oracle_iterations",
+                                               "elites", "hold", "baselines", "oracle_samples", "oracle_iterations", "state_model_steps",
                                                "goals_from", "success"))
     p.set_defaults(func=cmd_eval_candidates)
 
@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which held-out start/goal pair (default 0); with --goals-from, pair number SEED of `wmkit eval plan`")
     p.add_argument("--bank", default=None, help="dataset whose frames show the imagined latents (default: the training data)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations"))
+    _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations",
+                                                         "state_model_steps"))
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("fit-distance", help="fit a learned goal distance (env steps to a goal, or the world's goal error) "

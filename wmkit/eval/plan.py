@@ -4,7 +4,8 @@ Protocol: a fixed, seeded set of start/goal pairs per world (seeds disjoint from
 the goal given to the agent only as an image, a step budget, the world's own success test (reached
 at any step within the budget). In the same run, on the same pairs: the model's MPC agent, a random
 policy and an oracle that plans with the true simulator; on request a true-dynamics agent (the
-oracle's search scored by the model's latent cost). Reported: success rate with a 95% Wilson
+oracle's search scored by the model's latent cost) and a state-model agent (dynamics of the true
+state learned from the model's training data, searched as the model's agent searches). Reported: success rate with a 95% Wilson
 interval, mean final goal distance, and planning latency per replanning step.
 """
 
@@ -151,8 +152,12 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             agents[name] = TrueDynamicsAgent(model, cost, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                                              planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
                                              seed=cfg.seed, hold=cfg.hold)
+        elif name == "state-model" and not oracle_ok:
+            unavailable[name] = "scores predicted states with a built-in world's goal distance; a Gymnasium env has none"
+        elif name == "state-model":
+            agents[name] = _state_model_agent(model, cfg, frame_skip, make_batch)
         else:
-            raise WmkitError(f"unknown baseline {name!r}; expected random, oracle and/or true-dynamics")
+            raise WmkitError(f"unknown baseline {name!r}; expected random, oracle, true-dynamics and/or state-model")
     rows, state_names = [], None
     bar = progress(len(agents), f"eval plan {env}", "agent", None if show_progress is None else not show_progress)
     with bar:
@@ -167,6 +172,29 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             "samples": cfg.samples, "iterations": cfg.iterations, "seed": cfg.seed, "results": rows,
             "unavailable": unavailable, "state_names": state_names,
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
+
+
+def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, make_batch):
+    """The state-model baseline: dynamics of the true state fitted on the model's own training
+    episodes, searched with the model agent's planner settings."""
+    from ..data.store import EpisodeStore
+    from .state_model import StateModelAgent, fit_state_dynamics
+
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    path = (meta.get("dataset") or {}).get("path")
+    if not path:
+        raise WmkitError("the state-model baseline learns from the checkpoint's training data, and this checkpoint "
+                         "does not name it; drop 'state-model' from --baselines")
+    if not Path(path).exists():
+        raise WmkitError(f"the state-model baseline learns from the checkpoint's training data {path}, which is not there "
+                         "(run from the folder training ran in, or drop 'state-model' from --baselines)")
+    val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
+    angles = make_batch().spec.angle_names
+    dynamics = fit_state_dynamics(EpisodeStore(path), frame_skip, angles, steps=cfg.state_model_steps, seed=cfg.seed,
+                                  val_fraction=val_fraction)
+    return StateModelAgent(dynamics, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
+                           planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
+                           reduce=cfg.reduce, hold=cfg.hold)
 
 
 def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:

@@ -1,0 +1,72 @@
+"""The state-model planning baseline: dynamics of the true state learned from recorded episodes,
+planned with as the model agent plans."""
+
+import numpy as np
+import pytest
+import torch
+
+from wmkit.config import CollectConfig
+from wmkit.data.store import EpisodeStore
+from wmkit.envs import make_world
+from wmkit.data.importer import import_recordings
+from wmkit.data.video import write_video
+from wmkit.envs.collect import collect
+from wmkit.errors import WmkitError
+from wmkit.eval.plan import run_batch
+from wmkit.eval.state_model import StateModelAgent, fit_state_dynamics, model_step_pairs
+from wmkit.planning.agent import RandomAgent
+
+
+@pytest.fixture(scope="module")
+def two_room_states(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "two-room-states"
+    collect(CollectConfig(env="two-room", episodes=60, steps=40, workers=1, episodes_per_chunk=20, obs_keys=("rgb",)),
+            out, show_progress=False)
+    return EpisodeStore(out)
+
+
+@pytest.fixture(scope="module")
+def dynamics(two_room_states):
+    return fit_state_dynamics(two_room_states, frame_skip=5, steps=500, val_fraction=0.25)
+
+
+def test_model_step_pairs_line_up_states_and_actions(two_room_states):
+    before, actions, after = model_step_pairs(two_room_states, 5, "all")
+    ep = two_room_states.load_episode(0)
+    n = len(ep.state) - 5  # pairs of the first episode
+    assert np.array_equal(before[:n], ep.state[:n]) and np.array_equal(after[:n], ep.state[5:5 + n])
+    assert np.array_equal(actions[3], ep.actions[3:8].reshape(-1))
+    train, val = (len(model_step_pairs(two_room_states, 5, split, 0.25)[0]) for split in ("train", "val"))
+    assert train + val == len(before) and val > 0
+
+
+def test_state_dynamics_predict_held_out_moves_far_better_than_copying(two_room_states, dynamics):
+    before, actions, after = model_step_pairs(two_room_states, 5, "val", 0.25)
+    with torch.no_grad():
+        predicted = dynamics(torch.from_numpy(before), torch.from_numpy(actions)).numpy()
+    error = np.abs(predicted - after)[:, :2].mean()
+    copy = np.abs(before - after)[:, :2].mean()
+    assert error < 0.25 * copy
+
+
+def test_state_model_agent_reaches_goals(dynamics):
+    world = make_world("two-room", num_envs=8, size=32)
+    world.reset([101 + i for i in range(8)])
+    agent = StateModelAgent(dynamics, "cem", horizon=8, frame_skip=5,
+                            planner_options={"num_samples": 64, "num_elites": 8, "iterations": 4})
+    result = run_batch(world, agent, budget=60)
+    world.reset([101 + i for i in range(8)])
+    assert result["success"].mean() >= 5 / 8 > run_batch(world, RandomAgent(), budget=60)["success"].mean()
+
+
+def test_state_model_refuses_bad_settings(two_room_states, tmp_path):
+    with pytest.raises(WmkitError, match="at least 1"):
+        fit_state_dynamics(two_room_states, 5, steps=0)
+    with pytest.raises(WmkitError, match="longer than one model step"):
+        fit_state_dynamics(two_room_states, 100, steps=1)
+    clip = np.zeros((8, 24, 24, 3), np.uint8)
+    clip[:, :, :, 0] = np.arange(8)[:, None, None] * 30
+    write_video(tmp_path / "clips" / "a.mp4", clip, 10.0)
+    import_recordings(tmp_path / "clips", tmp_path / "video", size=24)
+    with pytest.raises(WmkitError, match="no recorded states"):
+        fit_state_dynamics(EpisodeStore(tmp_path / "video"), 2, steps=1)

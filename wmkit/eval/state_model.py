@@ -1,0 +1,147 @@
+"""A learned model of the *true state*, as a planning baseline: how far would a world model get if
+its representation were the simulator's state itself?
+
+``eval plan --baselines state-model`` fits a small MLP on the state vectors and actions of the
+model's own training episodes (one model step of actions -> the change of the whole state after
+it), then plans with it exactly as the model agent plans (same planner, samples, iterations,
+horizon and held actions), scored by the world's own goal distance between the predicted state
+and the goal state. It sits between the model agent and the oracle: the oracle has perfect
+dynamics, this agent has learned ones from the same data but a perfect encoder. So the model's gap
+to the oracle splits into what learning dynamics from this data loses (oracle vs state model) and
+what the learned representation loses on top (state model vs the model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.store import EpisodeStore
+from ..data.windows import split_episodes
+from ..errors import WmkitError
+from ..planning.agent import OracleAgent
+from ..planning.costs import reduce_horizon
+
+
+class StateDynamics(nn.Module):
+    """MLP from a state and one model step of env actions to the next model step's state.
+
+    Inputs are standardised state entries (angles as cosine and sine) and the actions; the output is
+    the state's change standardised by its spread in the data (angle changes wrapped to [-pi, pi))."""
+
+    def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256):
+        super().__init__()
+        self.angles = list(angles)
+        self.plain = [i for i in range(state_dim) if i not in self.angles]
+        self.register_buffer("mean", torch.zeros(state_dim, dtype=torch.float64))
+        self.register_buffer("std", torch.ones(state_dim, dtype=torch.float64))
+        self.register_buffer("delta_std", torch.ones(state_dim, dtype=torch.float64))
+        features = len(self.plain) + 2 * len(self.angles) + action_size
+        self.net = nn.Sequential(nn.Linear(features, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                                 nn.Linear(width, width), nn.GELU(), nn.Linear(width, state_dim))
+
+    def features(self, state: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` float64 states -> ``(N, F)`` float32 inputs (without the actions)."""
+        x = ((state - self.mean) / self.std)[:, self.plain]
+        a = state[:, self.angles]
+        return torch.cat([x, torch.cos(a), torch.sin(a)], 1).float()
+
+    def change(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """The standardised change from ``before`` to ``after`` (the training target)."""
+        d = after - before
+        d[:, self.angles] = torch.remainder(d[:, self.angles] + math.pi, 2 * math.pi) - math.pi
+        return (d / self.delta_std).float()
+
+    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` float64 states, ``(N, frame_skip * A)`` actions -> next states, float64."""
+        out = self.net(torch.cat([self.features(state), actions.float()], 1))
+        nxt = state + out.double() * self.delta_std
+        nxt[:, self.angles] = torch.remainder(nxt[:, self.angles] + math.pi, 2 * math.pi) - math.pi
+        return nxt
+
+
+def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
+    """Every (state, next model step's actions, state a model step later) in ``store``'s ``split``:
+    three arrays ``(N, D)``, ``(N, frame_skip * A)``, ``(N, D)``, float64."""
+    if not store.has_state:
+        raise WmkitError(f"{store.path} has no recorded states; the state-model baseline learns from them "
+                         "(collect from a built-in world, which records its state)")
+    ep = store.episodes
+    before, acts, after = [], [], []
+    for r in np.flatnonzero(split_episodes(ep["id"], val_fraction, split)):
+        chunk, s, n = int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
+        state = store.read(chunk, "state", s, s + n).astype(np.float64)
+        actions = store.read(chunk, "actions", s, s + n - 1).astype(np.float64)
+        starts = np.arange(0, n - frame_skip)
+        if len(starts) == 0:
+            continue
+        before.append(state[starts])
+        after.append(state[starts + frame_skip])
+        acts.append(np.stack([actions[t:t + frame_skip].reshape(-1) for t in starts]))
+    if not before:
+        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
+    return np.concatenate(before), np.concatenate(acts), np.concatenate(after)
+
+
+def fit_state_dynamics(store: EpisodeStore, frame_skip: int, angle_names=(), steps: int = 6000, batch_size: int = 512,
+                       lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1) -> StateDynamics:
+    """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay)."""
+    if steps < 1:
+        raise WmkitError(f"state-model steps must be at least 1, got {steps}")
+    names = list(store.meta["state_names"])
+    before, acts, after = model_step_pairs(store, frame_skip, "train", val_fraction)
+    angles = [names.index(n) for n in angle_names if n in names]
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = StateDynamics(len(names), angles, acts.shape[1])
+    b, a, n = torch.from_numpy(before), torch.from_numpy(acts), torch.from_numpy(after)
+    model.mean.copy_(b.mean(0))
+    model.std.copy_(b.std(0).clamp_min(1e-6))
+    d = n - b
+    d[:, angles] = torch.remainder(d[:, angles] + math.pi, 2 * math.pi) - math.pi
+    model.delta_std.copy_(d.std(0).clamp_min(1e-6))
+    x = torch.cat([model.features(b), a.float()], 1)
+    y = model.change(b, n)
+    opt = torch.optim.Adam(model.net.parameters(), lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.1 * lr)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=gen)
+        loss = (model.net(x[idx]) - y[idx]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+class StateModelAgent(OracleAgent):
+    """MPC with a learned :class:`StateDynamics` from the true current state: candidates are rolled
+    out in the model, scored by the world's goal distance after every model step, reduced over the
+    horizon as the oracle's are."""
+
+    def __init__(self, dynamics: StateDynamics, planner: str = "cem", horizon: int = 5, frame_skip: int = 1,
+                 replan_every: int = 1, planner_options: dict | None = None, seed: int = 0, reduce: str = "min",
+                 hold: bool = False):
+        super().__init__(planner, horizon, frame_skip, replan_every, planner_options, seed, reduce, hold)
+        self.dynamics = dynamics.eval()
+
+    def _cost(self, world):
+        state, goal = world.state(), world.goal_state()
+
+        @torch.no_grad()
+        def cost(actions: torch.Tensor) -> torch.Tensor:
+            b, s, h, _ = actions.shape
+            x = torch.from_numpy(np.repeat(state, s, axis=0))
+            goals = np.repeat(goal, s, axis=0)
+            steps = actions.reshape(b * s, h, -1)
+            dists = []
+            for t in range(h):
+                x = self.dynamics(x, steps[:, t])
+                dists.append(world.goal_distance(x.numpy(), goals))
+            return torch.from_numpy(reduce_horizon(np.stack(dists, -1), self.reduce).reshape(b, s)).float()
+
+        return cost
