@@ -201,6 +201,7 @@ def test_eval_plan_runs_the_state_model_baseline(debug_model, tmp_path):
     report = eval_plan(debug_model, "two-room", cfg, show_progress=False)
     assert [r["agent"] for r in report["results"]] == ["model", "state-model"]
     assert report["results"][1]["plans"] == report["results"][0]["plans"] == 2  # the model's search, every model step
+    assert "the true state instead of the model's representation" in format_table(report)
     meta = debug_model.checkpoint_meta
     debug_model.checkpoint_meta = {**meta, "dataset": {**meta["dataset"], "path": str(tmp_path / "gone")}}
     try:

@@ -263,7 +263,7 @@ class PlanEvalConfig:
     """Search one env action per model step, held over the frame skip (frame_skip times fewer numbers; the oracle and true-dynamics baselines search the same way)."""
     baselines: tuple = ("random", "oracle")
     """Baselines run beside the model on the same pairs: 'random', 'oracle' (searches the true simulator, scored by the true goal distance), 'true-dynamics' (searches the true simulator, scored by the model's latent cost: splits the model's gap to the oracle into dynamics and cost) and 'state-model' (an MLP of the true state learned from the model's training episodes, searched with the model's planner settings and scored by the true goal distance: what learning dynamics from this data costs with a perfect encoder). The simulator baselines use oracle_samples x oracle_iterations."""
-    state_model_steps: int = 6000
+    state_model_steps: int = 24000
     """Training steps of the state-model baseline (an MLP of the true state, fitted on the model's training episodes)."""
     oracle_samples: int = 300
     """Oracle candidates per iteration."""

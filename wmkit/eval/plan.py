@@ -281,6 +281,11 @@ def format_table(report: dict) -> str:
         lines.append(f"true dynamics instead of the model's: {100 * (rates['true-dynamics'] - rates['model']):+.0f} points"
                      + (f"; then the true cost instead of the latent one (oracle): "
                         f"{100 * (rates['oracle'] - rates['true-dynamics']):+.0f} points" if "oracle" in rates else ""))
+    if "state-model" in rates:
+        lines.append(f"the true state instead of the model's representation (dynamics learned from the same data): "
+                     f"{100 * (rates['state-model'] - rates['model']):+.0f} points"
+                     + (f"; then true dynamics instead of learned ones (oracle): "
+                        f"{100 * (rates['oracle'] - rates['state-model']):+.0f} points" if "oracle" in rates else ""))
     return "\n".join(lines)
 
 

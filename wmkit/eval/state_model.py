@@ -86,7 +86,7 @@ def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train",
     return np.concatenate(before), np.concatenate(acts), np.concatenate(after)
 
 
-def fit_state_dynamics(store: EpisodeStore, frame_skip: int, angle_names=(), steps: int = 6000, batch_size: int = 512,
+def fit_state_dynamics(store: EpisodeStore, frame_skip: int, angle_names=(), steps: int = 24000, batch_size: int = 512,
                        lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1) -> StateDynamics:
     """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay)."""
     if steps < 1:
