@@ -386,6 +386,35 @@ def test_state_readout_trains_the_predictor_and_leaves_the_representation(two_ro
     assert any(g is not None and g.abs().sum() > 0 for g in grads("predictor"))
 
 
+def test_state_scale_change_weighs_errors_by_the_spread_of_one_model_steps_change():
+    """state_scale='change': a slow variable's error counts in units of how much it moves per model step,
+    so a prediction that misses a small move is not a small error."""
+    from types import SimpleNamespace
+
+    from wmkit.losses import _state_terms
+    from wmkit.models.world_model import StateHead
+
+    head = StateHead(4, ("fast", "slow"))
+    t = torch.arange(40.0)
+    episodes = [torch.stack([10.0 * torch.sin(t / 2) + 3 * k, 0.1 * t + k], 1) for k in range(3)]
+    head.fit_statistics([0, 1], torch.cat(episodes))
+    head.fit_change(episodes, frame_skip=2)
+    slow_steps = torch.cat([(e[2:, 1] - e[:-2, 1]) for e in episodes])
+    torch.testing.assert_close(head.change_std[1], slow_steps.std().clamp_min(1e-6))  # 0.2 every time: floored
+    assert head.change_std[0] > 1.0 and "change_std" not in head.state_dict()  # set from the data, not saved
+    model = SimpleNamespace(state_head=head)
+    state = torch.cat(episodes)[None, :8]  # (B=1, T=8, S)
+    feats = head.features(state)
+    pred = torch.zeros(1, 7, 4)
+    head.forward = lambda z: feats[:, -z.shape[1]:] + torch.tensor([0.0, 0.01])  # every reading misses "slow" a little
+    plain, change = {}, {}
+    _state_terms(model, torch.zeros(1, 8, 4), pred, state, plain, "state")
+    _state_terms(model, torch.zeros(1, 8, 4), pred, state, change, "change")
+    weight = (head.std[1] / head.change_std[1]) ** 2
+    torch.testing.assert_close(change["state"], plain["state"] * weight)
+    assert change["state"] > 100 * plain["state"]
+
+
 def test_state_readout_refuses_what_it_cannot_read(two_room_data, tmp_path):
     with pytest.raises(WmkitError, match=r"\['angle'\] are not recorded"):
         train(configs(state_weight=1.0, state_vars="x,angle")[0], configs()[1], two_room_data, tmp_path / "a", show_progress=False)
@@ -393,6 +422,8 @@ def test_state_readout_refuses_what_it_cannot_read(two_room_data, tmp_path):
         train(configs(state_vars="x")[0], configs()[1], two_room_data, tmp_path / "b", show_progress=False)
     with pytest.raises(WmkitError, match="must be >= 0"):
         train(configs(state_weight=-1.0)[0], configs()[1], two_room_data, tmp_path / "c", show_progress=False)
+    with pytest.raises(WmkitError, match="expected 'state' or 'change'"):
+        train(configs(state_weight=1.0, state_scale="delta")[0], configs()[1], two_room_data, tmp_path / "d", show_progress=False)
 
 
 def test_state_head_on_a_latent_map_reads_where_a_pattern_is():

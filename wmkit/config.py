@@ -164,6 +164,8 @@ class TrainConfig:
     along the rollout, must read as the state that came (the head held fixed for them). An action's effect on a small
     object (push-t's block) is a small part of a latent error; read as state it is not. Needs data that records
     states; 0 turns it off."""
+    state_scale: str = "state"
+    """What the predictions' state error is measured in: 'state' (each feature's spread over the data) or 'change' (the spread of its change over one model step: a small object's moves, which barely change where it is, weigh as much as the pusher's)."""
     state_warmup: int = 1000
     """Steps over which the predicted-state term's weight grows from 0 to state_weight: a fresh readout head reads
     nothing yet, and its error would only push predictions about."""

@@ -265,7 +265,7 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
     ``inverse``, ``state_read`` and ``state``."""
     pred = model.predict(z[:, :-1], actions[:, :-1])
     terms["pred"] = prediction_loss(pred, target[:, 1:])
-    read = _state_terms(model, target, pred, state, terms) if cfg.state_weight > 0 else None
+    read = _state_terms(model, target, pred, state, terms, cfg.state_scale) if cfg.state_weight > 0 else None
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
                                                         torch.randint(0, pred.shape[1], (pred.shape[0],), generator=generator))
@@ -289,20 +289,24 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
     return terms
 
 
-def _state_terms(model, target: torch.Tensor, pred: torch.Tensor, state, terms: dict):
+def _state_terms(model, target: torch.Tensor, pred: torch.Tensor, state, terms: dict, scale: str = "state"):
     """``state_read`` (the head learns to read the target latents; no gradient into them, so the
     representation is left as it is) and ``state`` (the one-step predictions read by the head held
     fixed, against the states that came). Returns that error as a function of predicted latents of
-    frames ``first``, ``first + 1``, ..., for the rollout."""
+    frames ``first``, ``first + 1``, ..., for the rollout. With ``scale`` 'change' the predictions' errors
+    are measured in units of each feature's change over one model step instead of its spread."""
     if model.state_head is None or state is None:
         raise ValueError("state_weight > 0 needs a model built with a state-readout head and windows with states")
     feats = model.state_head.features(state)  # (B, T, F)
     terms["state_read"] = F.mse_loss(model.state_head(target.detach()), feats)
     fixed = {k: v.detach() for k, v in model.state_head.named_parameters()}
+    head = model.state_head
+    weight = (head.std / head.change_std).square() if scale == "change" else None
 
     def read(latents: torch.Tensor, first: int) -> torch.Tensor:
-        out = torch.func.functional_call(model.state_head, fixed, (latents,))
-        return F.mse_loss(out, feats[:, first : first + latents.shape[1]])
+        out = torch.func.functional_call(head, fixed, (latents,))
+        err = (out - feats[:, first : first + latents.shape[1]]).square()
+        return (err * weight).mean() if weight is not None else err.mean()
 
     terms["state"] = read(pred, 1)
     return read

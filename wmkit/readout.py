@@ -39,10 +39,11 @@ def state_readout(tcfg: TrainConfig, store: EpisodeStore) -> tuple[tuple, tuple]
 
 
 def fit_state_statistics(head, store: EpisodeStore, train_set: WindowDataset) -> None:
-    """Point the readout ``head`` at its variables' columns of ``store``'s state and standardise its
-    features over the training episodes' states."""
+    """Point the readout ``head`` at its variables' columns of ``store``'s state, standardise its
+    features over the training episodes' states and measure their changes over one model step."""
     recorded = list(store.meta["state_names"])
     ep = store.episodes
     rows = [store.read(int(ep["chunk"][r]), "state", int(ep["start"][r]), int(ep["start"][r] + ep["length"][r]))
             for r in train_set.episode_rows]
     head.fit_statistics([recorded.index(n) for n in head.names], torch.as_tensor(np.concatenate(rows)))
+    head.fit_change([torch.as_tensor(r) for r in rows], train_set.skip)

@@ -95,6 +95,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'state_warmup' = {cfg.state_warmup}: a number of steps must be >= 0")
     if cfg.state_weight < 0:
         raise WmkitError(f"train config 'state_weight' = {cfg.state_weight}: a loss weight must be >= 0")
+    if cfg.state_scale not in ("state", "change"):
+        raise WmkitError(f"train config 'state_scale' = {cfg.state_scale!r}: expected 'state' or 'change'")
     if cfg.state_vars and cfg.state_weight == 0:
         raise WmkitError(f"train config 'state_vars' = {cfg.state_vars!r} names what the readout of state_weight learns, "
                          f"but state_weight is 0: set state_weight > 0 too, or drop state_vars")

@@ -254,6 +254,9 @@ class StateHead(nn.Module):
         self.register_buffer("columns", torch.arange(len(self.names)))
         self.register_buffer("mean", torch.zeros(n_feat))
         self.register_buffer("std", torch.ones(n_feat))
+        # the spread of each feature's change over one model step in the training data (train_config.state_scale
+        # 'change'); set from the data at every start of training, so not saved
+        self.register_buffer("change_std", torch.ones(n_feat), persistent=False)
         self.grid = int(grid)
         if self.grid:
             if latent_dim % (self.grid * self.grid):
@@ -310,3 +313,11 @@ class StateHead(nn.Module):
         raw = self.raw_features(states)
         self.mean.copy_(raw.mean(0))
         self.std.copy_(raw.std(0).clamp_min(1e-6))
+
+    @torch.no_grad()
+    def fit_change(self, episodes, frame_skip: int) -> None:
+        """Set ``change_std`` from the data's state vectors, one ``(T, S_data)`` tensor per episode: the spread
+        of every feature's change over ``frame_skip`` steps (angles as their cosine and sine)."""
+        steps = [f[frame_skip:] - f[:-frame_skip] for f in map(self.raw_features, episodes) if len(f) > frame_skip]
+        if steps:
+            self.change_std.copy_(torch.cat(steps).std(0).clamp_min(1e-6))
