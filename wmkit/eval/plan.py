@@ -155,7 +155,7 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
         elif name == "state-model" and not oracle_ok:
             unavailable[name] = "scores predicted states with a built-in world's goal distance; a Gymnasium env has none"
         elif name == "state-model":
-            agents[name] = _state_model_agent(model, cfg, frame_skip, make_batch)
+            agents[name] = _state_model_agent(model, cfg, frame_skip)
         else:
             raise WmkitError(f"unknown baseline {name!r}; expected random, oracle, true-dynamics and/or state-model")
     rows, state_names = [], None
@@ -174,7 +174,7 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
 
 
-def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, make_batch):
+def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int):
     """The state-model baseline: dynamics of the true state fitted on the model's own training
     episodes, searched with the model agent's planner settings."""
     from ..data.store import EpisodeStore
@@ -189,8 +189,7 @@ def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, make_batch):
         raise WmkitError(f"the state-model baseline learns from the checkpoint's training data {path}, which is not there "
                          "(run from the folder training ran in, or drop 'state-model' from --baselines)")
     val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
-    angles = make_batch().spec.angle_names
-    dynamics = fit_state_dynamics(EpisodeStore(path), frame_skip, angles, steps=cfg.state_model_steps, seed=cfg.seed,
+    dynamics = fit_state_dynamics(EpisodeStore(path), frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
                                   val_fraction=val_fraction)
     return StateModelAgent(dynamics, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                            planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,

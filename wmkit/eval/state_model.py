@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data.store import EpisodeStore
 from ..data.windows import split_episodes
+from ..envs import is_world, make_world
 from ..errors import WmkitError
 from ..planning.agent import OracleAgent
 from ..planning.costs import reduce_horizon
@@ -86,14 +87,17 @@ def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train",
     return np.concatenate(before), np.concatenate(acts), np.concatenate(after)
 
 
-def fit_state_dynamics(store: EpisodeStore, frame_skip: int, angle_names=(), steps: int = 24000, batch_size: int = 512,
+def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
                        lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1) -> StateDynamics:
-    """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay)."""
+    """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay); the angles
+    are those the built-in world the data came from names."""
     if steps < 1:
         raise WmkitError(f"state-model steps must be at least 1, got {steps}")
     names = list(store.meta["state_names"])
     before, acts, after = model_step_pairs(store, frame_skip, "train", val_fraction)
-    angles = [names.index(n) for n in angle_names if n in names]
+    env = store.meta.get("env")
+    angle_names = make_world(env, 1, 16).spec.angle_names if is_world(env) else ()
+    angles = [names.index(n) for n in angle_names]
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
