@@ -76,12 +76,12 @@ def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train",
         chunk, s, n = int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
         state = store.read(chunk, "state", s, s + n).astype(np.float64)
         actions = store.read(chunk, "actions", s, s + n - 1).astype(np.float64)
-        starts = np.arange(0, n - frame_skip)
-        if len(starts) == 0:
+        if n <= frame_skip:
             continue
-        before.append(state[starts])
-        after.append(state[starts + frame_skip])
-        acts.append(np.stack([actions[t:t + frame_skip].reshape(-1) for t in starts]))
+        before.append(state[:-frame_skip])
+        after.append(state[frame_skip:])
+        steps = np.lib.stride_tricks.sliding_window_view(actions, frame_skip, axis=0)  # (n - frame_skip, A, frame_skip)
+        acts.append(steps.transpose(0, 2, 1).reshape(n - frame_skip, -1))
     if not before:
         raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
     return np.concatenate(before), np.concatenate(acts), np.concatenate(after)
