@@ -297,10 +297,10 @@ def _state_terms(model, target: torch.Tensor, pred: torch.Tensor, state, terms: 
     are measured in units of each feature's change over one model step instead of its spread."""
     if model.state_head is None or state is None:
         raise ValueError("state_weight > 0 needs a model built with a state-readout head and windows with states")
-    feats = model.state_head.features(state)  # (B, T, F)
-    terms["state_read"] = F.mse_loss(model.state_head(target.detach()), feats)
-    fixed = {k: v.detach() for k, v in model.state_head.named_parameters()}
     head = model.state_head
+    feats = head.features(state)  # (B, T, F)
+    terms["state_read"] = F.mse_loss(head(target.detach()), feats)
+    fixed = {k: v.detach() for k, v in head.named_parameters()}
     weight = (head.std / head.change_std).square() if scale == "change" else None
 
     def read(latents: torch.Tensor, first: int) -> torch.Tensor:

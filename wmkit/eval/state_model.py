@@ -27,6 +27,12 @@ from ..planning.agent import OracleAgent
 from ..planning.costs import reduce_horizon
 
 
+def _wrap_angles(x: torch.Tensor, angles: list[int]) -> torch.Tensor:
+    """``x`` with its ``angles`` columns wrapped to [-pi, pi), in place."""
+    x[:, angles] = torch.remainder(x[:, angles] + math.pi, 2 * math.pi) - math.pi
+    return x
+
+
 class StateDynamics(nn.Module):
     """MLP from a state and one model step of env actions to the next model step's state.
 
@@ -50,18 +56,10 @@ class StateDynamics(nn.Module):
         a = state[:, self.angles]
         return torch.cat([x, torch.cos(a), torch.sin(a)], 1).float()
 
-    def change(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-        """The standardised change from ``before`` to ``after`` (the training target)."""
-        d = after - before
-        d[:, self.angles] = torch.remainder(d[:, self.angles] + math.pi, 2 * math.pi) - math.pi
-        return (d / self.delta_std).float()
-
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` float64 states, ``(N, frame_skip * A)`` actions -> next states, float64."""
         out = self.net(torch.cat([self.features(state), actions.float()], 1))
-        nxt = state + out.double() * self.delta_std
-        nxt[:, self.angles] = torch.remainder(nxt[:, self.angles] + math.pi, 2 * math.pi) - math.pi
-        return nxt
+        return _wrap_angles(state + out.double() * self.delta_std, self.angles)
 
 
 def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
@@ -105,11 +103,10 @@ def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000,
     b, a, n = torch.from_numpy(before), torch.from_numpy(acts), torch.from_numpy(after)
     model.mean.copy_(b.mean(0))
     model.std.copy_(b.std(0).clamp_min(1e-6))
-    d = n - b
-    d[:, angles] = torch.remainder(d[:, angles] + math.pi, 2 * math.pi) - math.pi
-    model.delta_std.copy_(d.std(0).clamp_min(1e-6))
+    change = _wrap_angles(n - b, angles)
+    model.delta_std.copy_(change.std(0).clamp_min(1e-6))
     x = torch.cat([model.features(b), a.float()], 1)
-    y = model.change(b, n)
+    y = (change / model.delta_std).float()  # the target: the standardised change
     opt = torch.optim.Adam(model.net.parameters(), lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.1 * lr)
     for _ in range(steps):
