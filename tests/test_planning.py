@@ -191,7 +191,7 @@ def test_eval_plan_runs_the_true_dynamics_baseline(debug_model):
                          baselines=("true-dynamics",))
     report = eval_plan(debug_model, "two-room", cfg, show_progress=False)
     assert [r["agent"] for r in report["results"]] == ["model", "true-dynamics"]
-    with pytest.raises(WmkitError, match="random, oracle, true-dynamics and/or state-model"):
+    with pytest.raises(WmkitError, match="random, oracle, true-dynamics, state-model and/or read-state"):
         eval_plan(debug_model, "two-room", dataclasses_replace(cfg, baselines=("perfect",)), show_progress=False)
 
 
@@ -209,6 +209,36 @@ def test_eval_plan_runs_the_state_model_baseline(debug_model, tmp_path):
             eval_plan(debug_model, "two-room", cfg, show_progress=False)
     finally:
         debug_model.checkpoint_meta = meta
+
+
+def test_eval_plan_runs_the_read_state_baseline(debug_model, two_room_data, tmp_path):
+    """'read-state': dynamics fitted on what the model's head reads from the training frames (lined up
+    with the actions as the recorded states are), planned from images with the model's search."""
+    from wmkit.data.store import EpisodeStore
+    from wmkit.eval.probe import encode_frames
+    from wmkit.eval.state_model import model_step_pairs, read_step_pairs
+
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=4, state_weight=1.0, state_vars="x,y"),
+          build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "r", show_progress=False)
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    store = EpisodeStore(two_room_data)
+    before, actions, after = read_step_pairs(model, store, 2, "all")
+    ep = store.load_episode(0)
+    with torch.no_grad():
+        read = model.read_state(encode_frames(model, {"rgb": ep.obs["rgb"]})).double().numpy()
+    n = len(read) - 2
+    np.testing.assert_allclose(before[:n], read[:n], atol=1e-5)
+    np.testing.assert_allclose(after[:n], read[2:2 + n], atol=1e-5)
+    true_actions = model_step_pairs(store, 2, "all")[1]
+    assert before.shape == (len(true_actions), 2) and np.array_equal(actions, true_actions)
+    cfg = PlanEvalConfig(episodes=2, budget=4, samples=8, iterations=1, elites=2, baselines=("read-state",),
+                         state_model_steps=20, metric="state")
+    report = eval_plan(model, "two-room", cfg, show_progress=False)
+    assert [r["agent"] for r in report["results"]] == ["model", "read-state"]
+    assert report["results"][1]["plans"] == report["results"][0]["plans"] == 2
+    assert "the states the model's head reads, instead of its predictor" in format_table(report)
+    with pytest.raises(WmkitError, match="has none"):
+        eval_plan(debug_model, "two-room", dataclasses_replace(cfg, metric="l2"), show_progress=False)
 
 
 def _true_rollout(model, data, cfg):

@@ -5,7 +5,10 @@ the goal given to the agent only as an image, a step budget, the world's own suc
 at any step within the budget). In the same run, on the same pairs: the model's MPC agent, a random
 policy and an oracle that plans with the true simulator; on request a true-dynamics agent (the
 oracle's search scored by the model's latent cost) and a state-model agent (dynamics of the true
-state learned from the model's training data, searched as the model's agent searches). Reported: success rate with a 95% Wilson
+state learned from the model's training data, searched as the model's agent searches) and a
+read-state agent (the same dynamics learned on what the model's state readout reads from those
+frames, planned from images as the model agent plans, with that learned model in place of the
+predictor). Reported: success rate with a 95% Wilson
 interval, mean final goal distance, and planning latency per replanning step.
 """
 
@@ -152,12 +155,12 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             agents[name] = TrueDynamicsAgent(model, cost, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
                                              planner_options(cfg.planner, cfg.oracle_samples, cfg.oracle_iterations, cfg.elites),
                                              seed=cfg.seed, hold=cfg.hold)
-        elif name == "state-model" and not oracle_ok:
+        elif name in ("state-model", "read-state") and not oracle_ok:
             unavailable[name] = "scores predicted states with a built-in world's goal distance; a Gymnasium env has none"
-        elif name == "state-model":
-            agents[name] = _state_model_agent(model, cfg, frame_skip)
+        elif name in ("state-model", "read-state"):
+            agents[name] = _state_model_agent(model, cfg, frame_skip, read=name == "read-state")
         else:
-            raise WmkitError(f"unknown baseline {name!r}; expected random, oracle, true-dynamics and/or state-model")
+            raise WmkitError(f"unknown baseline {name!r}; expected random, oracle, true-dynamics, state-model and/or read-state")
     rows, state_names = [], None
     bar = progress(len(agents), f"eval plan {env}", "agent", None if show_progress is None else not show_progress)
     with bar:
@@ -174,26 +177,37 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
 
 
-def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int):
+def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, read: bool = False):
     """The state-model baseline: dynamics of the true state fitted on the model's own training
-    episodes, searched with the model agent's planner settings."""
+    episodes, searched with the model agent's planner settings. With ``read``, the read-state
+    baseline: the same dynamics fitted on the states the model's head reads from those frames, and
+    planned from the observation and goal images as the model agent plans."""
     from ..data.store import EpisodeStore
-    from .state_model import StateModelAgent, fit_state_dynamics
+    from .state_model import ReadStateAgent, StateModelAgent, fit_read_dynamics, fit_state_dynamics
 
+    name = "read-state" if read else "state-model"
     meta = getattr(model, "checkpoint_meta", None) or {}
     path = (meta.get("dataset") or {}).get("path")
     if not path:
-        raise WmkitError("the state-model baseline learns from the checkpoint's training data, and this checkpoint "
-                         "does not name it; drop 'state-model' from --baselines")
+        raise WmkitError(f"the {name} baseline learns from the checkpoint's training data, and this checkpoint "
+                         f"does not name it; drop '{name}' from --baselines")
     if not Path(path).exists():
-        raise WmkitError(f"the state-model baseline learns from the checkpoint's training data {path}, which is not there "
-                         "(run from the folder training ran in, or drop 'state-model' from --baselines)")
+        raise WmkitError(f"the {name} baseline learns from the checkpoint's training data {path}, which is not there "
+                         f"(run from the folder training ran in, or drop '{name}' from --baselines)")
     val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
-    dynamics = fit_state_dynamics(EpisodeStore(path), frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
-                                  val_fraction=val_fraction)
-    return StateModelAgent(dynamics, cfg.planner, cfg.horizon, frame_skip, cfg.replan_every,
-                           planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
-                           reduce=cfg.reduce, hold=cfg.hold)
+    options = dict(planner=cfg.planner, horizon=cfg.horizon, frame_skip=frame_skip, replan_every=cfg.replan_every,
+                   planner_options=planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
+                   reduce=cfg.reduce, hold=cfg.hold)
+    store = EpisodeStore(path)
+    if read:
+        from ..planning.state_cost import StateGoalDistance
+
+        StateGoalDistance(model)  # refuses, before the fit, a model whose head misses what the goal distance needs
+        dynamics = fit_read_dynamics(model, store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
+                                     val_fraction=val_fraction)
+        return ReadStateAgent(model, dynamics, **options)
+    dynamics = fit_state_dynamics(store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed, val_fraction=val_fraction)
+    return StateModelAgent(dynamics, **options)
 
 
 def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:
@@ -285,6 +299,9 @@ def format_table(report: dict) -> str:
                      f"{100 * (rates['state-model'] - rates['model']):+.0f} points"
                      + (f"; then true dynamics instead of learned ones (oracle): "
                         f"{100 * (rates['oracle'] - rates['state-model']):+.0f} points" if "oracle" in rates else ""))
+    if "read-state" in rates:
+        lines.append(f"dynamics learned on the states the model's head reads, instead of its predictor: "
+                     f"{100 * (rates['read-state'] - rates['model']):+.0f} points")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from ..data.store import EpisodeStore
 from ..data.windows import split_episodes
 from ..envs import is_world, make_world
 from ..errors import WmkitError
-from ..planning.agent import OracleAgent
+from ..planning.agent import OracleAgent, frames_to_tensor
 from ..planning.costs import reduce_horizon
 
 
@@ -62,18 +62,12 @@ class StateDynamics(nn.Module):
         return _wrap_angles(state + out.double() * self.delta_std, self.angles)
 
 
-def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
-    """Every (state, next model step's actions, state a model step later) in ``store``'s ``split``:
-    three arrays ``(N, D)``, ``(N, frame_skip * A)``, ``(N, D)``, float64."""
-    if not store.has_state:
-        raise WmkitError(f"{store.path} has no recorded states; the state-model baseline learns from them "
-                         "(collect from a built-in world, which records its state)")
-    ep = store.episodes
+def _step_pairs(episodes, frame_skip: int):
+    """``(state (n, D), actions (n - 1, A))`` per episode -> (state, next model step's actions, state a
+    model step later) over every start, three float64 arrays; ``None`` when no episode is long enough."""
     before, acts, after = [], [], []
-    for r in np.flatnonzero(split_episodes(ep["id"], val_fraction, split)):
-        chunk, s, n = int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
-        state = store.read(chunk, "state", s, s + n).astype(np.float64)
-        actions = store.read(chunk, "actions", s, s + n - 1).astype(np.float64)
+    for state, actions in episodes:
+        n = len(state)
         if n <= frame_skip:
             continue
         before.append(state[:-frame_skip])
@@ -81,8 +75,52 @@ def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train",
         steps = np.lib.stride_tricks.sliding_window_view(actions, frame_skip, axis=0)  # (n - frame_skip, A, frame_skip)
         acts.append(steps.transpose(0, 2, 1).reshape(n - frame_skip, -1))
     if not before:
-        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
+        return None
     return np.concatenate(before), np.concatenate(acts), np.concatenate(after)
+
+
+def _train_rows(store: EpisodeStore, split: str, val_fraction: float):
+    """``(row, chunk, start, length)`` of every episode of ``store``'s ``split``."""
+    ep = store.episodes
+    for r in np.flatnonzero(split_episodes(ep["id"], val_fraction, split)):
+        yield int(r), int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
+
+
+def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
+    """Every (state, next model step's actions, state a model step later) in ``store``'s ``split``:
+    three arrays ``(N, D)``, ``(N, frame_skip * A)``, ``(N, D)``, float64."""
+    if not store.has_state:
+        raise WmkitError(f"{store.path} has no recorded states; the state-model baseline learns from them "
+                         "(collect from a built-in world, which records its state)")
+    pairs = _step_pairs(((store.read(c, "state", s, s + n).astype(np.float64),
+                          store.read(c, "actions", s, s + n - 1).astype(np.float64))
+                         for _, c, s, n in _train_rows(store, split, val_fraction)), frame_skip)
+    if pairs is None:
+        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
+    return pairs
+
+
+@torch.no_grad()
+def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
+    """As :func:`model_step_pairs`, on the states ``model``'s readout head reads from its latents of
+    the frames (its variables only, in the data's units) instead of the recorded states."""
+    from .probe import encode_frames
+
+    if getattr(model, "state_head", None) is None:
+        raise WmkitError("the read-state baseline learns dynamics on what the model's state-readout head reads, and this "
+                         "model has none: train it with state_weight > 0, or drop 'read-state' from --baselines")
+    model.eval()
+    keys = tuple(model.cfg.obs_keys)
+
+    def episodes():
+        for _, c, s, n in _train_rows(store, split, val_fraction):
+            z = encode_frames(model, {k: store.read(c, f"obs/{k}", s, s + n) for k in keys})
+            yield (model.read_state(z).double().cpu().numpy(), store.read(c, "actions", s, s + n - 1).astype(np.float64))
+
+    pairs = _step_pairs(episodes(), frame_skip)
+    if pairs is None:
+        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
+    return pairs
 
 
 def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
@@ -92,14 +130,30 @@ def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000,
     if steps < 1:
         raise WmkitError(f"state-model steps must be at least 1, got {steps}")
     names = list(store.meta["state_names"])
-    before, acts, after = model_step_pairs(store, frame_skip, "train", val_fraction)
+    pairs = model_step_pairs(store, frame_skip, "train", val_fraction)
     env = store.meta.get("env")
     angle_names = make_world(env, 1, 16).spec.angle_names if is_world(env) else ()
-    angles = [names.index(n) for n in angle_names]
+    return fit_dynamics(*pairs, [names.index(n) for n in angle_names], steps, batch_size, lr, seed)
+
+
+def fit_read_dynamics(model, store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
+                      lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1) -> StateDynamics:
+    """Fit :class:`StateDynamics` on the states ``model``'s readout head reads from the frames of the
+    training episodes of ``store`` (its variables; angles as the head reads them)."""
+    if steps < 1:
+        raise WmkitError(f"read-state model steps must be at least 1, got {steps}")
+    pairs = read_step_pairs(model, store, frame_skip, "train", val_fraction)
+    angles = [i for i, is_angle in enumerate(model.state_head.angle) if is_angle]
+    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed)
+
+
+def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles: list[int], steps: int = 24000,
+                 batch_size: int = 512, lr: float = 1e-3, seed: int = 0) -> StateDynamics:
+    """Fit :class:`StateDynamics` on (state, actions, next state) pairs ``(N, D)``, ``(N, A)``, ``(N, D)``."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = StateDynamics(len(names), angles, acts.shape[1])
+        model = StateDynamics(before.shape[1], angles, acts.shape[1])
     b, a, n = torch.from_numpy(before), torch.from_numpy(acts), torch.from_numpy(after)
     model.mean.copy_(b.mean(0))
     model.std.copy_(b.std(0).clamp_min(1e-6))
@@ -130,8 +184,16 @@ class StateModelAgent(OracleAgent):
         super().__init__(planner, horizon, frame_skip, replan_every, planner_options, seed, reduce, hold)
         self.dynamics = dynamics.eval()
 
+    def _start_and_goal(self, world):
+        """The dynamics' start state ``(B, D)`` and the world's goals to score against."""
+        return world.state(), world.goal_state()
+
+    def _as_world_state(self, x: np.ndarray) -> np.ndarray:
+        """The dynamics' states -> the world's state layout, for its goal distance."""
+        return x
+
     def _cost(self, world):
-        state, goal = world.state(), world.goal_state()
+        state, goal = self._start_and_goal(world)
 
         @torch.no_grad()
         def cost(actions: torch.Tensor) -> torch.Tensor:
@@ -142,7 +204,40 @@ class StateModelAgent(OracleAgent):
             dists = []
             for t in range(h):
                 x = self.dynamics(x, steps[:, t])
-                dists.append(world.goal_distance(x.numpy(), goals))
+                dists.append(world.goal_distance(self._as_world_state(x.numpy()), goals))
             return torch.from_numpy(reduce_horizon(np.stack(dists, -1), self.reduce).reshape(b, s)).float()
 
         return cost
+
+
+class ReadStateAgent(StateModelAgent):
+    """MPC from images, as the model agent plans, with the model's encoder and state readout but a
+    :class:`StateDynamics` fitted on the read states (:func:`fit_read_dynamics`) instead of the
+    model's predictor: the observation and the goal image are encoded and read, candidates rolled out
+    in the read-state dynamics and scored by the world's goal distance, as ``--metric state`` scores
+    the model's imagined latents. Between it and the model agent lies only the predictor."""
+
+    def __init__(self, model, dynamics: StateDynamics, **kwargs):
+        from ..planning.state_cost import StateGoalDistance
+
+        super().__init__(dynamics, **kwargs)
+        self.model, self.reader = model.eval(), StateGoalDistance(model)
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def _read(self, rgb: np.ndarray) -> np.ndarray:
+        return self.model.read_state(self.model.encode(frames_to_tensor(rgb, self.device))).double().cpu().numpy()
+
+    def reset(self, world, obs) -> None:
+        super().reset(world, obs)
+        self.goal = world.goal_from_state(self.reader.full_state(torch.from_numpy(self._read(world.render_goal()))))
+
+    def act(self, world, obs) -> np.ndarray:
+        self.obs = obs
+        return super().act(world, obs)
+
+    def _start_and_goal(self, world):
+        return self._read(self.obs["rgb"]), self.goal
+
+    def _as_world_state(self, x: np.ndarray) -> np.ndarray:
+        return self.reader.full_state(torch.from_numpy(x))
