@@ -23,6 +23,7 @@ from ..data.store import EpisodeStore
 from ..data.windows import split_episodes
 from ..envs import is_world, make_world
 from ..errors import WmkitError
+from ..log import progress
 from ..planning.agent import OracleAgent, frames_to_tensor
 from ..planning.costs import reduce_horizon
 
@@ -111,13 +112,17 @@ def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "t
                          "model has none: train it with state_weight > 0, or drop 'read-state' from --baselines")
     model.eval()
     keys = tuple(model.cfg.obs_keys)
+    rows = list(_train_rows(store, split, val_fraction))
+    bar = progress(sum(n for *_, n in rows), "read the training frames", "frame")
 
     def episodes():
-        for _, c, s, n in _train_rows(store, split, val_fraction):
+        for _, c, s, n in rows:
             z = encode_frames(model, {k: store.read(c, f"obs/{k}", s, s + n) for k in keys})
+            bar.update(n)
             yield (model.read_state(z).double().cpu().numpy(), store.read(c, "actions", s, s + n - 1).astype(np.float64))
 
-    pairs = _step_pairs(episodes(), frame_skip)
+    with bar:
+        pairs = _step_pairs(episodes(), frame_skip)
     if pairs is None:
         raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
     return pairs
