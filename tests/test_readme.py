@@ -144,7 +144,7 @@ def test_learned_distance_commands(tmp_path):
     assert json.loads((tmp_path / "plan4.json").read_text())["hold"] is True  # with the distance fitted to the goal error
     assert json.loads((tmp_path / "runs/push-t-goal-error/distance.json").read_text())["target"] == "goal-error"
     read = json.loads((tmp_path / "plan5.json").read_text())  # planned with the state readout's cost
-    assert [r["agent"] for r in read["results"]] == ["model", "true-dynamics", "state-model"] and read["hold"] is True
+    assert [r["agent"] for r in read["results"]] == ["model", "true-dynamics", "state-model", "read-state"] and read["hold"] is True
     config = json.loads((tmp_path / "runs/push-t-read/config.json").read_text())["model"]
     assert config["state_names"] == ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]
     assert config["state_angles"] == ["block_angle"]
