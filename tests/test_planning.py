@@ -241,6 +241,59 @@ def test_eval_plan_runs_the_read_state_baseline(debug_model, two_room_data, tmp_
         eval_plan(debug_model, "two-room", dataclasses_replace(cfg, metric="l2"), show_progress=False)
 
 
+def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_room_data, tmp_path, capsys):
+    """`wmkit fit-dynamics` fits the read-state network beside the checkpoint (the same weights an
+    in-memory fit gets, read back without pickle); `--dynamics read-state` makes it the model agent's
+    dynamics in `eval plan` and `plan`; wrong pairings and damaged files are refused."""
+    from wmkit.data.store import EpisodeStore
+    from wmkit.data.video import read_video
+    from wmkit.eval.state_model import fit_read_dynamics, read_dynamics_for
+
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=4, state_weight=1.0, state_vars="x,y"),
+          build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "r", show_progress=False)
+    model = WorldModel.from_checkpoint(tmp_path / "r")
+    assert main(["fit-dynamics", "--ckpt", str(tmp_path / "r"), "--steps", "30", "--json", str(tmp_path / "fit.json")]) == 0
+    out = capsys.readouterr().out
+    assert "held out" in out and "--dynamics read-state" in out
+    report = json.loads((tmp_path / "fit.json").read_text())
+    assert report["folder"] == str(tmp_path / "r" / "read-dynamics" / "step-00000004")
+    assert report["names"] == ["x", "y"] and len(report["held_out_error"]["model"]) == 2
+    loaded = read_dynamics_for(model)
+    fresh = fit_read_dynamics(model, EpisodeStore(two_room_data), 2, steps=30, val_fraction=0.25)  # the debug preset's
+    state, actions = torch.rand(5, 2, dtype=torch.float64), torch.rand(5, 4) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(state, actions), fresh(state, actions))
+
+    cfg = PlanEvalConfig(episodes=2, budget=4, samples=8, iterations=1, elites=2, baselines=("random",), metric="state",
+                         dynamics="read-state")
+    report = eval_plan(model, "two-room", cfg, show_progress=False)
+    assert report["dynamics"] == "read-state" and report["results"][0]["plans"] == 2  # one plan per model step
+    assert "read-state dynamics" in format_table(report)
+    video = tmp_path / "plan.mp4"
+    assert main(["plan", "--ckpt", str(tmp_path / "r"), "--env", "two-room", "--out", str(video), "--budget", "4",
+                 "--samples", "8", "--iterations", "1", "--elites", "2", "--metric", "state", "--dynamics", "read-state"]) == 0
+    assert read_video(video)[0].shape == (5, 256, 768, 3)
+
+    with pytest.raises(WmkitError, match="pass --metric state"):
+        eval_plan(model, "two-room", dataclasses_replace(cfg, metric="l2"), show_progress=False)
+    with pytest.raises(WmkitError, match="no read-state dynamics in .*wmkit fit-dynamics"):
+        eval_plan(model, "two-room", dataclasses_replace(cfg, read_dynamics=str(tmp_path / "none")), show_progress=False)
+    with pytest.raises(WmkitError, match="goes with --dynamics read-state"):
+        eval_plan(model, "two-room", dataclasses_replace(cfg, dynamics="latent", read_dynamics=report_folder(tmp_path)),
+                  show_progress=False)
+    train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=2, state_weight=1.0, state_vars="x,y,vx"),
+          build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "v", show_progress=False)
+    with pytest.raises(WmkitError, match=r"read \['x', 'y'\].*this model reads \['x', 'y', 'vx'\]"):
+        read_dynamics_for(WorldModel.from_checkpoint(tmp_path / "v"), report_folder(tmp_path))
+    (tmp_path / "r" / "read-dynamics" / "step-00000004" / "dynamics.json").write_text("{not json")
+    with pytest.raises(WmkitError, match="damaged"):
+        read_dynamics_for(model)
+
+
+def report_folder(tmp_path) -> str:
+    return str(tmp_path / "r" / "read-dynamics" / "step-00000004")
+
+
 def _true_rollout(model, data, cfg):
     """A ``predict`` for :func:`candidate_report` that rolls the true two-room simulator out instead of
     the model (the pair is found by matching the context's last latent to each start frame)."""

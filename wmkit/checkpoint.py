@@ -144,6 +144,16 @@ def _fsync(path: Path, text: str | None = None) -> None:
         os.close(fd)
 
 
+def beside_checkpoint(checkpoint_path, name: str, what: str, flags: str) -> Path:
+    """``RUN/name/step-N`` for a checkpoint folder ``RUN/checkpoints/step-N``: where something fitted
+    on that checkpoint (``what``; passed explicitly with ``flags`` otherwise) is kept."""
+    step = Path(checkpoint_path).resolve()
+    if step.parent.name != "checkpoints":
+        raise CheckpointError(f"{checkpoint_path} is not a step folder inside a run's checkpoints/ folder, so there is no run "
+                              f"folder to keep its {what} in: pass that folder explicitly ({flags})")
+    return step.parent.parent / name / step.name
+
+
 def write_folder_atomic(final: Path, tensor_files: dict[str, dict[str, torch.Tensor]], text_files: dict[str, str]) -> Path:
     """Write a folder of safetensors and text files so that it is complete or absent: into a hidden
     sibling, fsynced, then renamed into place (an existing folder of that name is replaced, and put

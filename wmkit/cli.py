@@ -10,7 +10,7 @@ import sys
 
 from . import __version__
 from .cli_eval import (cmd_eval_candidates, cmd_eval_physics, cmd_eval_plan, cmd_eval_probe, cmd_eval_response,
-                       cmd_eval_sensitivity, cmd_fit_distance, cmd_plan, write_json)
+                       cmd_eval_sensitivity, cmd_fit_distance, cmd_fit_dynamics, cmd_plan, write_json)
 from .errors import WmkitError
 
 
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "budget", "planner", "replan_every", "samples", "iterations",
                                                "elites", "hold", "baselines", "oracle_samples", "oracle_iterations", "state_model_steps",
-                                               "goals_from", "success"))
+                                               "goals_from", "success", "dynamics", "read_dynamics"))
     p.set_defaults(func=cmd_eval_candidates)
 
     p = sub.add_parser("plan", help="plan one episode toward a goal image and write a video")
@@ -279,6 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "success test weighs)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_distance)
+
+    p = sub.add_parser("fit-dynamics", help="fit a small network of the states a model's readout head reads (one model step of "
+                                            "actions -> the next read state), for planning with --dynamics read-state")
+    p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder of a model with a state head")
+    p.add_argument("--data", default=None, help="recorded episodes of the model's world (default: its training data; "
+                                                "its training episodes fit, its validation episodes score)")
+    p.add_argument("--out", default=None, help="output folder (default RUN/read-dynamics/step-N beside the checkpoint)")
+    p.add_argument("--steps", type=int, default=24000, help="optimisation steps of 512 pairs (default 24000)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batches (default 0)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
+    p.set_defaults(func=cmd_fit_dynamics)
 
     p = sub.add_parser("demo", help="collect two-room data, train, evaluate planning, write a video and a summary")
     p.add_argument("--preset", choices=["debug", "small"], default="small", help="debug: seconds; small: ~15 min on 2 CPU cores")

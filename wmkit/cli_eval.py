@@ -1,5 +1,5 @@
 """Handlers of the ``wmkit`` subcommands that use a trained model: ``eval sensitivity / probe / physics /
-plan / candidates``, ``plan`` and ``fit-distance``. The parser is in :mod:`wmkit.cli`; as there, heavy
+plan / candidates``, ``plan``, ``fit-distance`` and ``fit-dynamics``. The parser is in :mod:`wmkit.cli`; as there, heavy
 modules are imported inside the handlers."""
 
 from __future__ import annotations
@@ -193,6 +193,23 @@ def cmd_fit_distance(args) -> None:
         print(f"from the model's predictions (1..{args.imagined} steps ahead): rank correlation {r['rank_corr_imagined']:.3f} "
               f"(squared L2: {r['rank_corr_l2_imagined']:.3f})")
     print(f"plan with it: wmkit eval plan --ckpt {args.ckpt} --metric learned ...")
+    if args.json:
+        write_json(args.json, r)
+
+
+def cmd_fit_dynamics(args) -> None:
+    from .eval.state_model import fit_read_dynamics_from
+    from .models import WorldModel
+
+    model = WorldModel.from_checkpoint(args.ckpt)
+    r = fit_read_dynamics_from(model, args.data, args.out, steps=args.steps, seed=args.seed)
+    print(f"read-state dynamics fitted on {r['data']} in {r['seconds']} s into {r['folder']}")
+    print(f"held out ({r['held_out_pairs']} model steps), mean error in units of each variable's change over a model step "
+          f"(model / no change):")
+    width = max(len(n) for n in r["names"])
+    for name, err, copy in zip(r["names"], r["held_out_error"]["model"], r["held_out_error"]["copy"]):
+        print(f"  {name:<{width}}  {err:.3f} / {copy:.3f}")
+    print(f"plan with them: wmkit eval plan --ckpt {args.ckpt} --dynamics read-state --metric state ...")
     if args.json:
         write_json(args.json, r)
 

@@ -259,12 +259,16 @@ class PlanEvalConfig:
     """Latent distance to the goal: l2, l1, cosine, learned (env steps to the goal, predicted by the goal distance `wmkit fit-distance` fitted on this checkpoint), or state (the world's goal distance between the states the model's readout head reads: models trained with state_weight > 0)."""
     distance: str = ""
     """With metric learned: the goal distance's folder (default: RUN/goal-distance/step-N beside the checkpoint)."""
+    dynamics: str = "latent"
+    """What the model agent rolls candidates out with: 'latent' (the model's predictor) or 'read-state' (a small network of the states the model's readout head reads, fitted by `wmkit fit-dynamics`; plans with metric state)."""
+    read_dynamics: str = ""
+    """With dynamics read-state: the fitted dynamics' folder (default: RUN/read-dynamics/step-N beside the checkpoint)."""
     reduce: str = "min"
     """Distances along the horizon -> cost: 'last', 'sum', or 'min' (closest approach + 0.1 x mean)."""
     hold: bool = False
     """Search one env action per model step, held over the frame skip (frame_skip times fewer numbers; the oracle and true-dynamics baselines search the same way)."""
     baselines: tuple = ("random", "oracle")
-    """Baselines run beside the model on the same pairs: 'random', 'oracle' (searches the true simulator, scored by the true goal distance), 'true-dynamics' (searches the true simulator, scored by the model's latent cost: splits the model's gap to the oracle into dynamics and cost) and 'state-model' (an MLP of the true state learned from the model's training episodes, searched with the model's planner settings and scored by the true goal distance: what learning dynamics from this data costs with a perfect encoder) and 'read-state' (the same MLP learned on the states the model's readout head reads from those frames, planned from images as the model plans: the model with that MLP in place of its predictor). The simulator baselines use oracle_samples x oracle_iterations."""
+    """Baselines run beside the model on the same pairs: 'random', 'oracle' (searches the true simulator, scored by the true goal distance), 'true-dynamics' (searches the true simulator, scored by the model's latent cost: splits the model's gap to the oracle into dynamics and cost) and 'state-model' (an MLP of the true state learned from the model's training episodes, searched with the model's planner settings and scored by the true goal distance: what learning dynamics from this data costs with a perfect encoder), and 'read-state' (the same MLP learned on the states the model's readout head reads from those frames, planned from images as the model plans: the model with that MLP in place of its predictor). The simulator baselines use oracle_samples x oracle_iterations."""
     state_model_steps: int = 24000
     """Training steps of the state-model and read-state baselines (MLPs of the true or read state, fitted on the model's training episodes)."""
     oracle_samples: int = 300

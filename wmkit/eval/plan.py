@@ -133,10 +133,8 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
                 show_progress: bool | None) -> dict:
     """The model's MPC agent and the baselines, each on a fresh copy of the same pairs."""
     cost = cost_config(model, cfg)
-    agents = {"model": MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost,
-                                planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
-                                hold=cfg.hold)}
-    frame_skip = agents["model"].frame_skip
+    agents = {"model": model_agent(model, cfg, cost)}
+    frame_skip = model.frame_skip
     if cfg.horizon * frame_skip * action_dim == 0:
         raise WmkitError("planning needs actions: this world or model has none")
     unavailable = {}
@@ -172,9 +170,38 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
     model_rate = rows[0]["success_rate"]
     oracle = next((r for r in rows if r["agent"] == "oracle"), None)
     return {"env": env, "budget": budget, "frame_skip": frame_skip, "planner": cfg.planner, "horizon": cfg.horizon, "hold": cfg.hold,
+            "dynamics": cfg.dynamics,
             "samples": cfg.samples, "iterations": cfg.iterations, "seed": cfg.seed, "results": rows,
             "unavailable": unavailable, "state_names": state_names,
             "relative_to_oracle": (model_rate / oracle["success_rate"]) if oracle and oracle["success_rate"] > 0 else None}
+
+
+DYNAMICS = ("latent", "read-state")
+
+
+def model_agent(model, cfg: PlanEvalConfig, cost: CostConfig | None = None):
+    """The model's MPC agent: it rolls candidates out with its latent predictor, or with dynamics
+    'read-state' with the small network ``wmkit fit-dynamics`` fitted on what its head reads."""
+    options = planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites)
+    if cfg.dynamics not in DYNAMICS:
+        raise WmkitError(f"dynamics {cfg.dynamics!r} is not one of {', '.join(DYNAMICS)}")
+    if cfg.read_dynamics and cfg.dynamics != "read-state":
+        raise WmkitError("--read-dynamics is the fitted read-state dynamics' folder; it goes with --dynamics read-state")
+    if cfg.dynamics == "latent":
+        return MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost or cost_config(model, cfg), options,
+                        seed=cfg.seed, hold=cfg.hold)
+    from .state_model import ReadStateAgent, read_dynamics_for
+
+    if cfg.metric != "state":
+        raise WmkitError(f"dynamics 'read-state' plans on read states, scored by the world's goal distance between them "
+                         f"(metric 'state'); got --metric {cfg.metric}: pass --metric state")
+    if cfg.planner == "gradient":
+        raise WmkitError("dynamics 'read-state' scores with the world's goal distance, which has no gradient: plan with cem or mppi")
+    if cfg.horizon < 1 or not 1 <= cfg.replan_every <= cfg.horizon:
+        raise WmkitError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got horizon={cfg.horizon}, replan_every={cfg.replan_every}")
+    return ReadStateAgent(model, read_dynamics_for(model, cfg.read_dynamics), planner=cfg.planner, horizon=cfg.horizon,
+                          frame_skip=model.frame_skip, replan_every=cfg.replan_every, planner_options=options, seed=cfg.seed,
+                          reduce=cfg.reduce, hold=cfg.hold)
 
 
 def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, read: bool = False):
@@ -278,7 +305,9 @@ def format_table(report: dict) -> str:
              f"success: {report['success_test']}; {report['skipped_already_met']} draws left out as already at the goal)")
     lines = [f"{report['env']}: {report['results'][0]['episodes']} held-out start/goal pairs{where}, budget {report['budget']} steps, "
              f"{report['planner']} (horizon {report['horizon']} x frame skip {report['frame_skip']}"
-             + (", one action held per model step)" if report.get("hold") else ")"),
+             + (", one action held per model step)" if report.get("hold") else ")")
+             + ("; the model rolls plans out in its read-state dynamics (wmkit fit-dynamics)"
+                if report.get("dynamics") == "read-state" else ""),
              f"{'agent':<13} {'success':>8} {'95% CI':>15} {'final dist':>11} {'ms/plan (batch)':>16} {'ms/plan/episode':>16}"]
     for r in report["results"]:
         ci = f"[{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]%"
@@ -326,7 +355,8 @@ def frame_bank(model, data, max_frames: int = 3000, seed: int = 0):
 def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank_data: str | None = None,
                  scale: int = 4, overwrite: bool = False) -> dict:
     """One MPC episode written as a video: what happened | the goal | what the model imagined (the
-    end of its current plan, shown as the nearest frame of the training data)."""
+    end of its current plan, shown as the nearest frame of the training data; with read-state
+    dynamics, the frame whose read state is nearest the plan's end)."""
     import torch
 
     from ..data.video import write_video
@@ -346,8 +376,11 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
         world = make_world(env, 1, model.cfg.image_size)
         world.reset([episode_seed(EVAL_SEED_BASE + cfg.seed, seed)])
     frames_bank, z_bank = frame_bank(model, bank_data)
-    agent = MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost_config(model, cfg),
-                     planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed, hold=cfg.hold)
+    agent = model_agent(model, cfg)
+    read = cfg.dynamics == "read-state"
+    if read:  # imagined read states are shown as the bank frame the head reads nearest to them
+        with torch.no_grad():
+            z_bank = model.state_head(z_bank)
     obs = world.observe()
     agent.reset(world, obs)
     goal_img = world.render_goal()[0]
@@ -355,7 +388,10 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
     for _ in range(budget):
         action = agent.act(world, obs)
         if agent.imagined is not None:
-            d = torch.cdist(agent.imagined[0, -1:].float(), z_bank)  # the plan's end point
+            end = agent.imagined[0, -1:]  # the plan's end point
+            if read:
+                end = model.state_head.features(torch.from_numpy(agent.reader.full_state(torch.from_numpy(end))))
+            d = torch.cdist(end.float(), z_bank)
             imagined = frames_bank[int(d.argmin())]
         panels.append(np.concatenate([obs["rgb"][0], goal_img, imagined], axis=1))
         obs, _, _, info = world.step(action)

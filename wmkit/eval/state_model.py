@@ -13,7 +13,10 @@ what the learned representation loses on top (state model vs the model).
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +27,7 @@ from ..data.windows import split_episodes
 from ..envs import is_world, make_world
 from ..errors import WmkitError
 from ..log import progress
-from ..planning.agent import OracleAgent, frames_to_tensor
+from ..planning.agent import OracleAgent, check_model_world, frames_to_tensor
 from ..planning.costs import reduce_horizon
 
 
@@ -42,7 +45,7 @@ class StateDynamics(nn.Module):
 
     def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256):
         super().__init__()
-        self.angles = list(angles)
+        self.angles, self.width, self.action_size = list(angles), int(width), int(action_size)
         self.plain = [i for i in range(state_dim) if i not in self.angles]
         self.register_buffer("mean", torch.zeros(state_dim, dtype=torch.float64))
         self.register_buffer("std", torch.ones(state_dim, dtype=torch.float64))
@@ -178,6 +181,108 @@ def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles
     return model.eval()
 
 
+WEIGHTS, META = "dynamics.safetensors", "dynamics.json"
+FORMAT = "wmkit-read-dynamics"
+
+
+def read_dynamics_folder(checkpoint_path) -> Path:
+    """Where the read-state dynamics fitted on ``RUN/checkpoints/step-N`` live: ``RUN/read-dynamics/step-N``."""
+    from ..checkpoint import beside_checkpoint
+
+    return beside_checkpoint(checkpoint_path, "read-dynamics", "read-state dynamics", "--out / --read-dynamics")
+
+
+def held_out_error(dynamics: StateDynamics, before: np.ndarray, acts: np.ndarray, after: np.ndarray) -> dict:
+    """Per variable, the dynamics' mean absolute one-step error on ``(before, acts, after)`` and
+    copying the state's (no change), both in units of the change's spread in the fitting data."""
+    with torch.no_grad():
+        predicted = dynamics(torch.from_numpy(before), torch.from_numpy(acts))
+    b, n = torch.from_numpy(before), torch.from_numpy(after)
+    error = _wrap_angles(predicted - n, dynamics.angles).abs() / dynamics.delta_std
+    copy = _wrap_angles(b - n, dynamics.angles).abs() / dynamics.delta_std
+    return {"model": error.mean(0).tolist(), "copy": copy.mean(0).tolist()}
+
+
+def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed: int = 0) -> dict:
+    """``wmkit fit-dynamics``: fit :class:`StateDynamics` on what ``model``'s head reads from the
+    training episodes of ``data`` (default: the checkpoint's training data), score it on the held-out
+    ones, and save it beside the checkpoint (or in ``out``). Returns the report, with the folder."""
+    from ..data.store import EpisodeStore
+
+    start = time.perf_counter()
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    data = data or (meta.get("dataset") or {}).get("path")
+    if not data:
+        raise WmkitError("pass --data: the checkpoint does not name its training data")
+    if out is None:
+        if getattr(model, "checkpoint_path", None) is None:
+            raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
+        out = read_dynamics_folder(model.checkpoint_path)
+    from ..planning.state_cost import StateGoalDistance
+
+    StateGoalDistance(model)  # refuses, before the fit, a head that misses what the goal distance needs
+    store = EpisodeStore(data)
+    val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
+    dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction)
+    held = read_step_pairs(model, store, model.frame_skip, "val", val_fraction)
+    error = held_out_error(dynamics, *held)
+    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed,
+              "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),
+              "held_out_error": error, "seconds": round(time.perf_counter() - start, 1)}
+    folder = save_read_dynamics(out, dynamics, report)
+    return {**report, "folder": str(folder)}
+
+
+def save_read_dynamics(folder, dynamics: StateDynamics, meta: dict) -> Path:
+    """Write the dynamics atomically (complete or absent, as checkpoints are)."""
+    from ..checkpoint import write_folder_atomic
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in dynamics.state_dict().items()}
+    text = json.dumps({**meta, "format": FORMAT, "state_dim": len(dynamics.mean), "angles": dynamics.angles,
+                       "action_size": dynamics.action_size, "width": dynamics.width}, indent=2, sort_keys=True)
+    return write_folder_atomic(Path(folder), {WEIGHTS: tensors}, {META: text})
+
+
+def load_read_dynamics(folder) -> StateDynamics:
+    """Read dynamics written by :func:`save_read_dynamics` (safetensors and JSON: no pickle)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise WmkitError(f"no read-state dynamics in {folder} (expected {WEIGHTS} and {META}); fit them with "
+                         f"`wmkit fit-dynamics --ckpt CKPT`")
+    try:
+        meta = json.loads((folder / META).read_text())
+        shape = int(meta["state_dim"]), [int(a) for a in meta["angles"]], int(meta["action_size"]), int(meta["width"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise WmkitError(f"{folder / META} is damaged ({exc}); fit the dynamics again with `wmkit fit-dynamics`") from exc
+    if meta.get("format") != FORMAT:
+        raise WmkitError(f"{folder / META} is not wmkit read-state dynamics (format {meta.get('format')!r})")
+    dynamics = StateDynamics(*shape)
+    try:
+        dynamics.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
+    except RuntimeError as exc:
+        raise WmkitError(f"{folder}: the weights do not fit the dynamics {META} describes ({exc})") from exc
+    dynamics.meta = meta
+    return dynamics.eval()
+
+
+def read_dynamics_for(model, folder: str | None = None) -> StateDynamics:
+    """The read-state dynamics of a loaded model: ``folder``, or those fitted on the model's checkpoint;
+    refused if they read other variables or take other actions than the model."""
+    if not folder:
+        if getattr(model, "checkpoint_path", None) is None:
+            raise WmkitError("dynamics 'read-state' needs fitted dynamics: pass their folder, or load the model from a checkpoint")
+        folder = read_dynamics_folder(model.checkpoint_path)
+    dynamics = load_read_dynamics(folder)
+    names = list(getattr(model.state_head, "names", ()) if getattr(model, "state_head", None) is not None else ())
+    if dynamics.meta.get("names") != names or dynamics.action_size != model.cfg.action_dim:
+        raise WmkitError(f"the read-state dynamics in {folder} read {dynamics.meta.get('names')} and take {dynamics.action_size} "
+                         f"actions, but this model reads {names} and takes {model.cfg.action_dim}: fit them on this checkpoint "
+                         f"with `wmkit fit-dynamics`")
+    return dynamics
+
+
 class StateModelAgent(OracleAgent):
     """MPC with a learned :class:`StateDynamics` from the true current state: candidates are rolled
     out in the model, scored by the world's goal distance after every model step, reduced over the
@@ -228,21 +333,38 @@ class ReadStateAgent(StateModelAgent):
         super().__init__(dynamics, **kwargs)
         self.model, self.reader = model.eval(), StateGoalDistance(model)
         self.device = next(model.parameters()).device
+        self.imagined = None  # (B, H, S) read states the current plan is expected to pass through
 
     @torch.no_grad()
     def _read(self, rgb: np.ndarray) -> np.ndarray:
         return self.model.read_state(self.model.encode(frames_to_tensor(rgb, self.device))).double().cpu().numpy()
 
     def reset(self, world, obs) -> None:
+        check_model_world(self.model, world)
         super().reset(world, obs)
         self.goal = world.goal_from_state(self.reader.full_state(torch.from_numpy(self._read(world.render_goal()))))
+        self.imagined = None
 
     def act(self, world, obs) -> np.ndarray:
         self.obs = obs
-        return super().act(world, obs)
+        replans = not self.queue and (self.plan is None or self.since >= self.replan_every)
+        action = super().act(world, obs)
+        if replans:
+            self.imagined = self.rollout(self.start, self.plan)
+        return action
+
+    @torch.no_grad()
+    def rollout(self, state: np.ndarray, plan: torch.Tensor) -> np.ndarray:
+        """Read states ``(B, S)`` and plans ``(B, H, A)`` -> the states the dynamics expect ``(B, H, S)``."""
+        x, out = torch.from_numpy(state), []
+        for t in range(plan.shape[1]):
+            x = self.dynamics(x, plan[:, t])
+            out.append(x)
+        return torch.stack(out, 1).numpy()
 
     def _start_and_goal(self, world):
-        return self._read(self.obs["rgb"]), self.goal
+        self.start = self._read(self.obs["rgb"])
+        return self.start, self.goal
 
     def _as_world_state(self, x: np.ndarray) -> np.ndarray:
         return self.reader.full_state(torch.from_numpy(x))

@@ -30,6 +30,20 @@ def frames_to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).to(device)
 
 
+def check_model_world(model, world) -> None:
+    """Refuse a world the model was not trained for: another action size, frame size or world."""
+    frame_skip = model.frame_skip
+    env_action_dim = model.cfg.action_dim // frame_skip
+    if world.spec.action_dim != env_action_dim:
+        raise WmkitError(f"the model was trained with {env_action_dim}-D actions (x frame skip {frame_skip}), but "
+                         f"world '{world.spec.name}' takes {world.spec.action_dim}-D actions: use a checkpoint trained on this world")
+    if world.size != model.cfg.image_size:
+        raise WmkitError(f"the model takes {model.cfg.image_size}px frames but the world renders {world.size}px")
+    trained_on = (getattr(model, "checkpoint_meta", {}) or {}).get("dataset", {}).get("env")
+    if trained_on and trained_on != world.spec.name:
+        raise WmkitError(f"the checkpoint was trained on '{trained_on}' data, not '{world.spec.name}'; use a checkpoint of this world")
+
+
 class MPCAgent:
     """Encode the observation and the goal image, plan ``horizon`` model steps in latent space,
     execute the first ``replan_every`` of them, then plan again (warm-started from the rest). With
@@ -57,14 +71,7 @@ class MPCAgent:
         self.latencies: list[float] = []
 
     def check_world(self, world) -> None:
-        if world.spec.action_dim != self.env_action_dim:
-            raise WmkitError(f"the model was trained with {self.env_action_dim}-D actions (x frame skip {self.frame_skip}), but "
-                             f"world '{world.spec.name}' takes {world.spec.action_dim}-D actions: use a checkpoint trained on this world")
-        if world.size != self.model.cfg.image_size:
-            raise WmkitError(f"the model takes {self.model.cfg.image_size}px frames but the world renders {world.size}px")
-        trained_on = (getattr(self.model, "checkpoint_meta", {}) or {}).get("dataset", {}).get("env")
-        if trained_on and trained_on != world.spec.name:
-            raise WmkitError(f"the checkpoint was trained on '{trained_on}' data, not '{world.spec.name}'; use a checkpoint of this world")
+        check_model_world(self.model, world)
 
     @torch.no_grad()
     def reset(self, world, obs: dict) -> None:

@@ -251,11 +251,9 @@ def encode_data(model, data, split: str, max_episodes: int, val_fraction: float 
 
 def distance_folder(checkpoint_path) -> Path:
     """Where the distance fitted on a checkpoint folder ``RUN/checkpoints/step-N`` lives: ``RUN/goal-distance/step-N``."""
-    step = Path(checkpoint_path).resolve()
-    if step.parent.name != "checkpoints":
-        raise WmkitError(f"{checkpoint_path} is not a step folder inside a run's checkpoints/ folder, so there is no run "
-                         f"folder to keep its goal distance in: pass the distance's folder explicitly (--out / --distance)")
-    return step.parent.parent / "goal-distance" / step.name
+    from ..checkpoint import beside_checkpoint
+
+    return beside_checkpoint(checkpoint_path, "goal-distance", "goal distance", "--out / --distance")
 
 
 def save_goal_distance(folder, head: GoalDistance, meta: dict) -> Path:
