@@ -119,12 +119,14 @@ def test_learned_distance_commands(tmp_path):
     block += next(b for b in blocks("bash") if "wmkit eval response" in b)
     block += next(b for b in blocks("bash") if "--out runs/push-t-pred" in b)
     block += next(b for b in blocks("bash") if "--out runs/push-t-read" in b)
+    block += next(b for b in blocks("bash") if "wmkit fit-dynamics" in b)
     shrink = {"1000": "12", "50": "4", "small": "debug", "5": "2"}
     plan = ["--goal-offset", "4", "--episodes", "2", "--samples", "4", "--iterations", "1", "--elites", "2",
             "--horizon", "1", "--oracle-samples", "4", "--oracle-iterations", "1", "--state-model-steps", "5"]
     extra = {"collect": ["--steps", "24"],
              "train": ["max_steps=2", "val_every=2", "ckpt_every=2", "num_workers=0", "val_fraction=0.3"],
              "fit-distance": ["--steps", "5", "--episodes", "6"],
+             "fit-dynamics": ["--steps", "5"],
              "candidates": ["--goal-offset", "4", "--starts", "2", "--samples", "4", "--horizon", "1", "--json", "cand.json"],
              "response": ["--windows", "8", "--json", "response.json"]}
     plans = 0
@@ -145,6 +147,7 @@ def test_learned_distance_commands(tmp_path):
     assert json.loads((tmp_path / "runs/push-t-goal-error/distance.json").read_text())["target"] == "goal-error"
     read = json.loads((tmp_path / "plan5.json").read_text())  # planned with the state readout's cost
     assert [r["agent"] for r in read["results"]] == ["model", "true-dynamics", "state-model", "read-state"] and read["hold"] is True
+    assert json.loads((tmp_path / "plan6.json").read_text())["dynamics"] == "read-state"  # with `wmkit fit-dynamics`
     config = json.loads((tmp_path / "runs/push-t-read/config.json").read_text())["model"]
     assert config["state_names"] == ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]
     assert config["state_angles"] == ["block_angle"]
