@@ -9,6 +9,12 @@ and the goal state. It sits between the model agent and the oracle: the oracle h
 dynamics, this agent has learned ones from the same data but a perfect encoder. So the model's gap
 to the oracle splits into what learning dynamics from this data loses (oracle vs state model) and
 what the learned representation loses on top (state model vs the model).
+
+The same network fitted on the states the model's readout head reads from the frames, instead of the
+recorded ones, is the read-state dynamics: the model's encoder and readout with a small learned
+dynamics in place of its latent predictor. ``--baselines read-state`` fits it in the command;
+``wmkit fit-dynamics`` fits it once and saves it beside the checkpoint, and ``--dynamics read-state``
+makes it the model agent's dynamics (:class:`ReadStateAgent`: it plans from images alone).
 """
 
 from __future__ import annotations
@@ -66,9 +72,9 @@ class StateDynamics(nn.Module):
         return _wrap_angles(state + out.double() * self.delta_std, self.angles)
 
 
-def _step_pairs(episodes, frame_skip: int):
-    """``(state (n, D), actions (n - 1, A))`` per episode -> (state, next model step's actions, state a
-    model step later) over every start, three float64 arrays; ``None`` when no episode is long enough."""
+def _step_pairs(episodes, frame_skip: int, store: EpisodeStore, split: str):
+    """``(state (n, D), actions (n - 1, A))`` per episode of ``store``'s ``split`` -> (state, next model
+    step's actions, state a model step later) over every start, three float64 arrays."""
     before, acts, after = [], [], []
     for state, actions in episodes:
         n = len(state)
@@ -79,11 +85,11 @@ def _step_pairs(episodes, frame_skip: int):
         steps = np.lib.stride_tricks.sliding_window_view(actions, frame_skip, axis=0)  # (n - frame_skip, A, frame_skip)
         acts.append(steps.transpose(0, 2, 1).reshape(n - frame_skip, -1))
     if not before:
-        return None
+        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
     return np.concatenate(before), np.concatenate(acts), np.concatenate(after)
 
 
-def _train_rows(store: EpisodeStore, split: str, val_fraction: float):
+def _split_rows(store: EpisodeStore, split: str, val_fraction: float):
     """``(row, chunk, start, length)`` of every episode of ``store``'s ``split``."""
     ep = store.episodes
     for r in np.flatnonzero(split_episodes(ep["id"], val_fraction, split)):
@@ -96,12 +102,9 @@ def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train",
     if not store.has_state:
         raise WmkitError(f"{store.path} has no recorded states; the state-model baseline learns from them "
                          "(collect from a built-in world, which records its state)")
-    pairs = _step_pairs(((store.read(c, "state", s, s + n).astype(np.float64),
-                          store.read(c, "actions", s, s + n - 1).astype(np.float64))
-                         for _, c, s, n in _train_rows(store, split, val_fraction)), frame_skip)
-    if pairs is None:
-        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
-    return pairs
+    return _step_pairs(((store.read(c, "state", s, s + n).astype(np.float64),
+                         store.read(c, "actions", s, s + n - 1).astype(np.float64))
+                        for _, c, s, n in _split_rows(store, split, val_fraction)), frame_skip, store, split)
 
 
 @torch.no_grad()
@@ -115,8 +118,8 @@ def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "t
                          "model has none: train it with state_weight > 0, or drop 'read-state' from --baselines")
     model.eval()
     keys = tuple(model.cfg.obs_keys)
-    rows = list(_train_rows(store, split, val_fraction))
-    bar = progress(sum(n for *_, n in rows), "read the training frames", "frame")
+    rows = list(_split_rows(store, split, val_fraction))
+    bar = progress(sum(n for *_, n in rows), f"read the {split} frames", "frame")
 
     def episodes():
         for _, c, s, n in rows:
@@ -125,10 +128,7 @@ def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "t
             yield (model.read_state(z).double().cpu().numpy(), store.read(c, "actions", s, s + n - 1).astype(np.float64))
 
     with bar:
-        pairs = _step_pairs(episodes(), frame_skip)
-    if pairs is None:
-        raise WmkitError(f"{store.path} has no {split} episode longer than one model step ({frame_skip} env steps)")
-    return pairs
+        return _step_pairs(episodes(), frame_skip, store, split)
 
 
 def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
@@ -207,8 +207,6 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
     """``wmkit fit-dynamics``: fit :class:`StateDynamics` on what ``model``'s head reads from the
     training episodes of ``data`` (default: the checkpoint's training data), score it on the held-out
     ones, and save it beside the checkpoint (or in ``out``). Returns the report, with the folder."""
-    from ..data.store import EpisodeStore
-
     start = time.perf_counter()
     meta = getattr(model, "checkpoint_meta", None) or {}
     data = data or (meta.get("dataset") or {}).get("path")
