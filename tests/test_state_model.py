@@ -40,7 +40,13 @@ def test_model_step_pairs_line_up_states_and_actions(two_room_states):
     assert train + val == len(before) and val > 0
 
 
-def test_state_dynamics_predict_held_out_moves_far_better_than_copying(two_room_states, dynamics):
+@pytest.mark.parametrize("step", ["env", "model"])
+def test_state_dynamics_predict_held_out_moves_far_better_than_copying(two_room_states, dynamics, step):
+    """Fitted on env steps (one call per env action, five per model step) or on whole model steps, the
+    network predicts where a model step of held-out actions takes the agent."""
+    if step == "model":
+        dynamics = fit_state_dynamics(two_room_states, frame_skip=5, steps=500, val_fraction=0.25, step="model")
+    assert dynamics.substeps == (5 if step == "env" else 1)
     before, actions, after = model_step_pairs(two_room_states, 5, "val", 0.25)
     with torch.no_grad():
         predicted = dynamics(torch.from_numpy(before), torch.from_numpy(actions)).numpy()
@@ -63,7 +69,11 @@ def test_state_model_refuses_bad_settings(two_room_states, tmp_path):
     with pytest.raises(WmkitError, match="at least 1"):
         fit_state_dynamics(two_room_states, 5, steps=0)
     with pytest.raises(WmkitError, match="longer than one model step"):
-        fit_state_dynamics(two_room_states, 100, steps=1)
+        fit_state_dynamics(two_room_states, 100, steps=1, step="model")
+    with pytest.raises(WmkitError, match="expected 'env'"):
+        fit_state_dynamics(two_room_states, 5, steps=1, step="frame")
+    with pytest.raises(WmkitError, match="take 5 x 2 actions per model step, got 3"):
+        fit_state_dynamics(two_room_states, 5, steps=1)(torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 3))
     clip = np.zeros((8, 24, 24, 3), np.uint8)
     clip[:, :, :, 0] = np.arange(8)[:, None, None] * 30
     write_video(tmp_path / "clips" / "a.mp4", clip, 10.0)

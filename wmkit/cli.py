@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "budget", "planner", "replan_every", "samples", "iterations",
                                                "elites", "hold", "baselines", "oracle_samples", "oracle_iterations", "state_model_steps",
-                                               "goals_from", "success", "dynamics", "read_dynamics"))
+                                               "state_model_step", "goals_from", "success", "dynamics", "read_dynamics"))
     p.set_defaults(func=cmd_eval_candidates)
 
     p = sub.add_parser("plan", help="plan one episode toward a goal image and write a video")
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", default=None, help="dataset whose frames show the imagined latents (default: the training data)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations",
-                                               "state_model_steps"))
+                                               "state_model_steps", "state_model_step"))
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("fit-distance", help="fit a learned goal distance (env steps to a goal, or the world's goal error) "
@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "its training episodes fit, its validation episodes score)")
     p.add_argument("--out", default=None, help="output folder (default RUN/read-dynamics/step-N beside the checkpoint)")
     p.add_argument("--steps", type=int, default=24000, help="optimisation steps of 512 pairs (default 24000)")
+    p.add_argument("--step", choices=["env", "model"], default="env",
+                   help="what one call of the network predicts: one env step, applied frame-skip times per model step "
+                        "(default), or one whole model step")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batches (default 0)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_dynamics)

@@ -271,6 +271,8 @@ class PlanEvalConfig:
     """Baselines run beside the model on the same pairs: 'random', 'oracle' (searches the true simulator, scored by the true goal distance), 'true-dynamics' (searches the true simulator, scored by the model's latent cost: splits the model's gap to the oracle into dynamics and cost) and 'state-model' (an MLP of the true state learned from the model's training episodes, searched with the model's planner settings and scored by the true goal distance: what learning dynamics from this data costs with a perfect encoder), and 'read-state' (the same MLP learned on the states the model's readout head reads from those frames, planned from images as the model plans: the model with that MLP in place of its predictor). The simulator baselines use oracle_samples x oracle_iterations."""
     state_model_steps: int = 24000
     """Training steps of the state-model and read-state baselines (MLPs of the true or read state, fitted on the model's training episodes)."""
+    state_model_step: str = "env"
+    """What one call of the state-model and read-state networks predicts: 'env' (one env step, applied frame-skip times per model step) or 'model' (a whole model step at once)."""
     oracle_samples: int = 300
     """Oracle candidates per iteration."""
     oracle_iterations: int = 10

@@ -231,9 +231,10 @@ def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, read: bool =
 
         StateGoalDistance(model)  # refuses, before the fit, a model whose head misses what the goal distance needs
         dynamics = fit_read_dynamics(model, store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
-                                     val_fraction=val_fraction)
+                                     val_fraction=val_fraction, step=cfg.state_model_step)
         return ReadStateAgent(model, dynamics, **options)
-    dynamics = fit_state_dynamics(store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed, val_fraction=val_fraction)
+    dynamics = fit_state_dynamics(store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed, val_fraction=val_fraction,
+                                  step=cfg.state_model_step)
     return StateModelAgent(dynamics, **options)
 
 

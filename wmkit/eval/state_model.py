@@ -43,15 +43,21 @@ def _wrap_angles(x: torch.Tensor, angles: list[int]) -> torch.Tensor:
     return x
 
 
+STEPS = ("env", "model")  # what one call of the network predicts: one env step (applied frame-skip times), or one model step
+
+
 class StateDynamics(nn.Module):
-    """MLP from a state and one model step of env actions to the next model step's state.
+    """MLP from a state and the actions of one step to the state after it, applied ``substeps`` times
+    per model step: fitted on env steps, ``substeps`` is the frame skip and each call takes one env
+    action; fitted on model steps, it is 1 and the call takes the model step's env actions side by side.
 
     Inputs are standardised state entries (angles as cosine and sine) and the actions; the output is
     the state's change standardised by its spread in the data (angle changes wrapped to [-pi, pi))."""
 
-    def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256):
+    def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256, substeps: int = 1):
         super().__init__()
         self.angles, self.width, self.action_size = list(angles), int(width), int(action_size)
+        self.substeps = int(substeps)
         self.plain = [i for i in range(state_dim) if i not in self.angles]
         self.register_buffer("mean", torch.zeros(state_dim, dtype=torch.float64))
         self.register_buffer("std", torch.ones(state_dim, dtype=torch.float64))
@@ -66,10 +72,20 @@ class StateDynamics(nn.Module):
         a = state[:, self.angles]
         return torch.cat([x, torch.cos(a), torch.sin(a)], 1).float()
 
-    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``(N, D)`` float64 states, ``(N, frame_skip * A)`` actions -> next states, float64."""
+    def step(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """One call of the network: ``(N, D)`` float64 states, ``(N, action_size)`` actions -> states after it."""
         out = self.net(torch.cat([self.features(state), actions.float()], 1))
         return _wrap_angles(state + out.double() * self.delta_std, self.angles)
+
+    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` float64 states, ``(N, frame_skip * A)`` actions of one model step -> the states a model
+        step later, float64."""
+        if actions.shape[1] != self.substeps * self.action_size:
+            raise WmkitError(f"the state dynamics take {self.substeps} x {self.action_size} actions per model step, "
+                             f"got {actions.shape[1]}")
+        for chunk in actions.split(self.action_size, dim=1):
+            state = self.step(state, chunk)
+        return state
 
 
 def _step_pairs(episodes, frame_skip: int, store: EpisodeStore, split: str):
@@ -98,7 +114,7 @@ def _split_rows(store: EpisodeStore, split: str, val_fraction: float):
 
 def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
     """Every (state, next model step's actions, state a model step later) in ``store``'s ``split``:
-    three arrays ``(N, D)``, ``(N, frame_skip * A)``, ``(N, D)``, float64."""
+    three arrays ``(N, D)``, ``(N, frame_skip * A)``, ``(N, D)``, float64 (``frame_skip`` 1: env steps)."""
     if not store.has_state:
         raise WmkitError(f"{store.path} has no recorded states; the state-model baseline learns from them "
                          "(collect from a built-in world, which records its state)")
@@ -131,37 +147,46 @@ def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "t
         return _step_pairs(episodes(), frame_skip, store, split)
 
 
-def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
-                       lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1) -> StateDynamics:
-    """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay); the angles
-    are those the built-in world the data came from names."""
+def _check_step(step: str, steps: int, what: str) -> None:
+    if step not in STEPS:
+        raise WmkitError(f"{what} step {step!r}: expected 'env' (one env step per call of the network) or 'model'")
     if steps < 1:
-        raise WmkitError(f"state-model steps must be at least 1, got {steps}")
+        raise WmkitError(f"{what} steps must be at least 1, got {steps}")
+
+
+def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
+                       lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env") -> StateDynamics:
+    """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay), one env
+    step or one model step (``frame_skip`` env steps) per call; the angles are those the built-in
+    world the data came from names."""
+    _check_step(step, steps, "state-model")
     names = list(store.meta["state_names"])
-    pairs = model_step_pairs(store, frame_skip, "train", val_fraction)
+    pairs = model_step_pairs(store, 1 if step == "env" else frame_skip, "train", val_fraction)
     env = store.meta.get("env")
     angle_names = make_world(env, 1, 16).spec.angle_names if is_world(env) else ()
-    return fit_dynamics(*pairs, [names.index(n) for n in angle_names], steps, batch_size, lr, seed)
+    return fit_dynamics(*pairs, [names.index(n) for n in angle_names], steps, batch_size, lr, seed,
+                        substeps=frame_skip if step == "env" else 1)
 
 
 def fit_read_dynamics(model, store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
-                      lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1) -> StateDynamics:
+                      lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env") -> StateDynamics:
     """Fit :class:`StateDynamics` on the states ``model``'s readout head reads from the frames of the
-    training episodes of ``store`` (its variables; angles as the head reads them)."""
-    if steps < 1:
-        raise WmkitError(f"read-state model steps must be at least 1, got {steps}")
-    pairs = read_step_pairs(model, store, frame_skip, "train", val_fraction)
+    training episodes of ``store`` (its variables; angles as the head reads them), one env step or one
+    model step per call."""
+    _check_step(step, steps, "read-state dynamics")
+    pairs = read_step_pairs(model, store, 1 if step == "env" else frame_skip, "train", val_fraction)
     angles = [i for i, is_angle in enumerate(model.state_head.angle) if is_angle]
-    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed)
+    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed, substeps=frame_skip if step == "env" else 1)
 
 
 def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles: list[int], steps: int = 24000,
-                 batch_size: int = 512, lr: float = 1e-3, seed: int = 0) -> StateDynamics:
-    """Fit :class:`StateDynamics` on (state, actions, next state) pairs ``(N, D)``, ``(N, A)``, ``(N, D)``."""
+                 batch_size: int = 512, lr: float = 1e-3, seed: int = 0, substeps: int = 1) -> StateDynamics:
+    """Fit :class:`StateDynamics` on (state, actions, next state) pairs ``(N, D)``, ``(N, A)``, ``(N, D)``
+    one step apart; the model step is ``substeps`` such steps."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = StateDynamics(before.shape[1], angles, acts.shape[1])
+        model = StateDynamics(before.shape[1], angles, acts.shape[1], substeps=substeps)
     b, a, n = torch.from_numpy(before), torch.from_numpy(acts), torch.from_numpy(after)
     model.mean.copy_(b.mean(0))
     model.std.copy_(b.std(0).clamp_min(1e-6))
@@ -193,17 +218,18 @@ def read_dynamics_folder(checkpoint_path) -> Path:
 
 
 def held_out_error(dynamics: StateDynamics, before: np.ndarray, acts: np.ndarray, after: np.ndarray) -> dict:
-    """Per variable, the dynamics' mean absolute one-step error on ``(before, acts, after)`` and
-    copying the state's (no change), both in units of the change's spread in the fitting data."""
+    """Per variable, the dynamics' mean absolute error over one model step on ``(before, acts, after)``
+    and copying the state's (no change), both in units of the spread of those pairs' change."""
     with torch.no_grad():
         predicted = dynamics(torch.from_numpy(before), torch.from_numpy(acts))
     b, n = torch.from_numpy(before), torch.from_numpy(after)
-    error = _wrap_angles(predicted - n, dynamics.angles).abs() / dynamics.delta_std
-    copy = _wrap_angles(b - n, dynamics.angles).abs() / dynamics.delta_std
-    return {"model": error.mean(0).tolist(), "copy": copy.mean(0).tolist()}
+    change = _wrap_angles(n - b, dynamics.angles)
+    unit = change.std(0).clamp_min(1e-12)
+    error = _wrap_angles(predicted - n, dynamics.angles).abs() / unit
+    return {"model": error.mean(0).tolist(), "copy": (change.abs() / unit).mean(0).tolist()}
 
 
-def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed: int = 0) -> dict:
+def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed: int = 0, step: str = "env") -> dict:
     """``wmkit fit-dynamics``: fit :class:`StateDynamics` on what ``model``'s head reads from the
     training episodes of ``data`` (default: the checkpoint's training data), score it on the held-out
     ones, and save it beside the checkpoint (or in ``out``). Returns the report, with the folder."""
@@ -221,10 +247,10 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
     StateGoalDistance(model)  # refuses, before the fit, a head that misses what the goal distance needs
     store = EpisodeStore(data)
     val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
-    dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction)
+    dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction, step=step)
     held = read_step_pairs(model, store, model.frame_skip, "val", val_fraction)
     error = held_out_error(dynamics, *held)
-    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed,
+    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed, "step": step,
               "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),
               "held_out_error": error, "seconds": round(time.perf_counter() - start, 1)}
     folder = save_read_dynamics(out, dynamics, report)
@@ -237,7 +263,8 @@ def save_read_dynamics(folder, dynamics: StateDynamics, meta: dict) -> Path:
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in dynamics.state_dict().items()}
     text = json.dumps({**meta, "format": FORMAT, "state_dim": len(dynamics.mean), "angles": dynamics.angles,
-                       "action_size": dynamics.action_size, "width": dynamics.width}, indent=2, sort_keys=True)
+                       "action_size": dynamics.action_size, "width": dynamics.width, "substeps": dynamics.substeps},
+                      indent=2, sort_keys=True)
     return write_folder_atomic(Path(folder), {WEIGHTS: tensors}, {META: text})
 
 
@@ -251,7 +278,8 @@ def load_read_dynamics(folder) -> StateDynamics:
                          f"`wmkit fit-dynamics --ckpt CKPT`")
     try:
         meta = json.loads((folder / META).read_text())
-        shape = int(meta["state_dim"]), [int(a) for a in meta["angles"]], int(meta["action_size"]), int(meta["width"])
+        shape = (int(meta["state_dim"]), [int(a) for a in meta["angles"]], int(meta["action_size"]), int(meta["width"]),
+                 int(meta["substeps"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise WmkitError(f"{folder / META} is damaged ({exc}); fit the dynamics again with `wmkit fit-dynamics`") from exc
     if meta.get("format") != FORMAT:
@@ -274,10 +302,11 @@ def read_dynamics_for(model, folder: str | None = None) -> StateDynamics:
         folder = read_dynamics_folder(model.checkpoint_path)
     dynamics = load_read_dynamics(folder)
     names = list(getattr(model.state_head, "names", ()) if getattr(model, "state_head", None) is not None else ())
-    if dynamics.meta.get("names") != names or dynamics.action_size != model.cfg.action_dim:
-        raise WmkitError(f"the read-state dynamics in {folder} read {dynamics.meta.get('names')} and take {dynamics.action_size} "
-                         f"actions, but this model reads {names} and takes {model.cfg.action_dim}: fit them on this checkpoint "
-                         f"with `wmkit fit-dynamics`")
+    takes = dynamics.substeps * dynamics.action_size
+    if dynamics.meta.get("names") != names or takes != model.cfg.action_dim:
+        raise WmkitError(f"the read-state dynamics in {folder} read {dynamics.meta.get('names')} and take {takes} actions per "
+                         f"model step, but this model reads {names} and takes {model.cfg.action_dim}: fit them on this "
+                         f"checkpoint with `wmkit fit-dynamics`")
     return dynamics
 
 
