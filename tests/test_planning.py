@@ -247,7 +247,8 @@ def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_r
     dynamics in `eval plan` and `plan`; wrong pairings and damaged files are refused."""
     from wmkit.data.store import EpisodeStore
     from wmkit.data.video import read_video
-    from wmkit.eval.state_model import fit_read_dynamics, read_dynamics_for
+    from wmkit.eval.read_dynamics import read_dynamics_for
+    from wmkit.eval.state_model import fit_read_dynamics
 
     train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=4, state_weight=1.0, state_vars="x,y"),
           build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "r", show_progress=False)

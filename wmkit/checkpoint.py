@@ -154,6 +154,31 @@ def beside_checkpoint(checkpoint_path, name: str, what: str, flags: str) -> Path
     return step.parent.parent / name / step.name
 
 
+def load_fitted(folder, weights: str, meta_name: str, fmt: str, what: str, command: str, build):
+    """Read a module fitted on a checkpoint (a goal distance, read-state dynamics) from ``folder``: its
+    JSON ``meta_name`` (whose ``format`` must be ``fmt``) and safetensors ``weights`` (no pickle).
+    ``build(meta)`` makes the empty module from the JSON; ``what`` and ``command`` name it and the
+    command that fits it in errors. Returns the module in evaluation mode, with ``.meta``."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / weights).is_file() or not (folder / meta_name).is_file():
+        raise WmkitError(f"no {what} in {folder} (expected {weights} and {meta_name}); fit it with `{command}`")
+    try:
+        meta = json.loads((folder / meta_name).read_text())
+        module = build(meta) if meta.get("format") == fmt else None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise WmkitError(f"{folder / meta_name} is damaged ({exc}); fit it again with `{command.split(' --')[0]}`") from exc
+    if module is None:
+        raise WmkitError(f"{folder / meta_name} is not a wmkit {what} (format {meta.get('format')!r})")
+    try:
+        module.load_state_dict(load_file(str(folder / weights)), strict=True)
+    except RuntimeError as exc:
+        raise WmkitError(f"{folder}: the weights do not fit the {what} {meta_name} describes ({exc})") from exc
+    module.meta = meta
+    return module.eval()
+
+
 def write_folder_atomic(final: Path, tensor_files: dict[str, dict[str, torch.Tensor]], text_files: dict[str, str]) -> Path:
     """Write a folder of safetensors and text files so that it is complete or absent: into a hidden
     sibling, fsynced, then renamed into place (an existing folder of that name is replaced, and put

@@ -198,7 +198,7 @@ def cmd_fit_distance(args) -> None:
 
 
 def cmd_fit_dynamics(args) -> None:
-    from .eval.state_model import fit_read_dynamics_from
+    from .eval.read_dynamics import fit_read_dynamics_from
     from .models import WorldModel
 
     model = WorldModel.from_checkpoint(args.ckpt)

@@ -156,7 +156,9 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
         elif name in ("state-model", "read-state") and not oracle_ok:
             unavailable[name] = "scores predicted states with a built-in world's goal distance; a Gymnasium env has none"
         elif name in ("state-model", "read-state"):
-            agents[name] = _state_model_agent(model, cfg, frame_skip, read=name == "read-state")
+            from .state_model import baseline_agent
+
+            agents[name] = baseline_agent(model, cfg, frame_skip, read=name == "read-state")
         else:
             raise WmkitError(f"unknown baseline {name!r}; expected random, oracle, true-dynamics, state-model and/or read-state")
     rows, state_names = [], None
@@ -190,7 +192,8 @@ def model_agent(model, cfg: PlanEvalConfig, cost: CostConfig | None = None):
     if cfg.dynamics == "latent":
         return MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost or cost_config(model, cfg), options,
                         seed=cfg.seed, hold=cfg.hold)
-    from .state_model import ReadStateAgent, read_dynamics_for
+    from .read_dynamics import read_dynamics_for
+    from .state_model import ReadStateAgent
 
     if cfg.metric != "state":
         raise WmkitError(f"dynamics 'read-state' plans on read states, scored by the world's goal distance between them "
@@ -202,40 +205,6 @@ def model_agent(model, cfg: PlanEvalConfig, cost: CostConfig | None = None):
     return ReadStateAgent(model, read_dynamics_for(model, cfg.read_dynamics), planner=cfg.planner, horizon=cfg.horizon,
                           frame_skip=model.frame_skip, replan_every=cfg.replan_every, planner_options=options, seed=cfg.seed,
                           reduce=cfg.reduce, hold=cfg.hold)
-
-
-def _state_model_agent(model, cfg: PlanEvalConfig, frame_skip: int, read: bool = False):
-    """The state-model baseline: dynamics of the true state fitted on the model's own training
-    episodes, searched with the model agent's planner settings. With ``read``, the read-state
-    baseline: the same dynamics fitted on the states the model's head reads from those frames, and
-    planned from the observation and goal images as the model agent plans."""
-    from ..data.store import EpisodeStore
-    from .state_model import ReadStateAgent, StateModelAgent, fit_read_dynamics, fit_state_dynamics
-
-    name = "read-state" if read else "state-model"
-    meta = getattr(model, "checkpoint_meta", None) or {}
-    path = (meta.get("dataset") or {}).get("path")
-    if not path:
-        raise WmkitError(f"the {name} baseline learns from the checkpoint's training data, and this checkpoint "
-                         f"does not name it; drop '{name}' from --baselines")
-    if not Path(path).exists():
-        raise WmkitError(f"the {name} baseline learns from the checkpoint's training data {path}, which is not there "
-                         f"(run from the folder training ran in, or drop '{name}' from --baselines)")
-    val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
-    options = dict(planner=cfg.planner, horizon=cfg.horizon, frame_skip=frame_skip, replan_every=cfg.replan_every,
-                   planner_options=planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
-                   reduce=cfg.reduce, hold=cfg.hold)
-    store = EpisodeStore(path)
-    if read:
-        from ..planning.state_cost import StateGoalDistance
-
-        StateGoalDistance(model)  # refuses, before the fit, a model whose head misses what the goal distance needs
-        dynamics = fit_read_dynamics(model, store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
-                                     val_fraction=val_fraction, step=cfg.state_model_step)
-        return ReadStateAgent(model, dynamics, **options)
-    dynamics = fit_state_dynamics(store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed, val_fraction=val_fraction,
-                                  step=cfg.state_model_step)
-    return StateModelAgent(dynamics, **options)
 
 
 def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:

@@ -268,26 +268,11 @@ def save_goal_distance(folder, head: GoalDistance, meta: dict) -> Path:
 
 def load_goal_distance(folder) -> GoalDistance:
     """Read a head written by :func:`save_goal_distance` (safetensors and JSON: no pickle)."""
-    from safetensors.torch import load_file
+    from ..checkpoint import load_fitted
 
-    folder = Path(folder)
-    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
-        raise WmkitError(f"no goal distance in {folder} (expected {WEIGHTS} and {META}); fit one with "
-                         f"`wmkit fit-distance --ckpt CKPT --data DATA`")
-    try:
-        meta = json.loads((folder / META).read_text())
-        shape = int(meta["dim"]), int(meta["width"]), float(meta.get("scale", STEP_SCALE))  # older files: steps
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise WmkitError(f"{folder / META} is damaged ({exc}); fit the distance again with `wmkit fit-distance`") from exc
-    if meta.get("format") != FORMAT:
-        raise WmkitError(f"{folder / META} is not a wmkit goal distance (format {meta.get('format')!r})")
-    head = GoalDistance(*shape)
-    try:
-        head.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
-    except RuntimeError as exc:
-        raise WmkitError(f"{folder}: the weights do not fit the head {META} describes ({exc})") from exc
-    head.meta = meta
-    return head.eval()
+    # older files have no scale: they predict steps
+    return load_fitted(folder, WEIGHTS, META, FORMAT, "goal distance", "wmkit fit-distance --ckpt CKPT --data DATA",
+                       lambda meta: GoalDistance(int(meta["dim"]), int(meta["width"]), float(meta.get("scale", STEP_SCALE))))
 
 
 def head_for(model, folder: str | None = None) -> GoalDistance:
