@@ -102,6 +102,13 @@ def test_saved_distance_loads_and_costs_plan_with_it(tmp_path):
         load_goal_distance(folder)
     with pytest.raises(WmkitError, match="not a step folder inside a run"):
         distance_folder(tmp_path / "step-00000001")
+    from wmkit.checkpoint import check_replaceable
+
+    check_replaceable(folder, "distance.json", "goal distance")  # a distance's own folder may be replaced
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    with pytest.raises(WmkitError, match="holds no goal distance .*pass a new or empty folder"):
+        check_replaceable(tmp_path / "run", "distance.json", "goal distance")
     with pytest.raises(WmkitError, match="4-number latents, got 5"):
         head(torch.zeros(5), torch.zeros(5))
 

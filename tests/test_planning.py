@@ -286,9 +286,17 @@ def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_r
           build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "v", show_progress=False)
     with pytest.raises(WmkitError, match=r"read \['x', 'y'\].*this model reads \['x', 'y', 'vx'\]"):
         read_dynamics_for(WorldModel.from_checkpoint(tmp_path / "v"), report_folder(tmp_path))
+    weights = tmp_path / "r" / "read-dynamics" / "step-00000004" / "dynamics.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(WmkitError, match="truncated or damaged"):
+        read_dynamics_for(model)
     (tmp_path / "r" / "read-dynamics" / "step-00000004" / "dynamics.json").write_text("{not json")
     with pytest.raises(WmkitError, match="damaged"):
         read_dynamics_for(model)
+    capsys.readouterr()
+    assert main(["fit-dynamics", "--ckpt", str(tmp_path / "r"), "--steps", "1", "--out", str(tmp_path / "v")]) != 0
+    assert "holds no read-state dynamics (dynamics.json); writing would replace it" in capsys.readouterr().err
+    assert (tmp_path / "v" / "config.json").is_file()  # the run --out named is untouched
 
 
 def report_folder(tmp_path) -> str:

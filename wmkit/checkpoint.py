@@ -159,8 +159,6 @@ def load_fitted(folder, weights: str, meta_name: str, fmt: str, what: str, comma
     JSON ``meta_name`` (whose ``format`` must be ``fmt``) and safetensors ``weights`` (no pickle).
     ``build(meta)`` makes the empty module from the JSON; ``what`` and ``command`` name it and the
     command that fits it in errors. Returns the module in evaluation mode, with ``.meta``."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / weights).is_file() or not (folder / meta_name).is_file():
         raise WmkitError(f"no {what} in {folder} (expected {weights} and {meta_name}); fit it with `{command}`")
@@ -171,12 +169,22 @@ def load_fitted(folder, weights: str, meta_name: str, fmt: str, what: str, comma
         raise WmkitError(f"{folder / meta_name} is damaged ({exc}); fit it again with `{command.split(' --')[0]}`") from exc
     if module is None:
         raise WmkitError(f"{folder / meta_name} is not a wmkit {what} (format {meta.get('format')!r})")
+    tensors = _load_tensors(folder / weights, "cpu")  # a damaged file: a CheckpointError that says so
     try:
-        module.load_state_dict(load_file(str(folder / weights)), strict=True)
+        module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise WmkitError(f"{folder}: the weights do not fit the {what} {meta_name} describes ({exc})") from exc
     module.meta = meta
     return module.eval()
+
+
+def check_replaceable(folder, meta_name: str, what: str) -> None:
+    """Refuse to write a fitted module over a folder that holds something else: writing replaces the
+    whole folder, so a mistyped ``--out`` must not take a run or a dataset with it."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / meta_name).is_file())):
+        raise WmkitError(f"{folder} exists and holds no {what} ({meta_name}); writing would replace it: pass a new or "
+                         f"empty folder as --out")
 
 
 def write_folder_atomic(final: Path, tensor_files: dict[str, dict[str, torch.Tensor]], text_files: dict[str, str]) -> Path:

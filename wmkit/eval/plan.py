@@ -348,9 +348,10 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
     frames_bank, z_bank = frame_bank(model, bank_data)
     agent = model_agent(model, cfg)
     read = cfg.dynamics == "read-state"
-    if read:  # imagined read states are shown as the bank frame the head reads nearest to them
+    head = model.state_head
+    if read:  # imagined read states are shown as the bank frame whose read state is nearest (as the head's features)
         with torch.no_grad():
-            z_bank = model.state_head(z_bank)
+            z_bank = head.features(torch.from_numpy(agent.reader.full_state(model.read_state(z_bank))).to(head.mean.device)).cpu()
     obs = world.observe()
     agent.reset(world, obs)
     goal_img = world.render_goal()[0]
@@ -360,8 +361,8 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
         if agent.imagined is not None:
             end = agent.imagined[0, -1:]  # the plan's end point
             if read:
-                end = model.state_head.features(torch.from_numpy(agent.reader.full_state(torch.from_numpy(end))))
-            d = torch.cdist(end.float(), z_bank)
+                end = head.features(torch.from_numpy(agent.reader.full_state(torch.from_numpy(end))).to(head.mean.device)).cpu()
+            d = torch.cdist(end.float().cpu(), z_bank.cpu())
             imagined = frames_bank[int(d.argmin())]
         panels.append(np.concatenate([obs["rgb"][0], goal_img, imagined], axis=1))
         obs, _, _, info = world.step(action)

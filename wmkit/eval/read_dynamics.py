@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..data.store import EpisodeStore
+from ..checkpoint import check_replaceable
 from ..errors import WmkitError
 from .state_model import StateDynamics, _wrap_angles, fit_read_dynamics, read_step_pairs
 
@@ -53,13 +54,14 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = read_dynamics_folder(model.checkpoint_path)
+    check_replaceable(out, META, "read-state dynamics")
     from ..planning.state_cost import StateGoalDistance
 
     StateGoalDistance(model)  # refuses, before the fit, a head that misses what the goal distance needs
     store = EpisodeStore(data)
     val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
+    held = read_step_pairs(model, store, model.frame_skip, "val", val_fraction)  # before the fit: refuses data without them
     dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction, step=step)
-    held = read_step_pairs(model, store, model.frame_skip, "val", val_fraction)
     error = held_out_error(dynamics, *held)
     report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed, "step": step,
               "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),

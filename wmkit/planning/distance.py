@@ -340,6 +340,9 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
+    from ..checkpoint import check_replaceable
+
+    check_replaceable(out, META, "goal distance")
     train, train_pred, train_states = encode_data(model, data, "train", episodes, imagined=imagined)
     held_out, held_pred, held_states = encode_data(model, data, "val", val_episodes, imagined=imagined)
     if not held_out:
