@@ -181,17 +181,23 @@ def _run_agents(model, env: str, cfg: PlanEvalConfig, budget: int, make_batch, a
 DYNAMICS = ("latent", "read-state")
 
 
+def search_options(cfg: PlanEvalConfig, frame_skip: int) -> dict:
+    """The keyword arguments of an agent that searches as the model agent searches (the state-model agents)."""
+    return dict(planner=cfg.planner, horizon=cfg.horizon, frame_skip=frame_skip, replan_every=cfg.replan_every,
+                planner_options=planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
+                reduce=cfg.reduce, hold=cfg.hold)
+
+
 def model_agent(model, cfg: PlanEvalConfig, cost: CostConfig | None = None):
     """The model's MPC agent: it rolls candidates out with its latent predictor, or with dynamics
     'read-state' with the small network ``wmkit fit-dynamics`` fitted on what its head reads."""
-    options = planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites)
     if cfg.dynamics not in DYNAMICS:
         raise WmkitError(f"dynamics {cfg.dynamics!r} is not one of {', '.join(DYNAMICS)}")
     if cfg.read_dynamics and cfg.dynamics != "read-state":
         raise WmkitError("--read-dynamics is the fitted read-state dynamics' folder; it goes with --dynamics read-state")
     if cfg.dynamics == "latent":
-        return MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost or cost_config(model, cfg), options,
-                        seed=cfg.seed, hold=cfg.hold)
+        return MPCAgent(model, cfg.planner, cfg.horizon, cfg.replan_every, cost or cost_config(model, cfg),
+                        planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed, hold=cfg.hold)
     from .read_dynamics import read_dynamics_for
     from .state_model import ReadStateAgent
 
@@ -202,9 +208,7 @@ def model_agent(model, cfg: PlanEvalConfig, cost: CostConfig | None = None):
         raise WmkitError("dynamics 'read-state' scores with the world's goal distance, which has no gradient: plan with cem or mppi")
     if cfg.horizon < 1 or not 1 <= cfg.replan_every <= cfg.horizon:
         raise WmkitError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got horizon={cfg.horizon}, replan_every={cfg.replan_every}")
-    return ReadStateAgent(model, read_dynamics_for(model, cfg.read_dynamics), planner=cfg.planner, horizon=cfg.horizon,
-                          frame_skip=model.frame_skip, replan_every=cfg.replan_every, planner_options=options, seed=cfg.seed,
-                          reduce=cfg.reduce, hold=cfg.hold)
+    return ReadStateAgent(model, read_dynamics_for(model, cfg.read_dynamics), **search_options(cfg, model.frame_skip))
 
 
 def _eval_dataset_goals(model, env: str | None, cfg: PlanEvalConfig, show_progress: bool | None) -> dict:

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from ..data.store import EpisodeStore
-from ..checkpoint import check_replaceable
+from ..checkpoint import beside_checkpoint, check_replaceable, load_fitted
 from ..errors import WmkitError
-from .state_model import StateDynamics, _wrap_angles, fit_read_dynamics, read_step_pairs
+from ..planning.state_cost import StateGoalDistance
+from .state_model import StateDynamics, _wrap_angles, fit_read_dynamics, read_step_pairs, training_data
 
 
 WEIGHTS, META = "dynamics.safetensors", "dynamics.json"
@@ -24,8 +25,6 @@ FORMAT = "wmkit-read-dynamics"
 
 def read_dynamics_folder(checkpoint_path) -> Path:
     """Where the read-state dynamics fitted on ``RUN/checkpoints/step-N`` live: ``RUN/read-dynamics/step-N``."""
-    from ..checkpoint import beside_checkpoint
-
     return beside_checkpoint(checkpoint_path, "read-dynamics", "read-state dynamics", "--out / --read-dynamics")
 
 
@@ -46,8 +45,8 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
     training episodes of ``data`` (default: the checkpoint's training data), score it on the held-out
     ones, and save it beside the checkpoint (or in ``out``). Returns the report, with the folder."""
     start = time.perf_counter()
-    meta = getattr(model, "checkpoint_meta", None) or {}
-    data = data or (meta.get("dataset") or {}).get("path")
+    trained_on, val_fraction = training_data(model)
+    data = data or trained_on
     if not data:
         raise WmkitError("pass --data: the checkpoint does not name its training data")
     if out is None:
@@ -55,11 +54,8 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = read_dynamics_folder(model.checkpoint_path)
     check_replaceable(out, META, "read-state dynamics")
-    from ..planning.state_cost import StateGoalDistance
-
     StateGoalDistance(model)  # refuses, before the fit, a head that misses what the goal distance needs
     store = EpisodeStore(data)
-    val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
     held = read_step_pairs(model, store, model.frame_skip, "val", val_fraction)  # before the fit: refuses data without them
     dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction, step=step)
     error = held_out_error(dynamics, *held)
@@ -83,8 +79,6 @@ def save_read_dynamics(folder, dynamics: StateDynamics, meta: dict) -> Path:
 
 def load_read_dynamics(folder) -> StateDynamics:
     """Read dynamics written by :func:`save_read_dynamics` (safetensors and JSON: no pickle)."""
-    from ..checkpoint import load_fitted
-
     return load_fitted(folder, WEIGHTS, META, FORMAT, "read-state dynamics", "wmkit fit-dynamics --ckpt CKPT",
                        lambda meta: StateDynamics(int(meta["state_dim"]), [int(a) for a in meta["angles"]],
                                                   int(meta["action_size"]), int(meta["width"]), int(meta["substeps"])))
@@ -98,7 +92,8 @@ def read_dynamics_for(model, folder: str | None = None) -> StateDynamics:
             raise WmkitError("dynamics 'read-state' needs fitted dynamics: pass their folder, or load the model from a checkpoint")
         folder = read_dynamics_folder(model.checkpoint_path)
     dynamics = load_read_dynamics(folder)
-    names = list(getattr(model.state_head, "names", ()) if getattr(model, "state_head", None) is not None else ())
+    head = getattr(model, "state_head", None)
+    names = list(head.names) if head is not None else []
     takes = dynamics.substeps * dynamics.action_size
     if dynamics.meta.get("names") != names or takes != model.cfg.action_dim:
         raise WmkitError(f"the read-state dynamics in {folder} read {dynamics.meta.get('names')} and take {takes} actions per "

@@ -34,6 +34,7 @@ from ..errors import WmkitError
 from ..log import progress
 from ..planning.agent import OracleAgent, check_model_world, frames_to_tensor
 from ..planning.costs import reduce_horizon
+from ..planning.state_cost import StateGoalDistance
 
 
 def _wrap_angles(x: torch.Tensor, angles: list[int]) -> torch.Tensor:
@@ -105,10 +106,10 @@ def _step_pairs(episodes, frame_skip: int, store: EpisodeStore, split: str):
 
 
 def _split_rows(store: EpisodeStore, split: str, val_fraction: float):
-    """``(row, chunk, start, length)`` of every episode of ``store``'s ``split``."""
+    """``(chunk, start, length)`` of every episode of ``store``'s ``split``."""
     ep = store.episodes
     for r in np.flatnonzero(split_episodes(ep["id"], val_fraction, split)):
-        yield int(r), int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
+        yield int(ep["chunk"][r]), int(ep["start"][r]), int(ep["length"][r])
 
 
 def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train", val_fraction: float = 0.1):
@@ -119,7 +120,7 @@ def model_step_pairs(store: EpisodeStore, frame_skip: int, split: str = "train",
                          "(collect from a built-in world, which records its state)")
     return _step_pairs(((store.read(c, "state", s, s + n).astype(np.float64),
                          store.read(c, "actions", s, s + n - 1).astype(np.float64))
-                        for _, c, s, n in _split_rows(store, split, val_fraction)), frame_skip, store, split)
+                        for c, s, n in _split_rows(store, split, val_fraction)), frame_skip, store, split)
 
 
 @torch.no_grad()
@@ -137,7 +138,7 @@ def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "t
     bar = progress(sum(n for *_, n in rows), f"read the {split} frames", "frame")
 
     def episodes():
-        for _, c, s, n in rows:
+        for c, s, n in rows:
             z = encode_frames(model, {k: store.read(c, f"obs/{k}", s, s + n) for k in keys})
             bar.update(n)
             yield (model.read_state(z).double().cpu().numpy(), store.read(c, "actions", s, s + n - 1).astype(np.float64))
@@ -205,35 +206,35 @@ def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles
     return model.eval()
 
 
+def training_data(model) -> tuple[str | None, float]:
+    """The training data a checkpoint names (or None) and the share of its episodes training held out."""
+    meta = getattr(model, "checkpoint_meta", None) or {}
+    return (meta.get("dataset") or {}).get("path"), float((meta.get("train_config") or {}).get("val_fraction", 0.1))
+
+
 def baseline_agent(model, cfg, frame_skip: int, read: bool = False):
     """The state-model baseline of ``eval plan`` (``cfg`` a :class:`~wmkit.config.PlanEvalConfig`):
     dynamics of the true state fitted on the model's own training episodes, searched with the model
     agent's planner settings. With ``read``, the read-state baseline: the same dynamics fitted on the
     states the model's head reads from those frames, planned from the observation and goal images as
     the model agent plans."""
-    from .plan import planner_options
+    from .plan import search_options
 
     name = "read-state" if read else "state-model"
-    meta = getattr(model, "checkpoint_meta", None) or {}
-    path = (meta.get("dataset") or {}).get("path")
+    path, val_fraction = training_data(model)
     if not path:
         raise WmkitError(f"the {name} baseline learns from the checkpoint's training data, and this checkpoint "
                          f"does not name it; drop '{name}' from --baselines")
     if not Path(path).exists():
         raise WmkitError(f"the {name} baseline learns from the checkpoint's training data {path}, which is not there "
                          f"(run from the folder training ran in, or drop '{name}' from --baselines)")
-    val_fraction = float(meta.get("train_config", {}).get("val_fraction", 0.1))
-    options = dict(planner=cfg.planner, horizon=cfg.horizon, frame_skip=frame_skip, replan_every=cfg.replan_every,
-                   planner_options=planner_options(cfg.planner, cfg.samples, cfg.iterations, cfg.elites), seed=cfg.seed,
-                   reduce=cfg.reduce, hold=cfg.hold)
+    options = search_options(cfg, frame_skip)
     store = EpisodeStore(path)
     if read:
-        from ..planning.state_cost import StateGoalDistance
-
-        StateGoalDistance(model)  # refuses, before the fit, a model whose head misses what the goal distance needs
+        reader = StateGoalDistance(model)  # refuses, before the fit, a model whose head misses what the goal distance needs
         dynamics = fit_read_dynamics(model, store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
                                      val_fraction=val_fraction, step=cfg.state_model_step)
-        return ReadStateAgent(model, dynamics, **options)
+        return ReadStateAgent(model, dynamics, reader=reader, **options)
     dynamics = fit_state_dynamics(store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed, val_fraction=val_fraction,
                                   step=cfg.state_model_step)
     return StateModelAgent(dynamics, **options)
@@ -283,11 +284,9 @@ class ReadStateAgent(StateModelAgent):
     in the read-state dynamics and scored by the world's goal distance, as ``--metric state`` scores
     the model's imagined latents. Between it and the model agent lies only the predictor."""
 
-    def __init__(self, model, dynamics: StateDynamics, **kwargs):
-        from ..planning.state_cost import StateGoalDistance
-
+    def __init__(self, model, dynamics: StateDynamics, reader: StateGoalDistance | None = None, **kwargs):
         super().__init__(dynamics, **kwargs)
-        self.model, self.reader = model.eval(), StateGoalDistance(model)
+        self.model, self.reader = model.eval(), reader or StateGoalDistance(model)
         self.device = next(model.parameters()).device
         self.imagined = None  # (B, H, S) read states the current plan is expected to pass through
 
@@ -302,10 +301,9 @@ class ReadStateAgent(StateModelAgent):
         self.imagined = None
 
     def act(self, world, obs) -> np.ndarray:
-        self.obs = obs
-        replans = not self.queue and (self.plan is None or self.since >= self.replan_every)
+        self.obs, plan = obs, self.plan
         action = super().act(world, obs)
-        if replans:
+        if self.plan is not plan:  # it planned again
             self.imagined = self.rollout(self.start, self.plan)
         return action
 
