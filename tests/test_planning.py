@@ -253,14 +253,16 @@ def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_r
     train(build(TrainConfig, "debug", "train", frame_skip=2, max_steps=4, state_weight=1.0, state_vars="x,y"),
           build(ModelConfig, "debug", "model", predictor="mlp"), two_room_data, tmp_path / "r", show_progress=False)
     model = WorldModel.from_checkpoint(tmp_path / "r")
-    assert main(["fit-dynamics", "--ckpt", str(tmp_path / "r"), "--steps", "30", "--json", str(tmp_path / "fit.json")]) == 0
+    assert main(["fit-dynamics", "--ckpt", str(tmp_path / "r"), "--steps", "30", "--members", "2",
+                 "--json", str(tmp_path / "fit.json")]) == 0
     out = capsys.readouterr().out
-    assert "held out" in out and "--dynamics read-state" in out
+    assert "held out" in out and "--dynamics read-state" in out and "the mean of 2 networks" in out
     report = json.loads((tmp_path / "fit.json").read_text())
     assert report["folder"] == str(tmp_path / "r" / "read-dynamics" / "step-00000004")
-    assert report["names"] == ["x", "y"] and len(report["held_out_error"]["model"]) == 2
+    assert report["names"] == ["x", "y"] and len(report["held_out_error"]["model"]) == 2 and report["members"] == 2
     loaded = read_dynamics_for(model)
-    fresh = fit_read_dynamics(model, EpisodeStore(two_room_data), 2, steps=30, val_fraction=0.25)  # the debug preset's
+    assert loaded.members == 2
+    fresh = fit_read_dynamics(model, EpisodeStore(two_room_data), 2, steps=30, val_fraction=0.25, members=2)  # the debug preset's
     state, actions = torch.rand(5, 2, dtype=torch.float64), torch.rand(5, 4) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(loaded(state, actions), fresh(state, actions))

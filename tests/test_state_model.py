@@ -55,6 +55,33 @@ def test_state_dynamics_predict_held_out_moves_far_better_than_copying(two_room_
     assert error < 0.25 * copy
 
 
+def test_an_ensemble_is_its_members_single_fits_averaged(two_room_states, dynamics, tmp_path):
+    """Member i of an ensemble is the single fit of seed i; a call predicts the mean of their changes;
+    it saves and loads without pickle, and dynamics saved before ensembles (one network) still load."""
+    from wmkit.eval.read_dynamics import load_read_dynamics, save_read_dynamics
+    from wmkit.eval.state_model import StateDynamics
+
+    ensemble = fit_state_dynamics(two_room_states, frame_skip=5, steps=500, val_fraction=0.25, members=2)
+    second = fit_state_dynamics(two_room_states, frame_skip=5, steps=500, val_fraction=0.25, seed=1)
+    assert ensemble.members == 2 and len(ensemble.nets) == 2
+    for name, value in dynamics.nets[0].state_dict().items():
+        assert torch.equal(ensemble.nets[0].state_dict()[name], value)
+    assert not torch.equal(ensemble.nets[1][0].weight, dynamics.nets[0][0].weight)
+    before, actions, _ = model_step_pairs(two_room_states, 5, "val", 0.25)
+    state, action = torch.from_numpy(before[:50]), torch.from_numpy(actions[:50, :2])
+    with torch.no_grad():
+        mean_change = (dynamics.step(state, action) - state + second.step(state, action) - state) / 2
+        torch.testing.assert_close(ensemble.step(state, action), state + mean_change)
+        state5, actions5 = torch.from_numpy(before[:50]), torch.from_numpy(actions[:50])
+        save_read_dynamics(tmp_path / "e", ensemble, {"names": ["x", "y"]})
+        torch.testing.assert_close(load_read_dynamics(tmp_path / "e")(state5, actions5), ensemble(state5, actions5))
+        old = StateDynamics(len(dynamics.mean), dynamics.angles, dynamics.action_size, substeps=5)
+        old.load_state_dict({k.replace("nets.0.", "net."): v for k, v in dynamics.state_dict().items()})  # the old layout
+        torch.testing.assert_close(old(state5, actions5), dynamics(state5, actions5))
+    with pytest.raises(WmkitError, match="members must be at least 1"):
+        fit_state_dynamics(two_room_states, 5, steps=1, members=0)
+
+
 def test_state_model_agent_reaches_goals(dynamics):
     world = make_world("two-room", num_envs=8, size=32)
     world.reset([101 + i for i in range(8)])

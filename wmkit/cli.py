@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "budget", "planner", "replan_every", "samples", "iterations",
                                                "elites", "hold", "baselines", "oracle_samples", "oracle_iterations", "state_model_steps",
-                                               "state_model_step", "goals_from", "success", "dynamics", "read_dynamics"))
+                                               "state_model_step", "state_model_members", "goals_from", "success", "dynamics",
+                                               "read_dynamics"))
     p.set_defaults(func=cmd_eval_candidates)
 
     p = sub.add_parser("plan", help="plan one episode toward a goal image and write a video")
@@ -257,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", default=None, help="dataset whose frames show the imagined latents (default: the training data)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_config_flags(p, PlanEvalConfig, skip=("episodes", "seed", "baselines", "oracle_samples", "oracle_iterations",
-                                               "state_model_steps", "state_model_step"))
+                                               "state_model_steps", "state_model_step", "state_model_members"))
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("fit-distance", help="fit a learned goal distance (env steps to a goal, or the world's goal error) "
@@ -290,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", choices=["env", "model"], default="env",
                    help="what one call of the network predicts: one env step, applied frame-skip times per model step "
                         "(default), or one whole model step")
-    p.add_argument("--seed", type=int, default=0, help="initialisation and batches (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batches (default 0; ensemble member i uses SEED + i)")
+    p.add_argument("--members", type=int, default=1,
+                   help="networks fitted with seeds SEED, SEED + 1, ... and averaged at every step (default 1)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_dynamics)
 

@@ -273,6 +273,8 @@ class PlanEvalConfig:
     """Training steps of the state-model and read-state baselines (MLPs of the true or read state, fitted on the model's training episodes)."""
     state_model_step: str = "env"
     """What one call of the state-model and read-state networks predicts: 'env' (one env step, applied frame-skip times per model step) or 'model' (a whole model step at once)."""
+    state_model_members: int = 1
+    """Networks the state-model and read-state baselines fit (seeds seed, seed + 1, ...) and average at every step: an ensemble, as `wmkit fit-dynamics --members`."""
     oracle_samples: int = 300
     """Oracle candidates per iteration."""
     oracle_iterations: int = 10

@@ -16,7 +16,7 @@ from ..data.store import EpisodeStore
 from ..checkpoint import beside_checkpoint, check_replaceable, load_fitted
 from ..errors import WmkitError
 from ..planning.state_cost import StateGoalDistance
-from .state_model import StateDynamics, _wrap_angles, fit_read_dynamics, read_step_pairs, training_data
+from .state_model import StateDynamics, _wrap_angles, check_fit, fit_read_dynamics, read_step_pairs, training_data
 
 
 WEIGHTS, META = "dynamics.safetensors", "dynamics.json"
@@ -40,11 +40,14 @@ def held_out_error(dynamics: StateDynamics, before: np.ndarray, acts: np.ndarray
     return {"model": error.mean(0).tolist(), "copy": (change.abs() / unit).mean(0).tolist()}
 
 
-def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed: int = 0, step: str = "env") -> dict:
-    """``wmkit fit-dynamics``: fit :class:`StateDynamics` on what ``model``'s head reads from the
-    training episodes of ``data`` (default: the checkpoint's training data), score it on the held-out
-    ones, and save it beside the checkpoint (or in ``out``). Returns the report, with the folder."""
+def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed: int = 0, step: str = "env",
+                           members: int = 1) -> dict:
+    """``wmkit fit-dynamics``: fit :class:`StateDynamics` (an ensemble of ``members`` networks, seeds
+    ``seed`` on) on what ``model``'s head reads from the training episodes of ``data`` (default: the
+    checkpoint's training data), score it on the held-out ones, and save it beside the checkpoint (or
+    in ``out``). Returns the report, with the folder."""
     start = time.perf_counter()
+    check_fit(step, steps, "read-state dynamics", members)
     trained_on, val_fraction = training_data(model)
     data = data or trained_on
     if not data:
@@ -57,10 +60,11 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
     StateGoalDistance(model)  # refuses, before the fit, a head that misses what the goal distance needs
     store = EpisodeStore(data)
     held = read_step_pairs(model, store, model.frame_skip, "val", val_fraction)  # before the fit: refuses data without them
-    dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction, step=step)
+    dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction, step=step,
+                                 members=members)
     error = held_out_error(dynamics, *held)
-    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed, "step": step,
-              "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),
+    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed,
+              "step": step, "members": members, "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),
               "held_out_error": error, "seconds": round(time.perf_counter() - start, 1)}
     folder = save_read_dynamics(out, dynamics, report)
     return {**report, "folder": str(folder)}
@@ -72,7 +76,8 @@ def save_read_dynamics(folder, dynamics: StateDynamics, meta: dict) -> Path:
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in dynamics.state_dict().items()}
     text = json.dumps({**meta, "format": FORMAT, "state_dim": len(dynamics.mean), "angles": dynamics.angles,
-                       "action_size": dynamics.action_size, "width": dynamics.width, "substeps": dynamics.substeps},
+                       "action_size": dynamics.action_size, "width": dynamics.width, "substeps": dynamics.substeps,
+                       "members": dynamics.members},
                       indent=2, sort_keys=True)
     return write_folder_atomic(Path(folder), {WEIGHTS: tensors}, {META: text})
 
@@ -81,7 +86,8 @@ def load_read_dynamics(folder) -> StateDynamics:
     """Read dynamics written by :func:`save_read_dynamics` (safetensors and JSON: no pickle)."""
     return load_fitted(folder, WEIGHTS, META, FORMAT, "read-state dynamics", "wmkit fit-dynamics --ckpt CKPT",
                        lambda meta: StateDynamics(int(meta["state_dim"]), [int(a) for a in meta["angles"]],
-                                                  int(meta["action_size"]), int(meta["width"]), int(meta["substeps"])))
+                                                  int(meta["action_size"]), int(meta["width"]), int(meta["substeps"]),
+                                                  int(meta.get("members", 1))))  # files from before ensembles: one network
 
 
 def read_dynamics_for(model, folder: str | None = None) -> StateDynamics:

@@ -52,19 +52,26 @@ class StateDynamics(nn.Module):
     action; fitted on model steps, it is 1 and the call takes the model step's env actions side by side.
 
     Inputs are standardised state entries (angles as cosine and sine) and the actions; the output is
-    the state's change standardised by its spread in the data (angle changes wrapped to [-pi, pi))."""
+    the state's change standardised by its spread in the data (angle changes wrapped to [-pi, pi)).
+    With ``members`` > 1 it is an ensemble: that many networks, fitted from different initialisations
+    and batches on the same pairs, and each call predicts the mean of their changes."""
 
-    def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256, substeps: int = 1):
+    def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256, substeps: int = 1,
+                 members: int = 1):
         super().__init__()
+        if members < 1:
+            raise WmkitError(f"the state dynamics need at least one member network, got {members}")
         self.angles, self.width, self.action_size = list(angles), int(width), int(action_size)
-        self.substeps = int(substeps)
+        self.substeps, self.members = int(substeps), int(members)
         self.plain = [i for i in range(state_dim) if i not in self.angles]
         self.register_buffer("mean", torch.zeros(state_dim, dtype=torch.float64))
         self.register_buffer("std", torch.ones(state_dim, dtype=torch.float64))
         self.register_buffer("delta_std", torch.ones(state_dim, dtype=torch.float64))
         features = len(self.plain) + 2 * len(self.angles) + action_size
-        self.net = nn.Sequential(nn.Linear(features, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
-                                 nn.Linear(width, width), nn.GELU(), nn.Linear(width, state_dim))
+        self.nets = nn.ModuleList(
+            nn.Sequential(nn.Linear(features, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                          nn.Linear(width, width), nn.GELU(), nn.Linear(width, state_dim)) for _ in range(members))
+        self._register_load_state_dict_pre_hook(_single_net_keys)
 
     def features(self, state: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` float64 states -> ``(N, F)`` float32 inputs (without the actions)."""
@@ -74,7 +81,8 @@ class StateDynamics(nn.Module):
 
     def step(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """One call of the network: ``(N, D)`` float64 states, ``(N, action_size)`` actions -> states after it."""
-        out = self.net(torch.cat([self.features(state), actions.float()], 1))
+        x = torch.cat([self.features(state), actions.float()], 1)
+        out = sum(net(x) for net in self.nets) / self.members
         return _wrap_angles(state + out.double() * self.delta_std, self.angles)
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -86,6 +94,12 @@ class StateDynamics(nn.Module):
         for chunk in actions.split(self.action_size, dim=1):
             state = self.step(state, chunk)
         return state
+
+
+def _single_net_keys(state_dict, prefix, *_):
+    """Dynamics saved before ensembles held one network, ``net``: it is member 0 (``nets.0``)."""
+    for key in [k for k in state_dict if k.startswith(prefix + "net.")]:
+        state_dict[prefix + "nets.0." + key[len(prefix + "net."):]] = state_dict.pop(key)
 
 
 def _step_pairs(episodes, frame_skip: int, store: EpisodeStore, split: str):
@@ -147,46 +161,50 @@ def read_step_pairs(model, store: EpisodeStore, frame_skip: int, split: str = "t
         return _step_pairs(episodes(), frame_skip, store, split)
 
 
-def _check_step(step: str, steps: int, what: str) -> None:
+def check_fit(step: str, steps: int, what: str, members: int = 1) -> None:
+    """Refuse fitting options that cannot work, before any data is read."""
     if step not in STEPS:
         raise WmkitError(f"{what} step {step!r}: expected 'env' (one env step per call of the network) or 'model'")
     if steps < 1:
         raise WmkitError(f"{what} steps must be at least 1, got {steps}")
+    if members < 1:
+        raise WmkitError(f"{what} members must be at least 1 (the networks averaged), got {members}")
 
 
 def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
-                       lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env") -> StateDynamics:
+                       lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env",
+                       members: int = 1) -> StateDynamics:
     """Fit :class:`StateDynamics` on the training episodes of ``store`` (Adam, cosine decay), one env
     step or one model step (``frame_skip`` env steps) per call; the angles are those the built-in
     world the data came from names."""
-    _check_step(step, steps, "state-model")
+    check_fit(step, steps, "state-model", members)
     names = list(store.meta["state_names"])
     pairs = model_step_pairs(store, 1 if step == "env" else frame_skip, "train", val_fraction)
     env = store.meta.get("env")
     angle_names = make_world(env, 1, 16).spec.angle_names if is_world(env) else ()
     return fit_dynamics(*pairs, [names.index(n) for n in angle_names], steps, batch_size, lr, seed,
-                        substeps=frame_skip if step == "env" else 1)
+                        substeps=frame_skip if step == "env" else 1, members=members)
 
 
 def fit_read_dynamics(model, store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
-                      lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env") -> StateDynamics:
+                      lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env",
+                      members: int = 1) -> StateDynamics:
     """Fit :class:`StateDynamics` on the states ``model``'s readout head reads from the frames of the
     training episodes of ``store`` (its variables; angles as the head reads them), one env step or one
     model step per call."""
-    _check_step(step, steps, "read-state dynamics")
+    check_fit(step, steps, "read-state dynamics", members)
     pairs = read_step_pairs(model, store, 1 if step == "env" else frame_skip, "train", val_fraction)
     angles = [i for i, is_angle in enumerate(model.state_head.angle) if is_angle]
-    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed, substeps=frame_skip if step == "env" else 1)
+    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed, substeps=frame_skip if step == "env" else 1,
+                        members=members)
 
 
 def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles: list[int], steps: int = 24000,
-                 batch_size: int = 512, lr: float = 1e-3, seed: int = 0, substeps: int = 1) -> StateDynamics:
+                 batch_size: int = 512, lr: float = 1e-3, seed: int = 0, substeps: int = 1, members: int = 1) -> StateDynamics:
     """Fit :class:`StateDynamics` on (state, actions, next state) pairs ``(N, D)``, ``(N, A)``, ``(N, D)``
-    one step apart; the model step is ``substeps`` such steps."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = StateDynamics(before.shape[1], angles, acts.shape[1], substeps=substeps)
+    one step apart; the model step is ``substeps`` such steps. Member ``i`` of an ensemble is fitted
+    alone with seed ``seed + i`` (its initialisation and batches), so member 0 is the single fit of ``seed``."""
+    model = StateDynamics(before.shape[1], angles, acts.shape[1], substeps=substeps, members=members)
     b, a, n = torch.from_numpy(before), torch.from_numpy(acts), torch.from_numpy(after)
     model.mean.copy_(b.mean(0))
     model.std.copy_(b.std(0).clamp_min(1e-6))
@@ -194,16 +212,28 @@ def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles
     model.delta_std.copy_(change.std(0).clamp_min(1e-6))
     x = torch.cat([model.features(b), a.float()], 1)
     y = (change / model.delta_std).float()  # the target: the standardised change
-    opt = torch.optim.Adam(model.net.parameters(), lr)
+    for i, net in enumerate(model.nets):
+        _fit_net(net, x, y, steps, batch_size, lr, seed + i)
+    return model.eval()
+
+
+def _fit_net(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int) -> None:
+    """Fit one member network from a fresh initialisation of ``seed`` (Adam, cosine decay, squared error)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+    opt = torch.optim.Adam(net.parameters(), lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.1 * lr)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=gen)
-        loss = (model.net(x[idx]) - y[idx]).pow(2).mean()
+        loss = (net(x[idx]) - y[idx]).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-    return model.eval()
 
 
 def training_data(model) -> tuple[str | None, float]:
@@ -233,10 +263,10 @@ def baseline_agent(model, cfg, frame_skip: int, read: bool = False):
     if read:
         reader = StateGoalDistance(model)  # refuses, before the fit, a model whose head misses what the goal distance needs
         dynamics = fit_read_dynamics(model, store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed,
-                                     val_fraction=val_fraction, step=cfg.state_model_step)
+                                     val_fraction=val_fraction, step=cfg.state_model_step, members=cfg.state_model_members)
         return ReadStateAgent(model, dynamics, reader=reader, **options)
     dynamics = fit_state_dynamics(store, frame_skip, steps=cfg.state_model_steps, seed=cfg.seed, val_fraction=val_fraction,
-                                  step=cfg.state_model_step)
+                                  step=cfg.state_model_step, members=cfg.state_model_members)
     return StateModelAgent(dynamics, **options)
 
 
