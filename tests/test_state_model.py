@@ -78,6 +78,15 @@ def test_an_ensemble_is_its_members_single_fits_averaged(two_room_states, dynami
         old = StateDynamics(len(dynamics.mean), dynamics.angles, dynamics.action_size, substeps=5)
         old.load_state_dict({k.replace("nets.0.", "net."): v for k, v in dynamics.state_dict().items()})  # the old layout
         torch.testing.assert_close(old(state5, actions5), dynamics(state5, actions5))
+    # planning rolls every candidate out in each member on its own and averages the members' costs
+    world = make_world("two-room", num_envs=2, size=32)
+    world.reset([101, 102])
+    candidates = torch.rand(2, 6, 3, 10, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cost = {}
+    for name, model in (("ensemble", ensemble), ("first", dynamics), ("second", second)):
+        cost[name] = StateModelAgent(model, "cem", horizon=3, frame_skip=5)._cost(world)(candidates)
+    torch.testing.assert_close(cost["ensemble"], (cost["first"] + cost["second"]) / 2)
+    assert not torch.allclose(cost["first"], cost["second"])
     with pytest.raises(WmkitError, match="members must be at least 1"):
         fit_state_dynamics(two_room_states, 5, steps=1, members=0)
 

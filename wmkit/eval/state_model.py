@@ -54,7 +54,8 @@ class StateDynamics(nn.Module):
     Inputs are standardised state entries (angles as cosine and sine) and the actions; the output is
     the state's change standardised by its spread in the data (angle changes wrapped to [-pi, pi)).
     With ``members`` > 1 it is an ensemble: that many networks, fitted from different initialisations
-    and batches on the same pairs, and each call predicts the mean of their changes."""
+    and batches on the same pairs. A call predicts the mean of their changes, or one member's; the
+    planning agents roll candidates out in each member on its own (:class:`StateModelAgent`)."""
 
     def __init__(self, state_dim: int, angles: list[int], action_size: int, width: int = 256, substeps: int = 1,
                  members: int = 1):
@@ -79,20 +80,21 @@ class StateDynamics(nn.Module):
         a = state[:, self.angles]
         return torch.cat([x, torch.cos(a), torch.sin(a)], 1).float()
 
-    def step(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """One call of the network: ``(N, D)`` float64 states, ``(N, action_size)`` actions -> states after it."""
+    def step(self, state: torch.Tensor, actions: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """One call of the network: ``(N, D)`` float64 states, ``(N, action_size)`` actions -> states after
+        it (the members' mean change, or member ``member``'s alone)."""
         x = torch.cat([self.features(state), actions.float()], 1)
-        out = sum(net(x) for net in self.nets) / self.members
+        out = self.nets[member](x) if member is not None else sum(net(x) for net in self.nets) / self.members
         return _wrap_angles(state + out.double() * self.delta_std, self.angles)
 
-    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, actions: torch.Tensor, member: int | None = None) -> torch.Tensor:
         """``(N, D)`` float64 states, ``(N, frame_skip * A)`` actions of one model step -> the states a model
-        step later, float64."""
+        step later, float64 (every call the members' mean, or member ``member`` alone throughout)."""
         if actions.shape[1] != self.substeps * self.action_size:
             raise WmkitError(f"the state dynamics take {self.substeps} x {self.action_size} actions per model step, "
                              f"got {actions.shape[1]}")
         for chunk in actions.split(self.action_size, dim=1):
-            state = self.step(state, chunk)
+            state = self.step(state, chunk, member)
         return state
 
 
@@ -273,7 +275,9 @@ def baseline_agent(model, cfg, frame_skip: int, read: bool = False):
 class StateModelAgent(OracleAgent):
     """MPC with a learned :class:`StateDynamics` from the true current state: candidates are rolled
     out in the model, scored by the world's goal distance after every model step, reduced over the
-    horizon as the oracle's are."""
+    horizon as the oracle's are. An ensemble rolls each candidate out in every member on its own and
+    averages their costs (a candidate must look good to all of them), rather than rolling out the
+    members' mean."""
 
     def __init__(self, dynamics: StateDynamics, planner: str = "cem", horizon: int = 5, frame_skip: int = 1,
                  replan_every: int = 1, planner_options: dict | None = None, seed: int = 0, reduce: str = "min",
@@ -295,14 +299,16 @@ class StateModelAgent(OracleAgent):
         @torch.no_grad()
         def cost(actions: torch.Tensor) -> torch.Tensor:
             b, s, h, _ = actions.shape
-            x = torch.from_numpy(np.repeat(state, s, axis=0))
             goals = np.repeat(goal, s, axis=0)
             steps = actions.reshape(b * s, h, -1)
-            dists = []
-            for t in range(h):
-                x = self.dynamics(x, steps[:, t])
-                dists.append(world.goal_distance(self._as_world_state(x.numpy()), goals))
-            return torch.from_numpy(reduce_horizon(np.stack(dists, -1), self.reduce).reshape(b, s)).float()
+            costs = []
+            for member in range(self.dynamics.members):  # an ensemble: each member's own rollout, costs averaged
+                x, dists = torch.from_numpy(np.repeat(state, s, axis=0)), []
+                for t in range(h):
+                    x = self.dynamics(x, steps[:, t], member)
+                    dists.append(world.goal_distance(self._as_world_state(x.numpy()), goals))
+                costs.append(reduce_horizon(np.stack(dists, -1), self.reduce))
+            return torch.from_numpy(np.mean(costs, 0).reshape(b, s)).float()
 
         return cost
 
