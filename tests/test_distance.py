@@ -185,6 +185,11 @@ def test_fit_distance_command_then_plan_with_it(debug_run, two_room_data, tmp_pa
     report = json.loads((tmp_path / "d.json").read_text())
     assert report["folder"] == str(distance_folder(model.checkpoint_path)) and -1 <= report["rank_corr"] <= 1
     assert head_for(model).dim == model.latent_dim
+    changed = WorldModel.from_checkpoint(debug_run)  # the same shapes, other weights: another checkpoint of the run
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    with pytest.raises(WmkitError, match="holds goal distance fitted on another model .*wmkit fit-distance"):
+        head_for(changed)
     result = eval_plan(model, "two-room", cfg, show_progress=False)
     assert [r["agent"] for r in result["results"]] == ["model", "true-dynamics"]
     with pytest.raises(WmkitError, match="goes with --metric learned"):

@@ -262,6 +262,11 @@ def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_r
     assert report["names"] == ["x", "y"] and len(report["held_out_error"]["model"]) == 2 and report["members"] == 2
     loaded = read_dynamics_for(model)
     assert loaded.members == 2
+    changed = WorldModel.from_checkpoint(tmp_path / "r")  # same variables and actions, other weights
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    with pytest.raises(WmkitError, match="holds read-state dynamics fitted on another model .*wmkit fit-dynamics"):
+        read_dynamics_for(changed)
     fresh = fit_read_dynamics(model, EpisodeStore(two_room_data), 2, steps=30, val_fraction=0.25, members=2)  # the debug preset's
     state, actions = torch.rand(5, 2, dtype=torch.float64), torch.rand(5, 4) * 2 - 1
     with torch.no_grad():

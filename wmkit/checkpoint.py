@@ -28,6 +28,7 @@ always complete, and ``latest`` only names complete folders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -152,6 +153,26 @@ def beside_checkpoint(checkpoint_path, name: str, what: str, flags: str) -> Path
         raise CheckpointError(f"{checkpoint_path} is not a step folder inside a run's checkpoints/ folder, so there is no run "
                               f"folder to keep its {what} in: pass that folder explicitly ({flags})")
     return step.parent.parent / name / step.name
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of a model's weights (every tensor's name, type, shape and values). A module fitted
+    on a checkpoint records it, so it is refused beside any other model, wherever the folders move."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_fitted_on(model, meta: dict, folder, what: str, command: str) -> None:
+    """Refuse a fitted module (``what`` in ``folder``, its JSON ``meta``) whose recorded model
+    fingerprint is not ``model``'s (files written before fingerprints pass)."""
+    recorded = meta.get("model_fingerprint")
+    if recorded and recorded != (actual := model_fingerprint(model)):
+        raise WmkitError(f"{folder} holds {what} fitted on another model ({meta.get('checkpoint') or 'unnamed'}, weights "
+                         f"{recorded}; this model's are {actual}): fit one on this checkpoint with `{command}`")
 
 
 def load_fitted(folder, weights: str, meta_name: str, fmt: str, what: str, command: str, build):

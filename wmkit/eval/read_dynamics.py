@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.store import EpisodeStore
-from ..checkpoint import beside_checkpoint, check_replaceable, load_fitted
+from ..checkpoint import beside_checkpoint, check_fitted_on, check_replaceable, load_fitted, model_fingerprint
 from ..errors import WmkitError
 from ..planning.state_cost import StateGoalDistance
 from .state_model import StateDynamics, _wrap_angles, check_fit, fit_read_dynamics, read_step_pairs, training_data
@@ -63,7 +63,8 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
     dynamics = fit_read_dynamics(model, store, model.frame_skip, steps, seed=seed, val_fraction=val_fraction, step=step,
                                  members=members)
     error = held_out_error(dynamics, *held)
-    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "steps": steps, "seed": seed,
+    report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")),
+              "model_fingerprint": model_fingerprint(model), "steps": steps, "seed": seed,
               "step": step, "members": members, "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),
               "held_out_error": error, "seconds": round(time.perf_counter() - start, 1)}
     folder = save_read_dynamics(out, dynamics, report)
@@ -105,4 +106,5 @@ def read_dynamics_for(model, folder: str | None = None) -> StateDynamics:
         raise WmkitError(f"the read-state dynamics in {folder} read {dynamics.meta.get('names')} and take {takes} actions per "
                          f"model step, but this model reads {names} and takes {model.cfg.action_dim}: fit them on this "
                          f"checkpoint with `wmkit fit-dynamics`")
+    check_fitted_on(model, dynamics.meta, folder, "read-state dynamics", "wmkit fit-dynamics --ckpt CKPT")
     return dynamics

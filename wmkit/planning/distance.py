@@ -287,6 +287,9 @@ def head_for(model, folder: str | None = None) -> GoalDistance:
     if head.dim != dim:
         raise WmkitError(f"the goal distance in {folder} reads {head.dim}-number latents but this model's are {dim}: "
                          f"fit one on this checkpoint with `wmkit fit-distance`")
+    from ..checkpoint import check_fitted_on
+
+    check_fitted_on(model, head.meta, folder, "goal distance", "wmkit fit-distance --ckpt CKPT --data DATA")
     return head.to(next(model.parameters()).device)
 
 
@@ -340,7 +343,7 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
-    from ..checkpoint import check_replaceable
+    from ..checkpoint import check_replaceable, model_fingerprint
 
     check_replaceable(out, META, "goal distance")
     train, train_pred, train_states = encode_data(model, data, "train", episodes, imagined=imagined)
@@ -352,7 +355,8 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
                                      imagined=(train_pred, held_pred) if imagined else None,
                                      states=(train_states, held_states) if target_fn else None, target=target_fn,
                                      unit=target)
-    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")), "max_offset": max_offset,
+    meta = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")),
+            "model_fingerprint": model_fingerprint(model), "max_offset": max_offset,
             "target": target, "steps": steps, "episodes": len(train), "val_episodes": len(held_out), "seed": seed, "imagined": imagined,
             "report": report,
             "seconds": {"encode": round(encoded, 1), "fit": round(time.perf_counter() - start - encoded, 1)}}
