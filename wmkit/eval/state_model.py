@@ -206,7 +206,8 @@ def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles
     """Fit :class:`StateDynamics` on (state, actions, next state) pairs ``(N, D)``, ``(N, A)``, ``(N, D)``
     one step apart; the model step is ``substeps`` such steps. Member ``i`` of an ensemble is fitted
     alone with seed ``seed + i`` (its initialisation and batches), so member 0 is the single fit of ``seed``."""
-    model = StateDynamics(before.shape[1], angles, acts.shape[1], substeps=substeps, members=members)
+    with torch.random.fork_rng(devices=[]):  # the members are initialised from their own seeds below
+        model = StateDynamics(before.shape[1], angles, acts.shape[1], substeps=substeps, members=members)
     b, a, n = torch.from_numpy(before), torch.from_numpy(acts), torch.from_numpy(after)
     model.mean.copy_(b.mean(0))
     model.std.copy_(b.std(0).clamp_min(1e-6))
