@@ -292,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what one call of the network predicts: one env step, applied frame-skip times per model step "
                         "(default), or one whole model step")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batches (default 0; ensemble member i uses SEED + i)")
-    p.add_argument("--members", type=int, default=1,
-                   help="networks fitted with seeds SEED, SEED + 1, ... and averaged at every step (default 1)")
+    p.add_argument("--members", type=int, default=5,
+                   help="an ensemble: networks fitted with seeds SEED, SEED + 1, ...; plans are scored in each and the "
+                        "costs averaged (default 5; each member is one more fit of --steps batches)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_dynamics)
 

@@ -41,7 +41,7 @@ def held_out_error(dynamics: StateDynamics, before: np.ndarray, acts: np.ndarray
 
 
 def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed: int = 0, step: str = "env",
-                           members: int = 1) -> dict:
+                           members: int = 5) -> dict:
     """``wmkit fit-dynamics``: fit :class:`StateDynamics` (an ensemble of ``members`` networks, seeds
     ``seed`` on) on what ``model``'s head reads from the training episodes of ``data`` (default: the
     checkpoint's training data), score it on the held-out ones, and save it beside the checkpoint (or
