@@ -256,7 +256,7 @@ def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_r
     assert main(["fit-dynamics", "--ckpt", str(tmp_path / "r"), "--steps", "30", "--members", "2",
                  "--json", str(tmp_path / "fit.json")]) == 0
     out = capsys.readouterr().out
-    assert "held out" in out and "--dynamics read-state" in out and "the mean of 2 networks" in out
+    assert "held out" in out and "--dynamics read-state" in out and "an ensemble of 2 networks" in out
     report = json.loads((tmp_path / "fit.json").read_text())
     assert report["folder"] == str(tmp_path / "r" / "read-dynamics" / "step-00000004")
     assert report["names"] == ["x", "y"] and len(report["held_out_error"]["model"]) == 2 and report["members"] == 2

@@ -203,7 +203,7 @@ def cmd_fit_dynamics(args) -> None:
 
     model = WorldModel.from_checkpoint(args.ckpt)
     r = fit_read_dynamics_from(model, args.data, args.out, steps=args.steps, seed=args.seed, step=args.step, members=args.members)
-    ensemble = f", the mean of {r['members']} networks" if r["members"] > 1 else ""
+    ensemble = f", an ensemble of {r['members']} networks" if r["members"] > 1 else ""
     print(f"read-state dynamics ({r['step']} step per call{ensemble}) fitted on {r['data']} in {r['seconds']} s into {r['folder']}")
     print(f"held out ({r['held_out_pairs']} model steps), mean error in units of each variable's change over a model step "
           f"(model / no change):")

@@ -274,7 +274,7 @@ class PlanEvalConfig:
     state_model_step: str = "env"
     """What one call of the state-model and read-state networks predicts: 'env' (one env step, applied frame-skip times per model step) or 'model' (a whole model step at once)."""
     state_model_members: int = 1
-    """Networks the state-model and read-state baselines fit (seeds seed, seed + 1, ...) and average at every step: an ensemble, as `wmkit fit-dynamics --members`."""
+    """Networks the state-model and read-state baselines fit (seeds seed, seed + 1, ...): an ensemble, as `wmkit fit-dynamics --members` fits (5 by default there); candidates are scored in each and the costs averaged."""
     oracle_samples: int = 300
     """Oracle candidates per iteration."""
     oracle_iterations: int = 10
