@@ -58,15 +58,16 @@ def test_state_dynamics_predict_held_out_moves_far_better_than_copying(two_room_
 def test_an_ensemble_is_its_members_single_fits_averaged(two_room_states, dynamics, tmp_path):
     """Member i of an ensemble is the single fit of seed i; a call predicts the mean of their changes;
     it saves and loads without pickle, and dynamics saved before ensembles (one network) still load."""
+    import json
+
+    from wmkit.checkpoint import write_folder_atomic
     from wmkit.eval.read_dynamics import load_read_dynamics, save_read_dynamics
-    from wmkit.eval.state_model import StateDynamics
 
     ensemble = fit_state_dynamics(two_room_states, frame_skip=5, steps=500, val_fraction=0.25, members=2)
     second = fit_state_dynamics(two_room_states, frame_skip=5, steps=500, val_fraction=0.25, seed=1)
     assert ensemble.members == 2 and len(ensemble.nets) == 2
     for name, value in dynamics.nets[0].state_dict().items():
         assert torch.equal(ensemble.nets[0].state_dict()[name], value)
-    assert not torch.equal(ensemble.nets[1][0].weight, dynamics.nets[0][0].weight)
     before, actions, _ = model_step_pairs(two_room_states, 5, "val", 0.25)
     state, action = torch.from_numpy(before[:50]), torch.from_numpy(actions[:50, :2])
     with torch.no_grad():
@@ -75,8 +76,15 @@ def test_an_ensemble_is_its_members_single_fits_averaged(two_room_states, dynami
         state5, actions5 = torch.from_numpy(before[:50]), torch.from_numpy(actions[:50])
         save_read_dynamics(tmp_path / "e", ensemble, {"names": ["x", "y"]})
         torch.testing.assert_close(load_read_dynamics(tmp_path / "e")(state5, actions5), ensemble(state5, actions5))
-        old = StateDynamics(len(dynamics.mean), dynamics.angles, dynamics.action_size, substeps=5)
-        old.load_state_dict({k.replace("nets.0.", "net."): v for k, v in dynamics.state_dict().items()})  # the old layout
+        # a folder written before ensembles: one network under `net.*`, no `members` in its JSON
+        save_read_dynamics(tmp_path / "old", dynamics, {"names": ["x", "y"]})
+        meta = json.loads((tmp_path / "old" / "dynamics.json").read_text())
+        del meta["members"]
+        write_folder_atomic(tmp_path / "old", {"dynamics.safetensors": {k.replace("nets.0.", "net."): v.contiguous() for k, v
+                                                                       in dynamics.state_dict().items()}},
+                            {"dynamics.json": json.dumps(meta)})
+        old = load_read_dynamics(tmp_path / "old")
+        assert old.members == 1
         torch.testing.assert_close(old(state5, actions5), dynamics(state5, actions5))
     # planning rolls every candidate out in each member on its own and averages the members' costs
     world = make_world("two-room", num_envs=2, size=32)
@@ -87,7 +95,7 @@ def test_an_ensemble_is_its_members_single_fits_averaged(two_room_states, dynami
         cost[name] = StateModelAgent(model, "cem", horizon=3, frame_skip=5)._cost(world)(candidates)
     torch.testing.assert_close(cost["ensemble"], (cost["first"] + cost["second"]) / 2)
     assert not torch.allclose(cost["first"], cost["second"])
-    with pytest.raises(WmkitError, match="members must be at least 1"):
+    with pytest.raises(WmkitError, match=r"members \(networks in the ensemble\) must be at least 1"):
         fit_state_dynamics(two_room_states, 5, steps=1, members=0)
 
 

@@ -171,8 +171,11 @@ def check_fitted_on(model, meta: dict, folder, what: str, command: str) -> None:
     fingerprint is not ``model``'s (files written before fingerprints pass)."""
     recorded = meta.get("model_fingerprint")
     if recorded and recorded != (actual := model_fingerprint(model)):
-        raise WmkitError(f"{folder} holds {what} fitted on another model ({meta.get('checkpoint') or 'unnamed'}, weights "
-                         f"{recorded}; this model's are {actual}): fit one on this checkpoint with `{command}`")
+        fitted_on = meta.get("checkpoint") or "unnamed"
+        same_path = fitted_on == str(getattr(model, "checkpoint_path", None))
+        where = f"{fitted_on} when it held other weights (replaced since)" if same_path else fitted_on
+        raise WmkitError(f"{folder} holds {what} fitted on another model ({where}; weights {recorded}, this model's "
+                         f"{actual}): fit one on this checkpoint with `{command}`")
 
 
 def load_fitted(folder, weights: str, meta_name: str, fmt: str, what: str, command: str, build):

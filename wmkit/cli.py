@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="initialisation and batches (default 0; ensemble member i uses SEED + i)")
     p.add_argument("--members", type=int, default=5,
                    help="an ensemble: networks fitted with seeds SEED, SEED + 1, ...; plans are scored in each and the "
-                        "costs averaged (default 5; each member is one more fit of --steps batches)")
+                        "costs averaged (default 5; each member is one more fit of --steps batches; ensembles that "
+                        "should share no member need seeds at least MEMBERS apart)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report to FILE")
     p.set_defaults(func=cmd_fit_dynamics)
 

@@ -206,7 +206,7 @@ def cmd_fit_dynamics(args) -> None:
     ensemble = f", an ensemble of {r['members']} networks" if r["members"] > 1 else ""
     print(f"read-state dynamics ({r['step']} step per call{ensemble}) fitted on {r['data']} in {r['seconds']} s into {r['folder']}")
     print(f"held out ({r['held_out_pairs']} model steps), mean error in units of each variable's change over a model step "
-          f"(model / no change):")
+          f"({'mean of the members' if r['members'] > 1 else 'model'} / no change):")
     width = max(len(n) for n in r["names"])
     for name, err, copy in zip(r["names"], r["held_out_error"]["model"], r["held_out_error"]["copy"]):
         print(f"  {name:<{width}}  {err:.3f} / {copy:.3f}")

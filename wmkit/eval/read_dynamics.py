@@ -30,6 +30,7 @@ def read_dynamics_folder(checkpoint_path) -> Path:
 
 def held_out_error(dynamics: StateDynamics, before: np.ndarray, acts: np.ndarray, after: np.ndarray) -> dict:
     """Per variable, the dynamics' mean absolute error over one model step on ``(before, acts, after)``
+    (an ensemble's: the members' mean prediction; planning scores each member's on its own)
     and copying the state's (no change), both in units of the spread of those pairs' change."""
     with torch.no_grad():
         predicted = dynamics(torch.from_numpy(before), torch.from_numpy(acts))

@@ -170,7 +170,7 @@ def check_fit(step: str, steps: int, what: str, members: int = 1) -> None:
     if steps < 1:
         raise WmkitError(f"{what} steps must be at least 1, got {steps}")
     if members < 1:
-        raise WmkitError(f"{what} members must be at least 1 (the networks averaged), got {members}")
+        raise WmkitError(f"{what} members (networks in the ensemble) must be at least 1, got {members}")
 
 
 def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
@@ -223,8 +223,8 @@ def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles
 def _fit_net(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int) -> None:
     """Fit one member network from a fresh initialisation of ``seed`` (Adam, cosine decay, squared error)."""
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only, restored after
+        torch.default_generator.manual_seed(seed)
         for layer in net:
             if isinstance(layer, nn.Linear):
                 layer.reset_parameters()
