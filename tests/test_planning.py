@@ -280,7 +280,10 @@ def test_fit_dynamics_saves_read_state_dynamics_the_model_agent_plans_with(two_r
     video = tmp_path / "plan.mp4"
     assert main(["plan", "--ckpt", str(tmp_path / "r"), "--env", "two-room", "--out", str(video), "--budget", "4",
                  "--samples", "8", "--iterations", "1", "--elites", "2", "--metric", "state", "--dynamics", "read-state"]) == 0
-    assert read_video(video)[0].shape == (5, 256, 768, 3)
+    frames = read_video(video)[0]
+    assert frames.shape == (5, 256, 768, 3)
+    # the imagined panel shows a training frame from the first plan on (before any plan it would be black)
+    assert all(frame[:, 512:].mean() > 0.5 * frame[:, :256].mean() for frame in frames)
 
     with pytest.raises(WmkitError, match="pass --metric state"):
         eval_plan(model, "two-room", dataclasses_replace(cfg, metric="l2"), show_progress=False)
