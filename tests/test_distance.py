@@ -102,7 +102,7 @@ def test_saved_distance_loads_and_costs_plan_with_it(tmp_path):
         load_goal_distance(folder)
     with pytest.raises(WmkitError, match="not a step folder inside a run"):
         distance_folder(tmp_path / "step-00000001")
-    from wmkit.checkpoint import check_replaceable
+    from wmkit.fitted import check_replaceable
 
     check_replaceable(folder, "distance.json", "goal distance")  # a distance's own folder may be replaced
     (tmp_path / "run").mkdir()

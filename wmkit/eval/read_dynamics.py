@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.store import EpisodeStore
-from ..checkpoint import beside_checkpoint, check_fitted_on, check_replaceable, load_fitted, model_fingerprint
+from ..fitted import beside_checkpoint, check_fitted_on, check_replaceable, load_fitted, model_fingerprint
 from ..errors import WmkitError
 from ..planning.state_cost import StateGoalDistance
 from .state_model import StateDynamics, _wrap_angles, check_fit, fit_read_dynamics, read_step_pairs, training_data

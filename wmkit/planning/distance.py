@@ -251,7 +251,7 @@ def encode_data(model, data, split: str, max_episodes: int, val_fraction: float 
 
 def distance_folder(checkpoint_path) -> Path:
     """Where the distance fitted on a checkpoint folder ``RUN/checkpoints/step-N`` lives: ``RUN/goal-distance/step-N``."""
-    from ..checkpoint import beside_checkpoint
+    from ..fitted import beside_checkpoint
 
     return beside_checkpoint(checkpoint_path, "goal-distance", "goal distance", "--out / --distance")
 
@@ -268,7 +268,7 @@ def save_goal_distance(folder, head: GoalDistance, meta: dict) -> Path:
 
 def load_goal_distance(folder) -> GoalDistance:
     """Read a head written by :func:`save_goal_distance` (safetensors and JSON: no pickle)."""
-    from ..checkpoint import load_fitted
+    from ..fitted import load_fitted
 
     # older files have no scale: they predict steps
     return load_fitted(folder, WEIGHTS, META, FORMAT, "goal distance", "wmkit fit-distance --ckpt CKPT --data DATA",
@@ -287,7 +287,7 @@ def head_for(model, folder: str | None = None) -> GoalDistance:
     if head.dim != dim:
         raise WmkitError(f"the goal distance in {folder} reads {head.dim}-number latents but this model's are {dim}: "
                          f"fit one on this checkpoint with `wmkit fit-distance`")
-    from ..checkpoint import check_fitted_on
+    from ..fitted import check_fitted_on
 
     check_fitted_on(model, head.meta, folder, "goal distance", "wmkit fit-distance --ckpt CKPT --data DATA")
     return head.to(next(model.parameters()).device)
@@ -343,7 +343,7 @@ def fit_from_data(model, data, out=None, max_offset: int = 60, steps: int = 4000
         if getattr(model, "checkpoint_path", None) is None:
             raise WmkitError("pass an output folder: the model was not loaded from a checkpoint")
         out = distance_folder(model.checkpoint_path)
-    from ..checkpoint import check_replaceable, model_fingerprint
+    from ..fitted import check_replaceable, model_fingerprint
 
     check_replaceable(out, META, "goal distance")
     train, train_pred, train_states = encode_data(model, data, "train", episodes, imagined=imagined)
