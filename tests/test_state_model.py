@@ -1,6 +1,8 @@
 """The state-model planning baseline: dynamics of the true state learned from recorded episodes,
 planned with as the model agent plans."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -97,6 +99,23 @@ def test_an_ensemble_is_its_members_single_fits_averaged(two_room_states, dynami
     assert not torch.allclose(cost["first"], cost["second"])
     with pytest.raises(WmkitError, match=r"members \(networks in the ensemble\) must be at least 1"):
         fit_state_dynamics(two_room_states, 5, steps=1, members=0)
+
+
+def test_an_ensembles_mean_turn_is_taken_on_the_circle():
+    """Two members that turn an angle by +3 and -3 radians agree on a turn of pi, not on none."""
+    from wmkit.eval.state_model import StateDynamics
+
+    ensemble = StateDynamics(2, [1], 1, width=4, members=2)
+    with torch.no_grad():
+        for net, turn in zip(ensemble.nets, (3.0, -3.0)):
+            for layer in net:
+                if isinstance(layer, torch.nn.Linear):
+                    layer.weight.zero_()
+                    layer.bias.zero_()
+            net[-1].bias.copy_(torch.tensor([turn, turn]))  # position moves by +-3, the angle turns by +-3
+        after = ensemble.step(torch.tensor([[0.0, 0.5]], dtype=torch.float64), torch.zeros(1, 1))
+    torch.testing.assert_close(after[0, 0], torch.tensor(0.0, dtype=torch.float64))  # positions average plainly
+    assert abs(abs(after[0, 1].item() - 0.5) - math.pi) < 1e-6  # half a turn from where it was
 
 
 def test_state_model_agent_reaches_goals(dynamics):

@@ -84,8 +84,14 @@ class StateDynamics(nn.Module):
         """One call of the network: ``(N, D)`` float64 states, ``(N, action_size)`` actions -> states after
         it (the members' mean change, or member ``member``'s alone)."""
         x = torch.cat([self.features(state), actions.float()], 1)
-        out = self.nets[member](x) if member is not None else sum(net(x) for net in self.nets) / self.members
-        return _wrap_angles(state + out.double() * self.delta_std, self.angles)
+        if member is not None or self.members == 1:
+            change = self.nets[member or 0](x).double() * self.delta_std
+        else:
+            changes = torch.stack([net(x) for net in self.nets]).double() * self.delta_std  # (members, N, D)
+            change = changes.mean(0)
+            turns = changes[..., self.angles]  # angles average on the circle: +179 and -179 degrees give 180, not 0
+            change[:, self.angles] = torch.atan2(turns.sin().mean(0), turns.cos().mean(0))
+        return _wrap_angles(state + change, self.angles)
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor, member: int | None = None) -> torch.Tensor:
         """``(N, D)`` float64 states, ``(N, frame_skip * A)`` actions of one model step -> the states a model
