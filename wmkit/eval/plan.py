@@ -206,8 +206,6 @@ def model_agent(model, cfg: PlanEvalConfig, cost: CostConfig | None = None):
                          f"(metric 'state'); got --metric {cfg.metric}: pass --metric state")
     if cfg.planner == "gradient":
         raise WmkitError("dynamics 'read-state' scores with the world's goal distance, which has no gradient: plan with cem or mppi")
-    if cfg.horizon < 1 or not 1 <= cfg.replan_every <= cfg.horizon:
-        raise WmkitError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got horizon={cfg.horizon}, replan_every={cfg.replan_every}")
     return ReadStateAgent(model, read_dynamics_for(model, cfg.read_dynamics), **search_options(cfg, model.frame_skip))
 
 
@@ -352,10 +350,15 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
     frames_bank, z_bank = frame_bank(model, bank_data)
     agent = model_agent(model, cfg)
     read = cfg.dynamics == "read-state"
-    head = model.state_head
-    if read:  # imagined read states are shown as the bank frame whose read state is nearest (as the head's features)
+
+    @torch.no_grad()
+    def as_features(states) -> torch.Tensor:  # read states -> the head's features, where distances between them are taken
+        head = model.state_head
+        return head.features(torch.from_numpy(agent.reader.full_state(states)).to(head.mean.device)).cpu()
+
+    if read:  # imagined read states are shown as the bank frame whose read state is nearest
         with torch.no_grad():
-            z_bank = head.features(torch.from_numpy(agent.reader.full_state(model.read_state(z_bank))).to(head.mean.device)).cpu()
+            z_bank = as_features(model.read_state(z_bank))
     obs = world.observe()
     agent.reset(world, obs)
     goal_img = world.render_goal()[0]
@@ -365,7 +368,7 @@ def plan_episode(model, env: str, seed: int, out: str, cfg: PlanEvalConfig, bank
         if agent.imagined is not None:
             end = agent.imagined[0, -1:]  # the plan's end point
             if read:
-                end = head.features(torch.from_numpy(agent.reader.full_state(torch.from_numpy(end))).to(head.mean.device)).cpu()
+                end = as_features(torch.from_numpy(end))
             d = torch.cdist(end.float().cpu(), z_bank.cpu())
             imagined = frames_bank[int(d.argmin())]
         panels.append(np.concatenate([obs["rgb"][0], goal_img, imagined], axis=1))

@@ -66,8 +66,8 @@ def fit_read_dynamics_from(model, data=None, out=None, steps: int = 24000, seed:
     error = held_out_error(dynamics, *held)
     report = {"data": str(data), "checkpoint": str(getattr(model, "checkpoint_path", "")),
               "model_fingerprint": model_fingerprint(model), "steps": steps, "seed": seed,
-              "step": step, "members": members, "frame_skip": model.frame_skip, "names": list(model.state_head.names), "held_out_pairs": len(held[0]),
-              "held_out_error": error, "seconds": round(time.perf_counter() - start, 1)}
+              "step": step, "members": members, "frame_skip": model.frame_skip, "names": list(model.state_head.names),
+              "held_out_pairs": len(held[0]), "held_out_error": error, "seconds": round(time.perf_counter() - start, 1)}
     folder = save_read_dynamics(out, dynamics, report)
     return {**report, "folder": str(folder)}
 

@@ -179,6 +179,11 @@ def check_fit(step: str, steps: int, what: str, members: int = 1) -> None:
         raise WmkitError(f"{what} members (networks in the ensemble) must be at least 1, got {members}")
 
 
+def _call_span(step: str, frame_skip: int) -> tuple[int, int]:
+    """``(env steps between a fitted pair's states, calls per model step)`` for networks fitted per ``step``."""
+    return (1, frame_skip) if step == "env" else (frame_skip, 1)
+
+
 def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
                        lr: float = 1e-3, seed: int = 0, val_fraction: float = 0.1, step: str = "env",
                        members: int = 1) -> StateDynamics:
@@ -187,11 +192,12 @@ def fit_state_dynamics(store: EpisodeStore, frame_skip: int, steps: int = 24000,
     world the data came from names."""
     check_fit(step, steps, "state-model", members)
     names = list(store.meta["state_names"])
-    pairs = model_step_pairs(store, 1 if step == "env" else frame_skip, "train", val_fraction)
+    gap, substeps = _call_span(step, frame_skip)
+    pairs = model_step_pairs(store, gap, "train", val_fraction)
     env = store.meta.get("env")
     angle_names = make_world(env, 1, 16).spec.angle_names if is_world(env) else ()
-    return fit_dynamics(*pairs, [names.index(n) for n in angle_names], steps, batch_size, lr, seed,
-                        substeps=frame_skip if step == "env" else 1, members=members)
+    return fit_dynamics(*pairs, [names.index(n) for n in angle_names], steps, batch_size, lr, seed, substeps=substeps,
+                        members=members)
 
 
 def fit_read_dynamics(model, store: EpisodeStore, frame_skip: int, steps: int = 24000, batch_size: int = 512,
@@ -201,10 +207,10 @@ def fit_read_dynamics(model, store: EpisodeStore, frame_skip: int, steps: int = 
     training episodes of ``store`` (its variables; angles as the head reads them), one env step or one
     model step per call."""
     check_fit(step, steps, "read-state dynamics", members)
-    pairs = read_step_pairs(model, store, 1 if step == "env" else frame_skip, "train", val_fraction)
+    gap, substeps = _call_span(step, frame_skip)
+    pairs = read_step_pairs(model, store, gap, "train", val_fraction)
     angles = [i for i, is_angle in enumerate(model.state_head.angle) if is_angle]
-    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed, substeps=frame_skip if step == "env" else 1,
-                        members=members)
+    return fit_dynamics(*pairs, angles, steps, batch_size, lr, seed, substeps=substeps, members=members)
 
 
 def fit_dynamics(before: np.ndarray, acts: np.ndarray, after: np.ndarray, angles: list[int], steps: int = 24000,
@@ -308,16 +314,23 @@ class StateModelAgent(OracleAgent):
             b, s, h, _ = actions.shape
             goals = np.repeat(goal, s, axis=0)
             steps = actions.reshape(b * s, h, -1)
+            start = np.repeat(state, s, axis=0)
             costs = []
             for member in range(self.dynamics.members):  # an ensemble: each member's own rollout, costs averaged
-                x, dists = torch.from_numpy(np.repeat(state, s, axis=0)), []
-                for t in range(h):
-                    x = self.dynamics(x, steps[:, t], member)
-                    dists.append(world.goal_distance(self._as_world_state(x.numpy()), goals))
+                dists = [world.goal_distance(self._as_world_state(x), goals) for x in self.states(start, steps, member)]
                 costs.append(reduce_horizon(np.stack(dists, -1), self.reduce))
             return torch.from_numpy(np.mean(costs, 0).reshape(b, s)).float()
 
         return cost
+
+    @torch.no_grad()
+    def states(self, state: np.ndarray, plans: torch.Tensor, member: int | None = None):
+        """States ``(N, D)`` and plans ``(N, H, A)`` -> the dynamics' state after each of the H model steps
+        (member ``member``'s, or the members' mean), as ``(N, D)`` arrays."""
+        x = torch.from_numpy(state)
+        for t in range(plans.shape[1]):
+            x = self.dynamics(x, plans[:, t], member)
+            yield x.numpy()
 
 
 class ReadStateAgent(StateModelAgent):
@@ -347,17 +360,8 @@ class ReadStateAgent(StateModelAgent):
         self.obs, plan = obs, self.plan
         action = super().act(world, obs)
         if self.plan is not plan:  # it planned again
-            self.imagined = self.rollout(self.start, self.plan)
+            self.imagined = np.stack(list(self.states(self.start, self.plan)), 1)  # (B, H, S), for videos
         return action
-
-    @torch.no_grad()
-    def rollout(self, state: np.ndarray, plan: torch.Tensor) -> np.ndarray:
-        """Read states ``(B, S)`` and plans ``(B, H, A)`` -> the states the dynamics expect ``(B, H, S)``."""
-        x, out = torch.from_numpy(state), []
-        for t in range(plan.shape[1]):
-            x = self.dynamics(x, plan[:, t])
-            out.append(x)
-        return torch.stack(out, 1).numpy()
 
     def _start_and_goal(self, world):
         self.start = self._read(self.obs["rgb"])

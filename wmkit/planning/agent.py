@@ -30,6 +30,12 @@ def frames_to_tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).to(device)
 
 
+def check_horizon(horizon: int, replan_every: int) -> None:
+    """Refuse a plan length and replanning interval an MPC agent cannot use."""
+    if horizon < 1 or not 1 <= replan_every <= horizon:
+        raise WmkitError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got horizon={horizon}, replan_every={replan_every}")
+
+
 def check_model_world(model, world) -> None:
     """Refuse a world the model was not trained for: another action size, frame size or world."""
     frame_skip = model.frame_skip
@@ -51,8 +57,7 @@ class MPCAgent:
 
     def __init__(self, model, planner: str = "cem", horizon: int = 5, replan_every: int = 1,
                  cost: CostConfig | None = None, planner_options: dict | None = None, seed: int = 0, hold: bool = False):
-        if horizon < 1 or not 1 <= replan_every <= horizon:
-            raise WmkitError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got horizon={horizon}, replan_every={replan_every}")
+        check_horizon(horizon, replan_every)
         self.model = model.eval()
         self.plan_fn, self.planner_name = _planner(planner), planner
         self.horizon, self.replan_every = horizon, replan_every
@@ -146,6 +151,7 @@ class OracleAgent:
 
     def __init__(self, planner: str = "cem", horizon: int = 5, frame_skip: int = 1, replan_every: int = 1,
                  planner_options: dict | None = None, seed: int = 0, reduce: str = "min", hold: bool = False):
+        check_horizon(horizon, replan_every)
         if reduce not in REDUCTIONS:
             raise WmkitError(f"oracle cost reduce {reduce!r} must be one of {REDUCTIONS}")
         self.reduce, self.hold = reduce, bool(hold)
