@@ -71,10 +71,10 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 
 
 def test_bench_quick_runs(tmp_path):
-    result = run("bench", "--quick", "--only", "collect-two-room,train-frozen-cached,rollout-recurrent", "--json", str(tmp_path / "b.json"))
+    result = run("bench", "--quick", "--only", "collect-two-room,train-frozen-cached,rollout-recurrent,rollout-shared", "--json", str(tmp_path / "b.json"))
     assert result.returncode == 0, result.stderr
     import json
 
-    for name in ("collect-two-room", "train-frozen-cached", "rollout-recurrent"):
+    for name in ("collect-two-room", "train-frozen-cached", "rollout-recurrent", "rollout-shared"):
         numbers = json.loads((tmp_path / "b.json").read_text())["results"][name]
         assert numbers["frames_per_s"] > 0 and numbers["baseline_frames_per_s"] > 0

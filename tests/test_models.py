@@ -104,6 +104,36 @@ def test_recurrent_rollout_carries_its_state_exactly(predictor):
     assert longer.shape == (2, 8, model.latent_dim) and torch.isfinite(longer).all()
 
 
+@pytest.mark.parametrize("predictor", ["gru", "convgru", "transformer"])
+@pytest.mark.parametrize("context, steps", [(1, 2), (3, 4), (5, 3)])
+def test_predict_and_rollout_is_predict_plus_rollout(predictor, context, steps):
+    """Training's one pass (the rollout going on from the teacher-forced state) gives the numbers and
+    the gradients of a teacher-forced pass plus a rollout that runs its context again."""
+    kw = dict(grid=2, embed_dim=4) if predictor == "convgru" else dict(embed_dim=8)
+    model = WorldModel(ModelConfig(action_dim=2, predictor=predictor, history=7, image_size=32, channels=8,
+                                   predictor_width=16, predictor_depth=2, **kw))
+    torch.manual_seed(0)
+    for p in model.predictor.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    z, actions = torch.randn(2, 7, model.latent_dim), torch.randn(2, 7, 2)
+
+    def grads(pred, imagined):
+        model.zero_grad()
+        (pred.square().sum() + imagined.sin().sum()).backward()
+        return [p.grad.clone() for p in model.predictor.parameters()]
+
+    pred, imagined = model.predict_and_rollout(z, actions, context, steps)
+    assert imagined.shape == (2, steps, model.latent_dim)
+    expected = (model.predict(z, actions),
+                model.rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps], past_actions=actions[:, : context - 1]))
+    torch.testing.assert_close(pred, expected[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(imagined, expected[1], rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads(pred, imagined), grads(*expected)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(WmkitError, match="rollout of 9 steps from 3 latents"):
+        model.predict_and_rollout(z, actions, 3, 9)
+
+
 @pytest.mark.parametrize("predictor, mlp_history", [("transformer", 1), ("mlp", 1), ("mlp", 2), ("gru", 1)])
 def test_future_never_leaks(predictor, mlp_history):
     model = WorldModel(ModelConfig(predictor=predictor, action_dim=2, mlp_history=mlp_history, **SMALL)).eval()

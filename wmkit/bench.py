@@ -225,6 +225,46 @@ def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
                        rollout="4 steps after 8")
 
 
+def _shared_pass_time(shared: bool, steps: int) -> float:
+    """Median seconds of one training step (forward and backward of the prediction and rollout
+    terms) of the balls README recipe's conv-GRU predictor on stored latents: batch 16, windows of
+    22, 8x8 maps of 16 numbers, 10 rollout steps after 4 to 12 teacher-forced latents. ``shared``:
+    the rollout goes on from the teacher-forced pass's state (``WorldModel.predict_and_rollout``);
+    otherwise it runs its context again (the baseline)."""
+    import torch
+
+    from .config import ModelConfig, TrainConfig
+    from .losses import world_model_losses
+    from .models import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig(action_dim=0, grid=8, embed_dim=16, predictor="convgru", predictor_width=64,
+                                   predictor_depth=3, history=21))
+    batch = {"latents": torch.randn(16, 22, model.latent_dim), "actions": torch.zeros(16, 22, 0)}
+    cfg = TrainConfig(rollout_steps=10, rollout_context=12, rollout_context_min=4)
+
+    def separate(self, z, actions, context, steps):
+        return self.predict(z, actions), self.rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps],
+                                                      past_actions=actions[:, : context - 1])
+
+    def step(i):
+        terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(i))
+        (terms["pred"] + terms["rollout"]).backward()
+
+    with contextlib.ExitStack() as stack:
+        if not shared:
+            stack.enter_context(mock.patch.object(WorldModel, "predict_and_rollout", separate))
+        return _median_time(step, steps)
+
+
+def bench_rollout_shared(tmp: Path, quick: bool, repeats: int) -> dict:
+    steps = 3 if quick else 15
+    main = _median(lambda: _shared_pass_time(True, steps), repeats)
+    base = _median(lambda: _shared_pass_time(False, steps), repeats)
+    return _step_rates(main, base, 16 * 22, "the rollout runs its context again", batch=16, window=22,
+                       rollout="10 steps after 4-12")
+
+
 def _sigreg_step_time(direct: bool, steps: int) -> float:
     """Median seconds of SIGReg's forward and backward at a per-region model's size (4,096 cell
     vectors of 16 numbers, 256 directions, 17 knots); ``direct`` writes the characteristic-function
@@ -348,6 +388,7 @@ BENCHMARKS = {
     "plan-cem": bench_plan,
     "sigreg": bench_sigreg,
     "rollout-recurrent": bench_rollout_recurrent,
+    "rollout-shared": bench_rollout_shared,
     "ddp-equality": bench_ddp,
 }
 

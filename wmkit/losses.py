@@ -263,16 +263,22 @@ def rollout_context(cfg, generator: torch.Generator) -> int:
 def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: torch.Generator, state=None) -> dict:
     """The terms the predictor and the heads on the latent learn from: ``pred``, ``pred_decoded``, ``rollout``,
     ``inverse``, ``state_read`` and ``state``."""
-    pred = model.predict(z[:, :-1], actions[:, :-1])
+    b, t = z.shape[:2]
+    # random draws in a fixed order (the decoded frame of each window, then the rollout's context)
+    decoded_pick = torch.randint(0, t - 1, (b,), generator=generator) if cfg.pred_decoded_weight > 0 else None
+    c = rollout_context(cfg, generator)
+    k = min(cfg.rollout_steps, t - c)
+    rolling = k >= 2 and cfg.rollout_weight > 0
+    if rolling:  # one pass where the predictor is recurrent (the rollout goes on from the teacher-forced state)
+        pred, imagined = model.predict_and_rollout(z[:, :-1], actions[:, :-1], c, k)
+    else:
+        pred = model.predict(z[:, :-1], actions[:, :-1])
     terms["pred"] = prediction_loss(pred, target[:, 1:])
     read = _state_terms(model, target, pred, state, terms, cfg.state_scale) if cfg.state_weight > 0 else None
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
-                                                        torch.randint(0, pred.shape[1], (pred.shape[0],), generator=generator))
-    c = rollout_context(cfg, generator)
-    k = min(cfg.rollout_steps, z.shape[1] - c)
-    if k >= 2 and cfg.rollout_weight > 0:
-        imagined = model.rollout(z[:, :c], actions[:, c - 1 : c - 1 + k], past_actions=actions[:, : c - 1])
+                                                        decoded_pick)
+    if rolling:
         terms["rollout"] = prediction_loss(imagined, target[:, c : c + k])
         if read is not None:  # the rollout's latents read as the states that came, as the one-step ones do
             terms["state"] = 0.5 * (terms["state"] + read(imagined, c))
@@ -281,7 +287,6 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
             raise ValueError("inverse_weight > 0 needs a model built with an inverse-dynamics head")
         # the action between z_t and z_t+1, read from the last n latents up to z_t+1 (n - 1 before it)
         n = model.cfg.inverse_frames
-        t = z.shape[1]
         if t < n:
             raise ValueError(f"the inverse-dynamics head reads {n} latents but windows hold {t}; raise window")
         guess = model.inverse(torch.cat([z[:, i : t - n + 1 + i] for i in range(n)], dim=-1))

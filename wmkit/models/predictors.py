@@ -138,17 +138,21 @@ class GRUPredictor(nn.Module):
         self.out = _zero_linear(width, embed_dim)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.run(z, actions)[0]
+
+    def run(self, z: torch.Tensor, actions: torch.Tensor, state=None):
+        """The recurrence over a window ``(B, T, D)`` from the state after the steps before (``None``
+        at the start) -> (next latents ``(B, T, D)``, the state after the window). Running a window
+        in two parts, the second from the first's state, gives exactly :meth:`forward`'s outputs."""
         cond = self.actions(actions, z.shape[:2])
-        h, _ = self.gru(torch.cat([z, cond], dim=-1))
-        return z + self.out(h)
+        h, state = self.gru(torch.cat([z, cond], dim=-1), state)
+        return z + self.out(h), state
 
     def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
         """One step of the recurrence: latent ``(B, D)`` and action ``(B, A)`` with the state after
-        the steps before (``None`` at the start) -> (next latent, new state). Stepping through a
-        window gives exactly :meth:`forward`'s outputs."""
-        cond = self.actions(action[:, None], (z.shape[0], 1))
-        h, state = self.gru(torch.cat([z[:, None], cond], dim=-1), state)
-        return z + self.out(h[:, 0]), state
+        the steps before (``None`` at the start) -> (next latent, new state)."""
+        out, state = self.run(z[:, None], action[:, None], state)
+        return out[:, 0], state
 
 
 def _map_blocks(width: int, count: int) -> nn.ModuleList:
@@ -265,20 +269,25 @@ class ConvGRUPredictor(nn.Module):
         return self.out(y).permute(0, 2, 3, 1).reshape(len(y), -1)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.run(z, actions)[0]
+
+    def run(self, z: torch.Tensor, actions: torch.Tensor, state=None):
+        """The recurrence over a window ``(B, T, G*G*C)`` from the hidden map after the steps before
+        (``None`` at the start) -> (next latents ``(B, T, G*G*C)``, the hidden map after the window).
+        Running a window in two parts, the second from the first's hidden map, gives exactly
+        :meth:`forward`'s outputs."""
         b, t, d = z.shape
         x = self._inputs(z, actions)
-        h = x.new_zeros(b, self.width, self.grid, self.grid)
+        h = x.new_zeros(b, self.width, self.grid, self.grid) if state is None else state
         states = []
         for i in range(t):
             h = self._update(x[:, i], h)
             states.append(h)
         y = (torch.stack(states, 1) + x).reshape(b * t, self.width, self.grid, self.grid)
-        return z + self._change(y).view(b, t, d)
+        return z + self._change(y).view(b, t, d), h
 
     def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
         """One step of the recurrence: latent ``(B, G*G*C)`` and action ``(B, A)`` with the hidden map
-        after the steps before (``None`` at the start) -> (next latent, new hidden map). Stepping
-        through a window gives exactly :meth:`forward`'s outputs."""
-        x = self._inputs(z[:, None], action[:, None])[:, 0]
-        h = self._update(x, x.new_zeros(x.shape) if state is None else state)
-        return z + self._change(h + x), h
+        after the steps before (``None`` at the start) -> (next latent, new hidden map)."""
+        out, state = self.run(z[:, None], action[:, None], state)
+        return out[:, 0], state

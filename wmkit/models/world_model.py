@@ -145,6 +145,10 @@ class WorldModel(nn.Module):
     def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Next latents after each step: ``z`` (B, T, D), ``actions`` (B, T, A) -> (B, T, D).
         Output ``t`` sees only ``z[:, :t+1]`` and ``actions[:, :t+1]``."""
+        self._check_window(z, actions)
+        return self.predictor(z, actions)
+
+    def _check_window(self, z: torch.Tensor, actions: torch.Tensor) -> None:
         _check("z", z, (3,), "(B, T, D)")
         if actions.shape[:2] != z.shape[:2] or actions.shape[-1] != self.cfg.action_dim:
             raise WmkitError(f"actions must be (B, T, A) = ({z.shape[0]}, {z.shape[1]}, {self.cfg.action_dim}) "
@@ -152,7 +156,6 @@ class WorldModel(nn.Module):
         if self.cfg.predictor not in ("mlp", "conv") and z.shape[1] > self.history:  # those two slide a window
             raise WmkitError(f"the predictor attends to at most history={self.history} steps, got {z.shape[1]}; "
                              f"pass the last {self.history} latents, or use rollout()")
-        return self.predictor(z, actions)
 
     def rollout(self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None) -> torch.Tensor:
         """Open-loop imagination. ``z``: context latents (B, D) or (B, T0, D); ``past_actions``:
@@ -184,6 +187,32 @@ class WorldModel(nn.Module):
             zs.append(nxt)
             out.append(nxt)
         return torch.stack(out, 1)
+
+    def predict_and_rollout(self, z: torch.Tensor, actions: torch.Tensor, context: int, steps: int):
+        """What training asks of the predictor on one window, in one pass where it can:
+        ``predict(z, actions)`` and ``rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps],
+        past_actions=actions[:, :context - 1])``, as ``(predictions (B, T, D), imagined (B, steps, D))``.
+
+        A recurrent predictor reaches the same state at ``context`` in both, and its teacher-forced
+        prediction there is the rollout's first latent; so the window is run in two parts, and the
+        rollout goes on from the state between them: ``context + 1`` fewer steps of work (about a
+        fifth of a training step for the recipes in BENCHMARKS.md), with the same numbers."""
+        self._check_window(z, actions)
+        t = z.shape[1]
+        if not 1 <= context < t or not 1 <= steps <= t - context + 1:
+            raise WmkitError(f"a rollout of {steps} steps from {context} latents needs 1 <= context < T and "
+                             f"steps <= T - context + 1 for a window of T = {t}")
+        run = getattr(self.predictor, "run", None)
+        if run is None or getattr(self.predictor, "step", None) is None or context + steps - 1 > self.history:
+            return self.predict(z, actions), self.rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps],
+                                                          past_actions=actions[:, : context - 1])
+        first, state = run(z[:, :context], actions[:, :context])
+        rest = run(z[:, context:], actions[:, context:], state)[0]
+        nxt, out = first[:, -1], [first[:, -1]]
+        for h in range(1, steps):
+            nxt, state = self.predictor.step(nxt, actions[:, context - 1 + h], state)
+            out.append(nxt)
+        return torch.cat([first, rest], 1), torch.stack(out, 1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (..., D) -> frames (..., 3, H, W) in [-1, 1] (models with a pixel decoder only)."""
