@@ -11,6 +11,9 @@ command (this machine is shared and noisy: ratios and medians travel better than
 - ``ddp-equality``: not a speed — the largest relative difference between the loss curves of 2 gloo
   processes and 1 process with the same global batch (20 steps), and SIGReg on one batch split over
   2 ranks against 1 process.
+- ``rollout-recurrent`` / ``rollout-shared``: a training step of the balls recipes' conv-GRU predictor
+  on stored latents, against a rollout that re-reads its window at every step / that runs its
+  context again instead of going on from the teacher-forced state.
 - ``plan-cem``: one full CEM plan (300 samples x horizon 5 x 30 iterations, B=1) through the small
   model with the MLP predictor, against the same plan with the transformer predictor.
 """
@@ -189,78 +192,59 @@ def bench_frozen(tmp: Path, quick: bool, repeats: int) -> dict:
                        window=tcfg.window, preset="small")
 
 
-def _recurrent_step_time(stepped: bool, steps: int) -> float:
+def _convgru_step_time(window: int, cfg, steps: int, patch: tuple | None = None) -> float:
     """Median seconds of one training step (forward and backward of the prediction and rollout
-    terms) of the balls recipe's conv-GRU predictor on stored latents: batch 16, windows of 12,
-    8x8 maps of 16 numbers, 4 rollout steps after 8 teacher-forced latents. ``stepped``: the rollout
-    carries the GRU's state; otherwise it re-reads the growing window at every step (the baseline)."""
+    terms) of the balls recipes' conv-GRU predictor on stored latents: batch 16, windows of
+    ``window``, 8x8 maps of 16 numbers, the rollout as ``cfg`` (a TrainConfig) sets it. ``patch``:
+    ``mock.patch.object`` arguments in force while timing (a baseline's older code path)."""
     import torch
 
-    from .config import ModelConfig, TrainConfig
+    from .config import ModelConfig
     from .losses import world_model_losses
     from .models import WorldModel
-    from .models.predictors import ConvGRUPredictor
 
     torch.manual_seed(0)
     model = WorldModel(ModelConfig(action_dim=0, grid=8, embed_dim=16, predictor="convgru", predictor_width=64,
-                                   predictor_depth=3, history=12))
-    batch = {"latents": torch.randn(16, 12, model.latent_dim), "actions": torch.zeros(16, 12, 0)}
-    cfg = TrainConfig(rollout_steps=4, rollout_context=8)
+                                   predictor_depth=3, history=window))
+    batch = {"latents": torch.randn(16, window, model.latent_dim), "actions": torch.zeros(16, window, 0)}
 
     def step(i):
         terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(i))
         (terms["pred"] + terms["rollout"]).backward()
 
     with contextlib.ExitStack() as stack:
-        if not stepped:  # without step(), WorldModel.rollout takes the sliding-window path
-            stack.enter_context(mock.patch.object(ConvGRUPredictor, "step", None))
+        if patch is not None:
+            stack.enter_context(mock.patch.object(*patch))
         return _median_time(step, steps)
 
 
 def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
-    steps = 3 if quick else 15
-    main = _median(lambda: _recurrent_step_time(True, steps), repeats)
-    base = _median(lambda: _recurrent_step_time(False, steps), repeats)
+    """Windows of 12, 4 rollout steps after 8; the baseline has no ``step()``, so ``WorldModel.rollout``
+    re-reads the growing window at every imagined step."""
+    from .config import TrainConfig
+    from .models.predictors import ConvGRUPredictor
+
+    steps, cfg = 3 if quick else 15, TrainConfig(rollout_steps=4, rollout_context=8)
+    main = _median(lambda: _convgru_step_time(12, cfg, steps), repeats)
+    base = _median(lambda: _convgru_step_time(12, cfg, steps, (ConvGRUPredictor, "step", None)), repeats)
     return _step_rates(main, base, 16 * 12, "rollout re-reads the window each step", batch=16, window=12,
                        rollout="4 steps after 8")
 
 
-def _shared_pass_time(shared: bool, steps: int) -> float:
-    """Median seconds of one training step (forward and backward of the prediction and rollout
-    terms) of the balls README recipe's conv-GRU predictor on stored latents: batch 16, windows of
-    22, 8x8 maps of 16 numbers, 10 rollout steps after 4 to 12 teacher-forced latents. ``shared``:
-    the rollout goes on from the teacher-forced pass's state (``WorldModel.predict_and_rollout``);
-    otherwise it runs its context again (the baseline)."""
-    import torch
-
-    from .config import ModelConfig, TrainConfig
-    from .losses import world_model_losses
+def bench_rollout_shared(tmp: Path, quick: bool, repeats: int) -> dict:
+    """The balls README recipe's predictor (windows of 22, 10 rollout steps after 4 to 12): the rollout
+    goes on from the teacher-forced pass's state (``WorldModel.predict_and_rollout``), against a
+    rollout that runs its context again."""
+    from .config import TrainConfig
     from .models import WorldModel
-
-    torch.manual_seed(0)
-    model = WorldModel(ModelConfig(action_dim=0, grid=8, embed_dim=16, predictor="convgru", predictor_width=64,
-                                   predictor_depth=3, history=21))
-    batch = {"latents": torch.randn(16, 22, model.latent_dim), "actions": torch.zeros(16, 22, 0)}
-    cfg = TrainConfig(rollout_steps=10, rollout_context=12, rollout_context_min=4)
 
     def separate(self, z, actions, context, steps):
         return self.predict(z, actions), self.rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps],
                                                       past_actions=actions[:, : context - 1])
 
-    def step(i):
-        terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(i))
-        (terms["pred"] + terms["rollout"]).backward()
-
-    with contextlib.ExitStack() as stack:
-        if not shared:
-            stack.enter_context(mock.patch.object(WorldModel, "predict_and_rollout", separate))
-        return _median_time(step, steps)
-
-
-def bench_rollout_shared(tmp: Path, quick: bool, repeats: int) -> dict:
-    steps = 3 if quick else 15
-    main = _median(lambda: _shared_pass_time(True, steps), repeats)
-    base = _median(lambda: _shared_pass_time(False, steps), repeats)
+    steps, cfg = 3 if quick else 15, TrainConfig(rollout_steps=10, rollout_context=12, rollout_context_min=4)
+    main = _median(lambda: _convgru_step_time(22, cfg, steps), repeats)
+    base = _median(lambda: _convgru_step_time(22, cfg, steps, (WorldModel, "predict_and_rollout", separate)), repeats)
     return _step_rates(main, base, 16 * 22, "the rollout runs its context again", batch=16, window=22,
                        rollout="10 steps after 4-12")
 
