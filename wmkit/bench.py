@@ -11,9 +11,8 @@ command (this machine is shared and noisy: ratios and medians travel better than
 - ``ddp-equality``: not a speed — the largest relative difference between the loss curves of 2 gloo
   processes and 1 process with the same global batch (20 steps), and SIGReg on one batch split over
   2 ranks against 1 process.
-- ``rollout-recurrent`` / ``rollout-shared``: a training step of the balls recipes' conv-GRU predictor
-  on stored latents, against a rollout that re-reads its window at every step / that runs its
-  context again instead of going on from the teacher-forced state.
+- ``rollout-recurrent`` / ``rollout-shared``: a training step of the balls recipes' conv-GRU, against
+  a rollout that re-reads its window at every step / runs its context again.
 - ``plan-cem``: one full CEM plan (300 samples x horizon 5 x 30 iterations, B=1) through the small
   model with the MLP predictor, against the same plan with the transformer predictor.
 """
@@ -219,8 +218,7 @@ def _convgru_step_time(window: int, cfg, steps: int, patch: tuple | None = None)
 
 
 def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
-    """Windows of 12, 4 rollout steps after 8; the baseline has no ``step()``, so ``WorldModel.rollout``
-    re-reads the growing window at every imagined step."""
+    """Windows of 12, 4 rollout steps after 8; the baseline has no ``step()``: the rollout re-reads its window."""
     from .config import TrainConfig
     from .models.predictors import ConvGRUPredictor
 
@@ -232,9 +230,8 @@ def bench_rollout_recurrent(tmp: Path, quick: bool, repeats: int) -> dict:
 
 
 def bench_rollout_shared(tmp: Path, quick: bool, repeats: int) -> dict:
-    """The balls README recipe's predictor (windows of 22, 10 rollout steps after 4 to 12): the rollout
-    goes on from the teacher-forced pass's state (``WorldModel.predict_and_rollout``), against a
-    rollout that runs its context again."""
+    """The balls README recipe's predictor (windows of 22, 10 rollout steps after 4 to 12), with and without
+    ``WorldModel.predict_and_rollout``'s shared pass."""
     from .config import TrainConfig
     from .models import WorldModel
 
