@@ -235,13 +235,9 @@ def bench_rollout_shared(tmp: Path, quick: bool, repeats: int) -> dict:
     from .config import TrainConfig
     from .models import WorldModel
 
-    def separate(self, z, actions, context, steps):
-        return self.predict(z, actions), self.rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps],
-                                                      past_actions=actions[:, : context - 1])
-
     steps, cfg = 3 if quick else 15, TrainConfig(rollout_steps=10, rollout_context=12, rollout_context_min=4)
     main = _median(lambda: _convgru_step_time(22, cfg, steps), repeats)
-    base = _median(lambda: _convgru_step_time(22, cfg, steps, (WorldModel, "predict_and_rollout", separate)), repeats)
+    base = _median(lambda: _convgru_step_time(22, cfg, steps, (WorldModel, "predict_and_rollout", WorldModel._predict_then_rollout)), repeats)
     return _step_rates(main, base, 16 * 22, "the rollout runs its context again", batch=16, window=22,
                        rollout="10 steps after 4-12")
 
