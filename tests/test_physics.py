@@ -1,6 +1,7 @@
 """The violation-of-expectation suite, its metrics, its controls and ``wmkit eval physics``."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -247,6 +248,31 @@ def test_separation_measures_the_gap_after_the_violation_against_the_motion():
         separation(rep[..., 0], pairs, violation, possible)
 
 
+def test_expectation_compares_predictions_made_before_the_violation_with_both_futures():
+    from wmkit.eval.scorers import expectation
+
+    # a pair of 1-d clips of 6 frames that part at frame 3; a prediction of frame t, 2 ahead, from frames <= t - 2
+    frames = np.zeros((2, 6, 1, 1, 1), np.uint8)
+    frames[1, 3:] = 9
+    rep = frames.reshape(2, 6, 1).astype(float)
+    scored = np.arange(2, 6)  # predicted frames 2..5 from contexts ending at 0..3
+    pairs, violation = np.array([[0, 1]]), np.array([3, 3])
+    pred = np.zeros((2, 4, 1))  # expects the possible future (0) everywhere
+    # qualifying: frames 3 and 4 (contexts end at 1 and 2, before the violation); frame 5's context saw frame 3
+    assert expectation(pred, rep, scored, 2, frames, pairs, violation) == (1.0, 2)
+    pred[0, 1] = 9.0  # the prediction of frame 3 expected the impossible one
+    assert expectation(pred, rep, scored, 2, frames, pairs, violation) == (0.5, 2)
+    pred[0, 2] = 4.5  # frame 4: halfway, a tie
+    assert expectation(pred, rep, scored, 2, frames, pairs, violation) == (0.25, 2)
+    pred[0, 3] = 9.0  # frame 5 does not count whatever it predicts
+    assert expectation(pred, rep, scored, 2, frames, pairs, violation) == (0.25, 2)
+    share, count = expectation(pred, rep, scored, 2, frames, pairs, np.array([1, 1]))  # no context ends before frame 1
+    assert math.isnan(share) and count == 0
+    alike = frames.copy()
+    alike[1] = alike[0]  # futures that look the same are not a choice
+    assert expectation(pred, rep, scored, 2, alike, pairs, violation)[1] == 0
+
+
 def test_pixels_separate_colour_and_the_oracle_has_no_representation():
     from wmkit.eval.physics import score_suite
 
@@ -273,6 +299,9 @@ def test_eval_physics_command_on_a_debug_model(tmp_path):
     assert result["results"][-1]["fixed"]["overall"]["pairwise"] == 1.0
     # the representation gap: for the model, the untrained draws and the pixels; the oracle reads states
     assert [sorted(r.get("separation", {})) for r in result["results"]] == [["permanence", "solidity"]] * 3 + [[]]
+    # which future each expected before the violation: the true physics always the possible one
+    assert all(sorted(r["expectation"]) == ["permanence", "solidity"] for r in result["results"])
+    assert all(e["share"] == 1.0 and e["predictions"] > 0 for e in result["results"][-1]["expectation"].values())
     assert all(v > 0 for r in result["results"][:3] for v in r["separation"].values())
     assert plot.read_text().startswith("<svg")
     assert main(["eval", "physics", "--ckpt", str(run), "--sets", "2", "--length", "12", "--bootstrap", "0", "--ahead", "3",

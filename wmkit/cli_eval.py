@@ -112,7 +112,7 @@ def cmd_eval_probe(args) -> None:
 def cmd_eval_physics(args) -> None:
     from pathlib import Path
 
-    from .eval.physics import PROPERTIES, curves_svg, format_separation, format_table, run_physics
+    from .eval.physics import PROPERTIES, curves_svg, format_expectation, format_separation, format_table, run_physics
 
     contexts = [int(c) for c in args.contexts.split(",") if c] if args.contexts else None
     properties = [p for p in args.properties.split(",") if p] if args.properties else list(PROPERTIES)
@@ -138,6 +138,11 @@ def cmd_eval_physics(args) -> None:
         print("\nrepresentation gap: mean squared difference between a possible clip and its impossible partner from the "
               "violation on,\nover that between consecutive frames (a property the representation barely separates leaves "
               "its predictor little to learn)\n" + gaps)
+    expected = format_expectation(results)
+    if expected:
+        print("\nexpected future: of the predictions made before the violation (fixed context), the share nearer the "
+              "possible clip's frame\nthan the impossible one's, in % (number of predictions); 50 = no expectation either way\n"
+              + expected)
     if args.plot:
         from .data.store import write_text_atomic
 

@@ -96,6 +96,8 @@ class ModelConfig:
     """Dropout in the predictor."""
     predictor_coords: bool = False
     """Conv predictor: read the action per cell with the cell's position, so an action that names a place (a target position) can move the right cells."""
+    predictor_transport: bool = False
+    """Convgru predictor: also predict a flow per cell and move the latent map along it before adding each cell's change, so that a moving object's cells are carried rather than redrawn."""
     predictor_deltas: bool = False
     """Also feed the transformer predictor each latent's change since the previous one: motion read from history, which action-free video needs most."""
     obs_keys: tuple = ("rgb",)
@@ -152,6 +154,11 @@ class TrainConfig:
     ``rollout_context`` latents, so that a predictor with memory also learns to imagine from short
     histories (an evaluation that gives it fewer frames than ``rollout_context``); 0 always uses
     ``rollout_context``."""
+    rollout_focus: float = 0.0
+    """When > 0, each imagined frame of the rollout loss is weighted by its own error over the batch's mean error
+    (detached), raised to this power and normalised to mean 1: frames the predictor gets most wrong (in balls, two
+    balls meeting, a ball coming out from behind the screen) count more than the many it already predicts; 0
+    weighs every imagined frame alike."""
     inverse_weight: float = 0.0
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import WmkitError
-from .physics_report import curves_svg, format_separation, format_table  # noqa: F401  (re-exported for the CLI and tests)
+from .physics_report import curves_svg, format_expectation, format_separation, format_table  # noqa: F401  (re-exported for the CLI and tests)
 from .scorers import (CopyLastScorer, ModelScorer, OracleScorer, RandomNetworksScorer, Scorer,  # noqa: F401  (re-exported)
                       random_networks)
 from .stats import auroc, bootstrap_ci, pairwise_accuracy, single_clip_accuracy
@@ -83,6 +83,7 @@ class Scored:
     violation: np.ndarray  # violation frame of each clip's set
     curves: dict[int, np.ndarray]
     separation: float | None = None  # how far apart the scorer's representation puts the paired clips (Scorer.separation)
+    expectation: tuple[float, int] | None = None  # (share nearer the possible future, predictions): Scorer.expectation
 
     def score(self, context: int, reducer: str) -> np.ndarray:
         c = self.curves[context]
@@ -121,8 +122,9 @@ def metrics_for(scored: Scored, context: int, reducer: str, bootstrap: int = 100
     return out
 
 
-def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]]) -> dict[str, Scored]:
-    """Per-frame errors of one scorer on every set, grouped by property."""
+def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], expect_context: int | None = None) -> dict[str, Scored]:
+    """Per-frame errors of one scorer on every set, grouped by property (and, with ``expect_context``,
+    which future it expected from that context, :meth:`Scorer.expectation`)."""
     out = {}
     for prop, sets in sets_by_prop.items():
         frames = np.concatenate([s.frames for s in sets])
@@ -134,6 +136,8 @@ def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]]) -> dict[s
         pairs = np.array([(o + p, o + q) for s, o in zip(sets, offsets) for p, q in s.pairs])
         curves = {c: scorer.errors(frames, states, c) for c in scorer.contexts}
         out[prop] = Scored(prop, groups, labels, pairs, violation, curves, scorer.separation(frames, pairs, violation, ~labels))
+        if expect_context is not None:
+            out[prop].expectation = scorer.expectation(frames, states, pairs, violation, expect_context)
     return out
 
 
@@ -158,8 +162,8 @@ def evaluate(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], fixed_contex
     """Fixed-context and best-context metrics, per property and overall, plus aligned curves."""
     if reducer not in REDUCERS:
         raise WmkitError(f"unknown reducer {reducer!r}; expected one of {REDUCERS}")
-    scored = score_suite(scorer, sets_by_prop)
     fixed = fixed_context if fixed_context in scorer.contexts else max(scorer.contexts)
+    scored = score_suite(scorer, sets_by_prop, fixed)
     result = {"name": scorer.name, "contexts": list(scorer.contexts), "fixed_context": fixed, "reducer": reducer,
               "fixed": {}, "best": {}, "curves": {}}
     for prop, sc in scored.items():
@@ -170,6 +174,9 @@ def evaluate(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], fixed_contex
         result["curves"][prop] = aligned_curve(sc, fixed)
         if sc.separation is not None:
             result.setdefault("separation", {})[prop] = sc.separation
+        if sc.expectation is not None:
+            share, count = sc.expectation
+            result.setdefault("expectation", {})[prop] = {"share": share, "predictions": count}
     matched = [p for p in scored if sets_by_prop[p][0].matched]
     result["overall_properties"] = matched
     for kind in ("fixed", "best"):

@@ -38,6 +38,17 @@ def format_separation(results: list[dict]) -> str:
     return _table(["scorer"] + props, [[r["name"]] + [f"{r['separation'][p]:.3f}" for p in props] for r in rows])
 
 
+def format_expectation(results: list[dict]) -> str:
+    """Per scorer and property, the share of predictions made before the violation that lie nearer the
+    possible future than the impossible one (``result["expectation"]``), in %."""
+    rows = [r for r in results if r.get("expectation")]
+    if not rows:
+        return ""
+    props = list(rows[0]["expectation"])
+    cell = lambda e: "-" if not e["predictions"] else f"{100 * e['share']:.0f} ({e['predictions']})"
+    return _table(["scorer"] + props, [[r["name"]] + [cell(r["expectation"][p]) for p in props] for r in rows])
+
+
 def curves_svg(result: dict, width: int = 900, panel_h: int = 150) -> str:
     """Surprise over time aligned on the violation frame, one panel per property (plain SVG)."""
     props = list(result["curves"])

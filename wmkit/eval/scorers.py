@@ -7,6 +7,8 @@ networks of the model's architecture (:class:`RandomNetworksScorer`), copying th
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -39,6 +41,42 @@ class Scorer:
         the frames from the violation on, relative to the change between consecutive frames (see :func:`separation`)."""
         rep = self.representation(frames)
         return None if rep is None else separation(rep, pairs, violation, possible)
+
+    def forecasts(self, frames: np.ndarray, states: np.ndarray, context: int):
+        """``(predictions (N, S, F), what they are compared with (N, T, F), the frames predicted (S,))``:
+        what :meth:`errors` measures, before it is reduced to one number per frame."""
+        raise NotImplementedError
+
+    def expectation(self, frames: np.ndarray, states: np.ndarray, pairs: np.ndarray, violation: np.ndarray,
+                    context: int) -> tuple[float, int]:
+        """Which of the two futures this scorer expected before the violation (see :func:`expectation`)."""
+        return expectation(*self.forecasts(frames, states, context), self.ahead, frames, pairs, violation)
+
+
+def expectation(pred, rep, scored, ahead: int, frames: np.ndarray, pairs: np.ndarray, violation: np.ndarray) -> tuple[float, int]:
+    """Of the predictions made from a context that ends before a pair's violation frame, of frames from
+    it on where the possible and the impossible clip differ, the share nearer the possible clip's frame
+    than the impossible one's (ties count one half): averaged within each pair, then over the pairs that
+    have any. A pair's two clips are the same up to the violation, so each such prediction is one
+    expectation compared with the two futures directly, without the frames after the violation, which
+    each clip's own later predictions have already seen. Returns ``(share, number of predictions)``;
+    ``(nan, 0)`` when no prediction qualifies (the violation comes before the shortest context ends)."""
+    pred, rep = np.asarray(pred), np.asarray(rep)
+    scored = np.asarray(scored)
+    shares, count = [], 0
+    for (p, i) in pairs:
+        v = int(violation[p])
+        votes = []
+        for j, t in enumerate(scored):
+            if t - ahead >= v or t < v or np.array_equal(frames[p, t], frames[i, t]):
+                continue  # the context saw the violation, or the frame comes before it, or the futures look alike
+            near_possible = float(((pred[p, j] - rep[p, t]) ** 2).mean())
+            near_impossible = float(((pred[p, j] - rep[i, t]) ** 2).mean())
+            votes.append(0.5 if near_possible == near_impossible else float(near_possible < near_impossible))
+        if votes:
+            shares.append(np.mean(votes))
+            count += len(votes)
+    return (float(np.mean(shares)) if shares else math.nan), count
 
 
 def separation(rep: np.ndarray, pairs: np.ndarray, violation: np.ndarray, possible: np.ndarray) -> float:
@@ -78,6 +116,7 @@ class ModelScorer(Scorer):
             raise WmkitError(f"{name}: context lengths {too_long} are outside what the predictor attends to (1..{history}); "
                              f"pass --contexts within 1..{history}")
         self._cache: dict[int, tuple] = {}
+        self._forecast: dict[tuple, tuple] = {}
 
     def representation(self, frames: np.ndarray) -> np.ndarray:
         if self.pixel_space:  # the pixel baseline predicts frames: its representation is the picture
@@ -96,6 +135,20 @@ class ModelScorer(Scorer):
 
     @torch.no_grad()
     def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
+        pred, rep, scored = self.forecasts(frames, states, context)
+        err = ((pred - rep[:, scored]) ** 2).mean(-1)
+        out = np.full(frames.shape[:2], np.nan)
+        out[:, scored] = err.numpy()
+        return out
+
+    @torch.no_grad()
+    def forecasts(self, frames: np.ndarray, states: np.ndarray, context: int):
+        key = (id(frames), context)
+        if key not in self._forecast:
+            self._forecast = {key: (frames, self._forecasts(frames, context))}  # the latest only (holding the clips)
+        return self._forecast[key][1]
+
+    def _forecasts(self, frames: np.ndarray, context: int):
         n, t = frames.shape[:2]
         k = self.ahead
         if t < context + k:
@@ -112,16 +165,12 @@ class ModelScorer(Scorer):
             parts = [self.model.rollout(flat[i : i + 4096], flat.new_zeros(len(flat[i : i + 4096]), k, 0),
                                         past_actions=no_actions[i : i + 4096, 1:])[:, -1] for i in range(0, len(flat), 4096)]
         pred = torch.cat(parts).view(n, len(starts), -1)
-        scored = [s + k - 1 for s in starts]
-        if self.pixel_space:  # the pixel baseline: error in pixel space
-            target = pixels(torch.from_numpy(frames[:, scored]).permute(0, 1, 4, 2, 3))
-            decoded = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)])
-            err = ((decoded - target) ** 2).flatten(2).mean(-1)
-        else:
-            err = ((pred - z[:, scored]) ** 2).mean(-1)
-        out = np.full((n, t), np.nan)
-        out[:, scored] = err.numpy()
-        return out
+        scored = np.array([s + k - 1 for s in starts])
+        if self.pixel_space:  # the pixel baseline: compared in pixel space
+            rep = pixels(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)).flatten(2)
+            pred = torch.cat([self.model.decode(pred[i : i + 64]) for i in range(0, n, 64)]).flatten(2)
+            return pred, rep, scored
+        return pred, z, scored
 
 
 class RandomNetworksScorer(Scorer):
@@ -150,6 +199,10 @@ class RandomNetworksScorer(Scorer):
 
     def separation(self, frames, pairs, violation, possible):
         return float(np.mean([s.separation(frames, pairs, violation, possible) for s in self.scorers]))
+
+    def expectation(self, frames, states, pairs, violation, context):
+        shares, counts = zip(*(s.expectation(frames, states, pairs, violation, context) for s in self.scorers))
+        return float(np.mean(shares)), counts[0]
 
 
 def random_networks(model, draws: int, seed: int) -> list:
@@ -184,6 +237,12 @@ class CopyLastScorer(Scorer):
         out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).mean(-1)
         return out
 
+    def forecasts(self, frames, states, context):
+        k = self.ahead
+        _check_length(frames.shape[1], k)
+        f = self.representation(frames)
+        return f[:, :-k], f, np.arange(k, frames.shape[1])
+
     def representation(self, frames):
         return frames.reshape(*frames.shape[:2], -1).astype(np.float32) / 255.0
 
@@ -198,6 +257,13 @@ class OracleScorer(Scorer):
         self.generator, self.ahead = generator, _check_ahead(ahead)
 
     def errors(self, frames, states, context):
+        pred, _, scored = self.forecasts(frames, states, context)
+        out = np.full(states.shape[:2], np.nan)
+        out[:, scored] = ((pred - states[:, scored]) ** 2).sum(-1)
+        return out
+
+    def forecasts(self, frames, states, context):
+        """The true state ``ahead`` steps after each recorded one, by the simulator."""
         from ..envs.balls import Balls
 
         n, t, s = states.shape
@@ -207,10 +273,7 @@ class OracleScorer(Scorer):
         world.set_state(states[:, :-k].reshape(-1, s))
         for _ in range(k):
             world.simulate(np.zeros((world.num_envs, 0)))
-        diff = world.state().reshape(n, t - k, s) - states[:, k:]
-        out = np.full((n, t), np.nan)
-        out[:, k:] = (diff**2).sum(-1)
-        return out
+        return world.state().reshape(n, t - k, s), states, np.arange(k, t)
 
 
 def _check_length(frames: int, ahead: int) -> None:
