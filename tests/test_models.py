@@ -369,37 +369,6 @@ def test_conv_gru_predictor_carries_a_hidden_object():
     assert hits >= 0.95 and error < 0.1, (hits, error)
 
 
-def test_transport_moves_the_map_and_starts_as_the_plain_predictor():
-    """``transported`` carries a cell's content by the flow (whole cells exactly, a fraction of a cell
-    split bilinearly); a conv-GRU with ``predictor_transport`` starts (zero flow) as the same network
-    without it, and its flow head learns (gets a gradient)."""
-    from wmkit.models.predictors import transported
-
-    z = torch.zeros(1, 4, 4, 2)
-    z[0, 1, 1] = 1.0
-    flow = torch.zeros(1, 2, 4, 4)
-    flow[:, 0], flow[:, 1] = 2.0, 1.0  # two cells right, one down
-    moved = transported(z.reshape(1, -1), flow, 4, 2).view(1, 4, 4, 2)
-    torch.testing.assert_close(moved[0, 2, 3], torch.ones(2))
-    assert moved.sum().item() == pytest.approx(2.0)
-    flow[:, 1], flow[:, 0] = 0.0, 0.25
-    part = transported(z.reshape(1, -1), flow, 4, 2).view(1, 4, 4, 2)[0, 1, :, 0]
-    torch.testing.assert_close(part, torch.tensor([0.0, 0.75, 0.25, 0.0]))
-    plain = WorldModel(ModelConfig(action_dim=0, **dict(GRID, predictor="convgru", history=5)))
-    moving = WorldModel(ModelConfig(action_dim=0, **dict(GRID, predictor="convgru", history=5, predictor_transport=True)))
-    moving.load_state_dict(plain.state_dict(), strict=False)
-    torch.nn.init.normal_(plain.predictor.out[-1].weight, std=0.1)  # both predict some change
-    moving.predictor.out.load_state_dict(plain.predictor.out.state_dict())
-    obs, actions = batch(b=3, t=5)
-    z = plain.encode(obs).detach()
-    no_actions = actions[..., :0]
-    torch.testing.assert_close(moving.predict(z, no_actions), plain.predict(z, no_actions))
-    moving.predict(z, no_actions).square().mean().backward()
-    assert moving.predictor.flow[-1].weight.grad.abs().sum() > 0
-    with pytest.raises(WmkitError, match="predictor_transport works with the convgru"):
-        WorldModel(ModelConfig(**dict(GRID, predictor_transport=True)))
-
-
 def test_latent_map_configuration_errors():
     with pytest.raises(WmkitError, match="set model.grid"):
         WorldModel(ModelConfig(predictor="conv", **SMALL))

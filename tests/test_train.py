@@ -222,27 +222,6 @@ def test_frozen_encoder_continues_a_predictor_of_the_same_shapes(two_room_data, 
         assert all(same) if continues else not any(same)
 
 
-def test_frozen_encoder_continues_a_predictor_that_gains_a_layer(tmp_path):
-    """A conv-GRU given a transport flow on a frozen encoder keeps every trained weight of the source's
-    predictor; only the new flow head starts at its (zero) initialisation."""
-    import dataclasses
-
-    from wmkit.checkpoint import save_checkpoint
-    from wmkit.models import WorldModel as Model
-    from wmkit.warm_start import init_weights
-
-    mcfg = build(ModelConfig, "debug", "model", action_dim=0, grid=4, predictor="convgru", embed_dim=4, history=5)
-    source = Model(mcfg)
-    torch.nn.init.normal_(source.predictor.out[-1].weight, std=0.1)
-    save_checkpoint(tmp_path / "src", 0, source.state_dict(), {"model_config": dataclasses.asdict(mcfg)})
-    model = Model(dataclasses.replace(mcfg, predictor_transport=True))
-    init_weights(model, configs(init_from=str(tmp_path / "src"), freeze_encoder=True)[0])
-    old, new = source.state_dict(), model.state_dict()
-    assert all(torch.equal(old[k], new[k]) for k in old)
-    assert set(new) - set(old) and all(k.startswith("predictor.flow.") for k in set(new) - set(old))
-    assert not new["predictor.flow.2.weight"].any()
-
-
 def test_cached_latents_train_the_predictor_as_encoding_every_step_does(two_room_data, tmp_path):
     """cache_latents: the frozen encoder runs once per frame instead of once per window, and the
     predictor learns the same thing (same prediction-loss curve, same weights, to float tolerance)."""

@@ -96,8 +96,6 @@ class ModelConfig:
     """Dropout in the predictor."""
     predictor_coords: bool = False
     """Conv predictor: read the action per cell with the cell's position, so an action that names a place (a target position) can move the right cells."""
-    predictor_transport: bool = False
-    """Convgru predictor: also predict a flow per cell and move the latent map along it before adding each cell's change, so that a moving object's cells are carried rather than redrawn."""
     predictor_deltas: bool = False
     """Also feed the transformer predictor each latent's change since the previous one: motion read from history, which action-free video needs most."""
     obs_keys: tuple = ("rgb",)

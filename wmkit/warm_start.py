@@ -33,7 +33,7 @@ def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
 
 # model settings that shape the predictor and heads, not the latent: they may change under freeze_encoder
 PREDICTOR_FIELDS = frozenset({"predictor", "predictor_width", "predictor_depth", "predictor_heads", "history",
-                              "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "predictor_transport", "inverse_frames",
+                              "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "inverse_frames",
                               "inverse_head", "decoder", "state_names", "state_angles"})
 
 
@@ -61,17 +61,13 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
                              f"but {cfg.init_from} has none: start from a run trained with recon_weight > 0")
         if differ:  # a new predictor on the frozen encoder: copy the representation only (and the decoder it is drawn with)
             parts = ("encoder", "projector") + (("decoder",) if model.decoder is not None and source.decoder is not None else ())
-            # a predictor whose weights keep their names and shapes (a recurrent one read over a longer history,
-            # another dropout, one that gained a layer such as the transport flow) continues from the source's
-            # weights instead of starting afresh; layers the source lacks start at their initialisation
-            added = _added_layers(model.predictor, source.predictor)
-            if added is not None and not set(differ) & REGROUPING_FIELDS:
+            # a predictor whose weights have the same names and shapes (a recurrent one read over a longer history,
+            # another dropout) continues from the source's weights instead of starting afresh
+            if _same_shapes(model.predictor, source.predictor) and not set(differ) & REGROUPING_FIELDS:
                 parts += ("predictor",)
             for part in parts:
-                getattr(model, part).load_state_dict(getattr(source, part).state_dict(), strict=part != "predictor" or not added)
+                getattr(model, part).load_state_dict(getattr(source, part).state_dict())
             fresh = "the heads start afresh" if "predictor" in parts else "the predictor and heads start afresh"
-            if added:
-                fresh += f" (new predictor weights: {', '.join(sorted(added))})"
             logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; {fresh} "
                         f"(the model settings differ in {', '.join(sorted(differ))})")
         else:
@@ -86,10 +82,6 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     set_train_mode(model, cfg)
 
 
-def _added_layers(new: torch.nn.Module, old: torch.nn.Module) -> set[str] | None:
-    """The weights ``new`` has beyond ``old``'s when every one of ``old``'s is in ``new`` with the same
-    shape (an empty set: the same weights); ``None`` when they do not fit."""
-    sn, so = new.state_dict(), old.state_dict()
-    if not so.keys() <= sn.keys() or any(sn[k].shape != so[k].shape for k in so):
-        return None
-    return set(sn) - set(so)
+def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)

@@ -170,20 +170,6 @@ def _map_out(width: int, cell_dim: int) -> nn.Sequential:
     return out
 
 
-def transported(z: torch.Tensor, flow: torch.Tensor, grid: int, cell: int) -> torch.Tensor:
-    """Latent maps ``(N, G*G*C)`` (cells row by row) moved by a flow ``(N, 2, G, G)`` in cells (x, y):
-    each cell takes what lay ``flow`` behind it, bilinearly (beyond the edge, the edge cell). A moving
-    object's cells are carried as a whole rather than redrawn by additive changes, which an uncertain
-    additive prediction smears out."""
-    maps = z.view(len(z), grid, grid, cell).permute(0, 3, 1, 2)
-    axis = torch.linspace(-1.0, 1.0, grid, device=z.device, dtype=z.dtype)
-    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-    step = 2.0 / max(grid - 1, 1)
-    where = torch.stack([xs - flow[:, 0] * step, ys - flow[:, 1] * step], -1)  # (N, G, G, 2): x, y
-    moved = F.grid_sample(maps, where, mode="bilinear", padding_mode="border", align_corners=True)
-    return moved.permute(0, 2, 3, 1).reshape(len(z), -1)
-
-
 def _check_map(d: int, grid: int, cell: int, what: str) -> None:
     if d != grid * grid * cell:
         raise ValueError(f"the {what} predictor reads {grid}x{grid} maps of {cell} channels ({grid * grid * cell} numbers), "
@@ -252,8 +238,7 @@ class ConvGRUPredictor(nn.Module):
     ago, a jump of several cells that its few 3x3 layers barely reach. Here the hidden map can
     carry the object one step at a time, which is what local convolutions do well."""
 
-    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int,
-                 transport: bool = False):
+    def __init__(self, cell_dim: int, grid: int, action_dim: int, width: int, depth: int, history: int):
         super().__init__()
         self.cell, self.grid, self.history, self.width = cell_dim, grid, int(history), width
         self.actions = ActionEncoder(action_dim, width)
@@ -262,7 +247,6 @@ class ConvGRUPredictor(nn.Module):
         self.candidate = nn.Conv2d(2 * width, width, 3, padding=1)
         self.blocks = _map_blocks(width, max(depth - 1, 0))
         self.out = _map_out(width, cell_dim)
-        self.flow = _map_out(width, 2) if transport else None  # zero: nothing moves until it has learned to
 
     def _inputs(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Latents ``(B, T, G*G*C)`` and actions -> the GRU's input maps ``(B, T, width, G, G)``."""
@@ -278,15 +262,11 @@ class ConvGRUPredictor(nn.Module):
         fresh = torch.tanh(self.candidate(torch.cat([x, reset * h], 1)))
         return h + update * (fresh - h)
 
-    def _next(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Latent maps ``(N, G*G*C)`` and hidden plus input maps ``(N, width, G, G)`` -> the next
-        maps: each cell's change added to the map, moved first by the predicted flow when there is one."""
+    def _change(self, y: torch.Tensor) -> torch.Tensor:
+        """Hidden plus input maps ``(N, width, G, G)`` -> each cell's change ``(N, G*G*C)``."""
         for block in self.blocks:
             y = y + block(y)
-        change = self.out(y).permute(0, 2, 3, 1).reshape(len(y), -1)
-        if self.flow is not None:
-            z = transported(z, self.flow(y), self.grid, self.cell)
-        return z + change
+        return self.out(y).permute(0, 2, 3, 1).reshape(len(y), -1)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.run(z, actions)[0]
@@ -304,7 +284,7 @@ class ConvGRUPredictor(nn.Module):
             h = self._update(x[:, i], h)
             states.append(h)
         y = (torch.stack(states, 1) + x).reshape(b * t, self.width, self.grid, self.grid)
-        return self._next(z.reshape(b * t, d), y).view(b, t, d), h
+        return z + self._change(y).view(b, t, d), h
 
     def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
         """One step of the recurrence: latent ``(B, G*G*C)`` and action ``(B, A)`` with the hidden map

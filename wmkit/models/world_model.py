@@ -55,8 +55,6 @@ class WorldModel(nn.Module):
         d, a, w = self.latent_dim, cfg.action_dim, cfg.predictor_width
         if cfg.predictor in ("conv", "convgru") and not cfg.grid:
             raise WmkitError(f"model.predictor={cfg.predictor} predicts a latent map; set model.grid (e.g. 8) too")
-        if cfg.predictor_transport and cfg.predictor != "convgru":
-            raise WmkitError(f"model.predictor_transport works with the convgru predictor, not {cfg.predictor!r}")
         if cfg.predictor == "conv":
             self.predictor = ConvPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history,
                                            coords=cfg.predictor_coords)
@@ -74,8 +72,7 @@ class WorldModel(nn.Module):
         elif cfg.predictor == "gru":
             self.predictor = GRUPredictor(d, a, w, cfg.predictor_depth, cfg.history, cfg.dropout)
         elif cfg.predictor == "convgru":
-            self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history,
-                                              transport=cfg.predictor_transport)
+            self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv' or 'convgru'")
         if not cfg.decoder:
