@@ -271,30 +271,6 @@ def test_rollout_context_must_leave_room_in_the_window():
     check_train_config(TrainConfig(window=12, rollout_steps=4, rollout_context=8, rollout_context_min=2))
 
 
-def test_rollout_focus_weighs_the_predictions_that_are_furthest_off():
-    """``focused_loss``: 0 is the plain mean squared error; equal errors keep it; with ``focus`` = 1 a
-    prediction off by twice as much gets twice the weight, so its gradient is twice as large relative to
-    the plain loss's, and the weights carry no gradient of their own."""
-    from wmkit.config import TrainConfig
-    from wmkit.errors import WmkitError
-    from wmkit.losses import focused_loss
-    from wmkit.train import check_train_config
-
-    target = torch.zeros(1, 2, 4)
-    pred = torch.tensor([[[1.0] * 4, [2.0] * 4]], requires_grad=True)  # errors 1 and 4
-    assert focused_loss(pred, target, 0.0).item() == pytest.approx(prediction_loss(pred, target).item())
-    same = torch.ones(1, 2, 4)
-    assert focused_loss(same, target, 1.0).item() == pytest.approx(1.0)
-    loss = focused_loss(pred, target, 1.0)  # weights (1, 4) / 2.5 -> 0.4, 1.6: (0.4 * 1 + 1.6 * 4) / 2
-    assert loss.item() == pytest.approx(3.4)
-    loss.backward()
-    plain = torch.tensor([[[1.0] * 4, [2.0] * 4]], requires_grad=True)
-    prediction_loss(plain, target).backward()
-    assert torch.allclose(pred.grad, plain.grad * torch.tensor([0.4, 1.6])[None, :, None])
-    with pytest.raises(WmkitError, match="rollout_focus"):
-        check_train_config(TrainConfig(rollout_focus=-1.0))
-
-
 def test_recon_focus_weighs_the_pixels_that_move():
     """``moving_pixels`` marks the pixels of the picked frame that change within the window; with
     ``recon_focus`` the reconstruction error there counts 1 + focus times as much."""

@@ -152,11 +152,6 @@ class TrainConfig:
     ``rollout_context`` latents, so that a predictor with memory also learns to imagine from short
     histories (an evaluation that gives it fewer frames than ``rollout_context``); 0 always uses
     ``rollout_context``."""
-    rollout_focus: float = 0.0
-    """When > 0, each imagined frame of the rollout loss is weighted by its own error over the batch's mean error
-    (detached), raised to this power and normalised to mean 1: frames the predictor gets most wrong (in balls, two
-    balls meeting, a ball coming out from behind the screen) count more than the many it already predicts; 0
-    weighs every imagined frame alike."""
     inverse_weight: float = 0.0
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0

@@ -94,21 +94,6 @@ def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred.float(), target.float())
 
 
-def focused_loss(pred: torch.Tensor, target: torch.Tensor, focus: float = 0.0) -> torch.Tensor:
-    """Mean squared error of ``(B, T, D)`` predictions, each of the B x T predicted vectors weighted by
-    ``(its error / the mean error) ** focus`` (no gradient through the weights), the weights normalised to mean
-    1. ``focus`` = 0 is :func:`prediction_loss`; larger values shift the loss toward the predictions that are
-    furthest off, so rare events that cost little in the mean (a collision in a few frames) are not drowned
-    by the many frames that are easy."""
-    if focus <= 0:
-        return prediction_loss(pred, target)
-    err = ((pred.float() - target.float()) ** 2).mean(-1)  # (B, T)
-    with torch.no_grad():
-        weight = (err / err.mean().clamp_min(1e-12)) ** focus
-        weight = weight / weight.mean().clamp_min(1e-12)
-    return (weight * err).mean()
-
-
 def effective_rank(z: torch.Tensor) -> float:
     """exp(entropy) of the normalised singular values of centred ``(N, D)`` embeddings
     (Roy & Vetterli 2007): D for isotropic embeddings, near 1 when they collapse to a line."""
@@ -294,7 +279,7 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
                                                         decoded_pick)
     if rolling:
-        terms["rollout"] = focused_loss(imagined, target[:, c : c + k], cfg.rollout_focus)
+        terms["rollout"] = prediction_loss(imagined, target[:, c : c + k])
         if read is not None:  # the rollout's latents read as the states that came, as the one-step ones do
             terms["state"] = 0.5 * (terms["state"] + read(imagined, c))
     if cfg.inverse_weight > 0:

@@ -114,9 +114,6 @@ def check_train_config(cfg: TrainConfig) -> None:
     if cfg.rollout_context_min != 0 and not 1 <= cfg.rollout_context_min <= cfg.rollout_context:
         raise WmkitError(f"train config 'rollout_context_min' = {cfg.rollout_context_min}: it is the shortest context a rollout "
                          f"is drawn with, between 1 and rollout_context = {cfg.rollout_context} (or 0 to always use rollout_context)")
-    if cfg.rollout_focus < 0:
-        raise WmkitError(f"train config 'rollout_focus' = {cfg.rollout_focus}: it is the power of the rollout's error weights, "
-                         f">= 0 (0 weighs every imagined frame alike)")
     if cfg.temporal_weight > 0 and cfg.temporal_scale <= 0:
         raise WmkitError(f"train config 'temporal_scale' = {cfg.temporal_scale}: the target spread must be > 0")
     if cfg.appearance_channels < 0 or cfg.appearance_weight < 0:
