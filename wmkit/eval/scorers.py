@@ -230,11 +230,9 @@ class CopyLastScorer(Scorer):
         self.name = "copy-last frame" if ahead == 1 else f"copy the frame {ahead} back"
 
     def errors(self, frames, states, context):
-        k = self.ahead
-        _check_length(frames.shape[1], k)
-        f = self.representation(frames)
+        pred, f, scored = self.forecasts(frames, states, context)
         out = np.full(frames.shape[:2], np.nan)
-        out[:, k:] = ((f[:, k:] - f[:, :-k]) ** 2).mean(-1)
+        out[:, scored] = ((f[:, scored] - pred) ** 2).mean(-1)
         return out
 
     def forecasts(self, frames, states, context):
