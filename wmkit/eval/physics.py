@@ -137,7 +137,9 @@ def score_suite(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], expect_co
         curves = {c: scorer.errors(frames, states, c) for c in scorer.contexts}
         out[prop] = Scored(prop, groups, labels, pairs, violation, curves, scorer.separation(frames, pairs, violation, ~labels))
         if expect_context is not None:
-            out[prop].expectation = scorer.expectation(frames, states, pairs, violation, expect_context)
+            # each pair's rival: the other possible clip of its set (frame-matched sets have two)
+            rivals = [next((int(q) for q in np.flatnonzero((groups == groups[p]) & ~labels) if q != p), -1) for p, _ in pairs]
+            out[prop].expectation = scorer.expectation(frames, states, pairs, violation, expect_context, rivals)
     return out
 
 
@@ -176,7 +178,7 @@ def evaluate(scorer: Scorer, sets_by_prop: dict[str, list[VoESet]], fixed_contex
             result.setdefault("separation", {})[prop] = sc.separation
         if sc.expectation is not None:
             share, count = sc.expectation
-            result.setdefault("expectation", {})[prop] = {"share": share, "predictions": count}
+            result.setdefault("expectation", {})[prop] = {"share": share if count else None, "predictions": count}
     matched = [p for p in scored if sets_by_prop[p][0].matched]
     result["overall_properties"] = matched
     for kind in ("fixed", "best"):

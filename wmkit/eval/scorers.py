@@ -48,28 +48,36 @@ class Scorer:
         raise NotImplementedError
 
     def expectation(self, frames: np.ndarray, states: np.ndarray, pairs: np.ndarray, violation: np.ndarray,
-                    context: int) -> tuple[float, int]:
+                    context: int, rivals=None) -> tuple[float, int]:
         """Which of the two futures this scorer expected before the violation (see :func:`expectation`)."""
-        return expectation(*self.forecasts(frames, states, context), self.ahead, frames, pairs, violation)
+        return expectation(*self.forecasts(frames, states, context), self.ahead, frames, pairs, violation, context, rivals)
 
 
-def expectation(pred, rep, scored, ahead: int, frames: np.ndarray, pairs: np.ndarray, violation: np.ndarray) -> tuple[float, int]:
+def expectation(pred, rep, scored, ahead: int, frames: np.ndarray, pairs: np.ndarray, violation: np.ndarray,
+                context: int = 1, rivals=None) -> tuple[float, int]:
     """Of the predictions made from a context that ends before a pair's violation frame, of frames from
     it on where the possible and the impossible clip differ, the share nearer the possible clip's frame
     than the impossible one's (ties count one half): averaged within each pair, then over the pairs that
     have any. A pair's two clips are the same up to the violation, so each such prediction is one
     expectation compared with the two futures directly, without the frames after the violation, which
-    each clip's own later predictions have already seen. Returns ``(share, number of predictions)``;
-    ``(nan, 0)`` when no prediction qualifies (the violation comes before the shortest context ends)."""
+    each clip's own later predictions have already seen. ``rivals``: per pair, the other possible clip of
+    its matched set (or -1); a context of ``context`` frames that looks the same in both possible worlds
+    holds nothing to expect one future by (the two pairs of the set then vote for opposite futures), so
+    such predictions are left out. Returns ``(share, number of predictions)``; ``(nan, 0)`` when no
+    prediction qualifies (the violation comes before the shortest context ends)."""
     pred, rep = np.asarray(pred), np.asarray(rep)
     scored = np.asarray(scored)
+    rivals = np.full(len(pairs), -1) if rivals is None else np.asarray(rivals)
     shares, count = [], 0
-    for (p, i) in pairs:
+    for (p, i), q in zip(pairs, rivals):
         v = int(violation[p])
         votes = []
         for j, t in enumerate(scored):
             if t - ahead >= v or t < v or np.array_equal(frames[p, t], frames[i, t]):
                 continue  # the context saw the violation, or the frame comes before it, or the futures look alike
+            seen = slice(max(0, t - ahead - context + 1), t - ahead + 1)
+            if q >= 0 and np.array_equal(frames[p, seen], frames[q, seen]):
+                continue  # the context does not tell the two possible worlds apart
             near_possible = float(((pred[p, j] - rep[p, t]) ** 2).mean())
             near_impossible = float(((pred[p, j] - rep[i, t]) ** 2).mean())
             votes.append(0.5 if near_possible == near_impossible else float(near_possible < near_impossible))
@@ -200,8 +208,8 @@ class RandomNetworksScorer(Scorer):
     def separation(self, frames, pairs, violation, possible):
         return float(np.mean([s.separation(frames, pairs, violation, possible) for s in self.scorers]))
 
-    def expectation(self, frames, states, pairs, violation, context):
-        shares, counts = zip(*(s.expectation(frames, states, pairs, violation, context) for s in self.scorers))
+    def expectation(self, frames, states, pairs, violation, context, rivals=None):
+        shares, counts = zip(*(s.expectation(frames, states, pairs, violation, context, rivals) for s in self.scorers))
         return float(np.mean(shares)), counts[0]
 
 
