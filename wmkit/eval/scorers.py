@@ -63,8 +63,11 @@ def expectation(pred, rep, scored, ahead: int, frames: np.ndarray, pairs: np.nda
     each clip's own later predictions have already seen. ``rivals``: per pair, the other possible clip of
     its matched set (or -1); a context of ``context`` frames that looks the same in both possible worlds
     holds nothing to expect one future by (the two pairs of the set then vote for opposite futures), so
-    such predictions are left out. Returns ``(share, number of predictions)``; ``(nan, 0)`` when no
-    prediction qualifies (the violation comes before the shortest context ends)."""
+    such predictions are left out. Votes, unlike pairwise accuracy's summed errors, say how sharp the
+    expectation is: a prediction unsure where a ball will be spreads it thin, which lies nearer a future
+    without the ball (permanence's vanishing one) than one with it. Returns ``(share, number of
+    predictions)``; ``(nan, 0)`` when no prediction qualifies (the violation comes before the shortest
+    context ends)."""
     pred, rep = np.asarray(pred), np.asarray(rep)
     scored = np.asarray(scored)
     rivals = np.full(len(pairs), -1) if rivals is None else np.asarray(rivals)
