@@ -29,7 +29,11 @@ class Scorer:
     ahead: int = 1
 
     def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
-        raise NotImplementedError
+        """The mean squared difference of each forecast from what it is compared with (torch tensors or arrays)."""
+        pred, rep, scored = self.forecasts(frames, states, context)
+        out = np.full(frames.shape[:2], np.nan)
+        out[:, scored] = np.asarray(((pred - rep[:, scored]) ** 2).mean(-1))
+        return out
 
     def representation(self, frames: np.ndarray) -> np.ndarray | None:
         """``(N, T, F)``: what this scorer compares its predictions with, per frame; ``None`` for a
@@ -145,14 +149,6 @@ class ModelScorer(Scorer):
         return self._cache[key][1]
 
     @torch.no_grad()
-    def errors(self, frames: np.ndarray, states: np.ndarray, context: int) -> np.ndarray:
-        pred, rep, scored = self.forecasts(frames, states, context)
-        err = ((pred - rep[:, scored]) ** 2).mean(-1)
-        out = np.full(frames.shape[:2], np.nan)
-        out[:, scored] = err.numpy()
-        return out
-
-    @torch.no_grad()
     def forecasts(self, frames: np.ndarray, states: np.ndarray, context: int):
         key = (id(frames), context)
         if key not in self._forecast:
@@ -239,12 +235,6 @@ class CopyLastScorer(Scorer):
     def __init__(self, ahead: int = 1):
         self.ahead = _check_ahead(ahead)
         self.name = "copy-last frame" if ahead == 1 else f"copy the frame {ahead} back"
-
-    def errors(self, frames, states, context):
-        pred, f, scored = self.forecasts(frames, states, context)
-        out = np.full(frames.shape[:2], np.nan)
-        out[:, scored] = ((f[:, scored] - pred) ** 2).mean(-1)
-        return out
 
     def forecasts(self, frames, states, context):
         k = self.ahead
