@@ -67,7 +67,11 @@ class ModelConfig:
     from the dataset by ``wmkit train``; the rest comes from the preset."""
 
     encoder: str = "cnn"
-    """Image encoder: 'cnn' (fast on CPU) or 'vit' (patch tokens, attention-pooled)."""
+    """Image encoder: 'cnn' (fast on CPU), 'vit' (patch tokens, attention-pooled) or 'objects' (learned keypoints, each a position, a presence and an appearance code: an object-centric latent of `objects` tokens; train it with model.decoder=true and recon_weight > 0, pair it with predictor=objects)."""
+    objects: int = 12
+    """Keypoints of the 'objects' encoder (enough for every kind of object in the data, plus a few that settle on still parts of the scene)."""
+    object_appearance: int = 4
+    """Appearance numbers per keypoint of the 'objects' encoder (colour, shape, size)."""
     channels: int = 32
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128
@@ -81,7 +85,7 @@ class ModelConfig:
     vit_depth: int = 4
     """ViT transformer blocks."""
     predictor: str = "transformer"
-    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov), 'gru', 'conv' (a CNN over the latent map of model.grid; reads the last `history` maps) or 'convgru' (a convolutional GRU over the latent map: a recurrent hidden map that can carry what is out of view; reads up to `history` maps from the window's start)."""
+    """Predictor: 'transformer' (causal, action-conditioned by AdaLN), 'mlp' (Markov), 'gru', 'conv' (a CNN over the latent map of model.grid; reads the last `history` maps), 'convgru' (a convolutional GRU over the latent map: a recurrent hidden map that can carry what is out of view; reads up to `history` maps from the window's start), or 'objects' (one GRU state per keypoint of the objects encoder, with attention and pairwise interactions between them)."""
     predictor_width: int = 256
     """Hidden width of the predictor."""
     predictor_depth: int = 2
@@ -156,6 +160,8 @@ class TrainConfig:
     """Weight of the inverse-dynamics term (predict a_t from z_t, z_t+1); 0 turns it off."""
     recon_weight: float = 0.0
     """Weight of an auxiliary reconstruction of one frame per window from its latent (through a pixel decoder), so the encoder is asked to keep what the frame shows, not only what predicts the next latent; 0 turns it off."""
+    recon_frames: int = 1
+    """Frames of each window the reconstruction decodes (different ones, drawn at random): 1 keeps the decoder's cost a fraction of the encoder's; more suits a decoder as cheap as the encoder (the objects encoder's blobs), whose training is mostly reconstruction."""
     recon_focus: float = 0.0
     """Extra weight, in the reconstruction, of the pixels that change within the window (what moves): each such pixel counts 1 + recon_focus times a still one, so a few small moving things are not outweighed by a large still background; 0 weighs all pixels alike."""
     state_weight: float = 0.0

@@ -152,8 +152,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     # cell, so that regions, not whole maps, are pushed toward an isotropic Gaussian
     cell = model.cfg.embed_dim
     shown = cell - cfg.appearance_channels  # the channels the motion-driven terms see; the rest hold appearance
-    flat = z.reshape(-1, cell)[:, :shown]
-    if cfg.regularizer == "sigreg":
+    flat = z.reshape(-1, cell)[:, :shown] if model.cfg.encoder != "objects" else z.reshape(-1, z.shape[-1])
+    if cfg.regularizer == "sigreg" and cfg.sigreg_weight > 0:
         terms["sigreg"] = sigreg(subsample(flat, cfg.sigreg_samples, generator), cfg.sigreg_projections, cfg.sigreg_knots, generator)
     elif cfg.regularizer == "vicreg":
         terms["vic_var"], terms["vic_cov"] = vicreg_terms(flat)
@@ -173,15 +173,18 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         # one frame per window (a different one per window, drawn from the generator) keeps the
         # decoder's cost a fraction of the encoder's
         b, t = z.shape[:2]
-        pick = torch.randint(0, t, (b,), generator=generator).to(z.device)
+        if cfg.recon_frames <= 1:
+            picks = [torch.randint(0, t, (b,), generator=generator).to(z.device)]
+        else:  # several different frames of each window
+            picks = list(torch.rand(b, t, generator=generator).argsort(1)[:, : min(cfg.recon_frames, t)].to(z.device).T)
         rows = torch.arange(b, device=z.device)
-        frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
-        err = (model.decode(z[rows, pick]) - frames) ** 2
-        if cfg.recon_focus > 0:
-            weight = 1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick)[:, None]
-            terms["recon"] = (weight * err).sum() / (weight.sum() * err.shape[1])
-        else:
-            terms["recon"] = err.mean()
+        total, norm = 0.0, 0.0
+        for pick in picks:
+            frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
+            err = (model.decode(z[rows, pick]) - frames) ** 2
+            weight = 1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick)[:, None] if cfg.recon_focus > 0 else torch.ones_like(err[:, :1])
+            total, norm = total + (weight * err).sum(), norm + weight.sum() * err.shape[1]
+        terms["recon"] = total / norm
     return terms, z
 
 

@@ -87,6 +87,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'sigreg_samples' = {cfg.sigreg_samples}: SIGReg needs at least 2 latent vectors")
     if cfg.cache_latents:
         check_cache_config(cfg)
+    if cfg.recon_frames < 1:
+        raise WmkitError(f"train config 'recon_frames' = {cfg.recon_frames}: the reconstruction decodes at least 1 frame per window")
     if cfg.recon_focus < 0:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
     if cfg.pred_decoded_weight < 0:
@@ -201,6 +203,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.appearance_channels >= mcfg.embed_dim:
         raise WmkitError(f"train config 'appearance_channels' = {tcfg.appearance_channels} leaves no channel of the "
                          f"model.embed_dim = {mcfg.embed_dim} for motion; choose fewer than {mcfg.embed_dim} (0 turns it off)")
+    if mcfg.encoder == "objects" and (tcfg.temporal_weight > 0 or tcfg.appearance_channels):
+        raise WmkitError("temporal_weight and appearance_channels treat the latent as cells of model.embed_dim channels; an "
+                         "object latent (model.encoder=objects) is keypoint tokens: set temporal_weight=0 appearance_channels=0")
     keys = tuple(mcfg.obs_keys)
     train_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "train", tcfg.val_fraction, keys)
     val_set = WindowDataset(store, tcfg.window, tcfg.frame_skip, "val", tcfg.val_fraction, keys)

@@ -22,6 +22,7 @@ from ..config import ModelConfig
 from ..errors import WmkitError
 from .encoders import ConvEncoder, MapDecoder, PixelDecoder, ViTEncoder
 from .norm import GlobalBatchNorm1d, calibrate
+from .objects import BlobDecoder, ObjectEncoder, ObjectPredictor
 from .predictors import ConvGRUPredictor, ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
 
 
@@ -46,12 +47,19 @@ class WorldModel(nn.Module):
             self.encoder = ConvEncoder(cfg.image_size, cfg.channels, feat, keys, cfg.proprio_dim, cfg.keypoints, cfg.grid)
         elif cfg.encoder == "vit":
             self.encoder = ViTEncoder(cfg.image_size, cfg.patch_size, cfg.channels * 4, cfg.vit_depth, feat, keys, cfg.proprio_dim)
+        elif cfg.encoder == "objects":
+            self.encoder = ObjectEncoder(cfg.image_size, cfg.objects, cfg.object_appearance, keys, cfg.channels)
         else:
-            raise WmkitError(f"unknown encoder {cfg.encoder!r}; expected 'cnn' or 'vit'")
+            raise WmkitError(f"unknown encoder {cfg.encoder!r}; expected 'cnn', 'vit' or 'objects'")
         if cfg.keypoints and cfg.encoder != "cnn":
             raise WmkitError(f"model.keypoints works with the cnn encoder, not {cfg.encoder!r}; set model.keypoints=0")
-        self.projector = nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim))
-        # the projector maps each cell's feature alike; the BatchNorm's statistics pool over cells
+        if (cfg.encoder == "objects") != (cfg.predictor == "objects"):
+            raise WmkitError(f"model.encoder=objects and model.predictor=objects go together (an object latent is a set of "
+                             f"keypoint tokens), got encoder={cfg.encoder!r} and predictor={cfg.predictor!r}")
+        # the projector maps each cell's feature alike; the BatchNorm's statistics pool over cells.
+        # An object latent is used as the encoder gives it: its numbers are positions and presences
+        self.projector = (nn.Sequential() if cfg.encoder == "objects" else
+                          nn.Sequential(nn.GELU(), nn.Linear(feat, cfg.embed_dim), GlobalBatchNorm1d(cfg.embed_dim)))
         d, a, w = self.latent_dim, cfg.action_dim, cfg.predictor_width
         if cfg.predictor in ("conv", "convgru") and not cfg.grid:
             raise WmkitError(f"model.predictor={cfg.predictor} predicts a latent map; set model.grid (e.g. 8) too")
@@ -73,10 +81,14 @@ class WorldModel(nn.Module):
             self.predictor = GRUPredictor(d, a, w, cfg.predictor_depth, cfg.history, cfg.dropout)
         elif cfg.predictor == "convgru":
             self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
+        elif cfg.predictor == "objects":
+            self.predictor = ObjectPredictor(cfg.objects, cfg.object_appearance, a, w, cfg.predictor_heads, cfg.history)
         else:
-            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv' or 'convgru'")
+            raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv', 'convgru' or 'objects'")
         if not cfg.decoder:
             self.decoder = None
+        elif cfg.encoder == "objects":  # blobs at the keypoints
+            self.decoder = BlobDecoder(cfg.image_size, cfg.objects, cfg.object_appearance)
         elif cfg.grid:  # a latent map: each cell decodes its own region
             self.decoder = MapDecoder(cfg.image_size, cfg.grid, cfg.embed_dim)
         else:
@@ -98,7 +110,10 @@ class WorldModel(nn.Module):
 
     @property
     def latent_dim(self) -> int:
-        """Numbers per frame's latent: ``embed_dim``, or ``grid * grid * embed_dim`` for a latent map."""
+        """Numbers per frame's latent: ``embed_dim``, ``grid * grid * embed_dim`` for a latent map, or
+        ``objects * (3 + object_appearance)`` for an object latent."""
+        if self.cfg.encoder == "objects":
+            return self.cfg.objects * (3 + self.cfg.object_appearance)
         return self.cfg.embed_dim * max(self.cfg.grid, 1) ** 2
 
     @property
@@ -135,6 +150,8 @@ class WorldModel(nn.Module):
         input over ``observations`` (an iterable of observation dicts as :meth:`encode` takes, or
         one dict), pooled over every process. Afterwards evaluation mode encodes these frames as
         training mode encodes them in one batch."""
+        if not len(self.projector):  # an object latent has no statistics to set
+            return
         if isinstance(observations, dict):
             observations = [observations]
         features = [self.projector[:-1](self._encoder_features(obs)[0]) for obs in observations]  # per cell with a grid

@@ -1,0 +1,144 @@
+"""The object-centric latent (model.encoder=objects, model.predictor=objects)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wmkit.config import ModelConfig
+from wmkit.errors import WmkitError
+from wmkit.losses import moving_pixels
+from wmkit.models import WorldModel
+from wmkit.models.encoders import pixels
+from wmkit.models.objects import BlobDecoder, ObjectEncoder, ObjectPredictor, unpack
+
+
+def _cfg(**kw):
+    base = dict(encoder="objects", predictor="objects", decoder=True, objects=3, object_appearance=2, channels=8,
+                predictor_width=16, predictor_heads=2, history=6, image_size=32)
+    return ModelConfig(**{**base, **kw})
+
+
+def test_tokens_are_scaled_by_presence_and_decode_back():
+    torch.manual_seed(0)
+    enc = ObjectEncoder(32, num=3, appearance=2, keys=("rgb",), width=8)
+    frames = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    z = enc({"rgb": frames})
+    assert z.shape == (5, 3 * 5)
+    tok = z.view(5, 3, 5)
+    g = tok[..., 2]
+    assert torch.all((g > 0) & (g < 1)) and torch.all(tok[..., :2].abs() <= g[..., None] + 1e-6)
+    x, y, g2, look = unpack(z, 3, 2)
+    assert torch.allclose(g2, g) and x.abs().max() <= 1 + 1e-5 and look.shape == (5, 3, 2)
+    assert BlobDecoder(32, 3, 2)(z).shape == (5, 3, 32, 32)
+    with pytest.raises(WmkitError, match="15 numbers, got 14"):
+        unpack(z[:, :-1], 3, 2)
+
+
+def test_predictor_runs_in_parts_as_a_whole_and_starts_as_copy_last():
+    torch.manual_seed(0)
+    pred = ObjectPredictor(3, 2, action_dim=2, width=16, heads=2, history=8)
+    z, a = torch.randn(4, 7, 15), torch.randn(4, 7, 2)
+    assert torch.equal(pred(z, a), z)  # a fresh predictor's output layer is zero: it predicts no change
+    for p in pred.out[-1].parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    whole = pred(z, a)
+    first, state = pred.run(z[:, :3], a[:, :3])
+    rest, _ = pred.run(z[:, 3:], a[:, 3:], state)
+    torch.testing.assert_close(torch.cat([first, rest], 1), whole)
+    one, _ = pred.step(z[:, 0], a[:, 0])
+    torch.testing.assert_close(one, whole[:, 0])
+    assert not torch.allclose(pred(z, -a), whole)  # the actions condition the prediction
+
+
+def test_world_model_with_an_object_latent():
+    model = WorldModel(_cfg())
+    assert model.latent_dim == 15 and len(model.projector) == 0
+    frames = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
+    z = model.encode(frames)
+    assert z.shape == (2, 5, 15)
+    model.calibrate({"rgb": frames})  # nothing to set: no error
+    assert model.rollout(z, torch.zeros(2, 4, 0)).shape == (2, 4, 15)
+    assert model.decode(z).shape == (2, 5, 3, 32, 32)
+    with pytest.raises(WmkitError, match="go together"):
+        WorldModel(_cfg(predictor="gru"))
+    with pytest.raises(WmkitError, match="divisible by 4"):
+        WorldModel(_cfg(image_size=30))
+
+
+def test_a_keypoint_learns_to_follow_a_ball():
+    """Reconstruction alone, on frames of one red disk at random places: after training, one
+    keypoint's position tells where the disk is (R^2 > 0.9 on new frames), with its presence high."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    size = 32
+
+    def frames(n):
+        centres = rng.uniform(5, size - 5, (n, 2))
+        yy, xx = np.mgrid[:size, :size]
+        disk = ((xx[None] - centres[:, 0, None, None]) ** 2 + (yy[None] - centres[:, 1, None, None]) ** 2) <= 3.5**2
+        img = np.full((n, size, size, 3), (30, 30, 38), np.uint8)
+        img[disk] = (230, 70, 60)
+        return torch.from_numpy(img).permute(0, 3, 1, 2).contiguous(), centres
+
+    enc, dec = ObjectEncoder(size, num=2, appearance=1, keys=("rgb",), width=16), BlobDecoder(size, 2, 1, width=24)
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=3e-3)
+    for _ in range(300):
+        rgb, _ = frames(32)
+        target = pixels(rgb)
+        weight = 1.0 + 20.0 * (rgb[:, :1] > 100).float()  # the disk's pixels count more, as recon_focus does
+        loss = (weight * (dec(enc({"rgb": rgb})) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    rgb, centres = frames(200)
+    with torch.no_grad():
+        x, y, g, _ = unpack(enc({"rgb": rgb}), 2, 1)
+    truth = centres / (size - 1) * 2 - 1  # pixel centres -> [-1, 1]
+    best = []
+    for k in range(2):
+        r2 = [1 - np.mean((c.numpy() - np.polyval(np.polyfit(c.numpy(), t, 1), c.numpy())) ** 2) / np.var(t)
+              for c, t in ((x[:, k], truth[:, 0]), (y[:, k], truth[:, 1]))]
+        best.append((min(r2), float(g[:, k].mean())))
+    r2, presence = max(best)
+    assert r2 > 0.9 and presence > 0.5, best
+
+
+def test_recon_frames_decodes_several_frames_per_window():
+    """recon_frames = the window's length: the term is the reconstruction error of every frame."""
+    from wmkit.config import TrainConfig
+    from wmkit.losses import world_model_losses
+
+    torch.manual_seed(0)
+    model = WorldModel(_cfg())
+    rgb = torch.randint(0, 256, (3, 4, 3, 32, 32), dtype=torch.uint8)
+    batch = {"rgb": rgb, "actions": torch.zeros(3, 4, 0)}
+    cfg = TrainConfig(recon_weight=1.0, recon_frames=4, sigreg_weight=0.0, rollout_steps=0)
+    terms, z = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+    assert "sigreg" not in terms  # weight 0: not computed (an object latent is not a set of embed_dim cells)
+    torch.testing.assert_close(terms["recon"], ((model.decode(z) - pixels(rgb)) ** 2).mean())
+    one, _ = world_model_losses(model, batch, TrainConfig(recon_weight=1.0, sigreg_weight=0.0, rollout_steps=0),
+                                torch.Generator().manual_seed(0))
+    assert not torch.allclose(one["recon"], terms["recon"])  # the default: one frame per window
+
+
+def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, capsys):
+    from wmkit.cli import main
+
+    data, run = tmp_path / "balls", tmp_path / "run"
+    assert main(["collect", "--preset", "debug", "--env", "balls", "--params", json.dumps({"num_balls": 2}), "--out", str(data)]) == 0
+    common = ["model.encoder=objects", "model.predictor=objects", "sigreg_weight=0"]
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(run), "max_steps=3", "model.decoder=true", "recon_weight=10",
+                 "recon_focus=20", "recon_frames=2", *common]) == 0
+    # the README's second stage: the encoder frozen, its latents stored, the predictor trained on them
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "pred"), "max_steps=3",
+                 f"init_from={run}", "freeze_encoder=true", "cache_latents=true", *common]) == 0
+    out = tmp_path / "physics.json"
+    assert main(["eval", "physics", "--ckpt", str(tmp_path / "pred"), "--sets", "2", "--length", "12", "--bootstrap", "0",
+                 "--properties", "permanence", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["results"][0]["name"] == str(tmp_path / "pred") and result["results"][0]["contexts"]
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "temporal_weight=1", *common]) == 2
+    assert "set temporal_weight=0 appearance_channels=0" in capsys.readouterr().err

@@ -1,0 +1,193 @@
+"""An object-centric latent: learned keypoints with a presence gate and an appearance code.
+
+    model.encoder=objects model.predictor=objects model.decoder=true      # + recon_weight > 0 to train it
+
+:class:`ObjectEncoder` scores every cell of a half-resolution feature map for each of ``K`` keypoints;
+a softmax over the cells gives the keypoint's position ``(x, y)`` in [-1, 1] (its mean, at sub-cell
+precision), the highest score its presence ``g`` in (0, 1), and the same softmax weighs a 1x1
+feature map into an appearance code ``a`` of ``A`` numbers in (-1, 1). The latent of a frame is the
+``K`` tokens ``[g x, g y, g, g a]``, flattened: a keypoint that finds nothing (a ball of a colour
+the scene does not hold, or one behind a screen) is all zeros rather than a position at random.
+
+:class:`BlobDecoder` paints a frame from the latent alone: each keypoint becomes a Gaussian blob
+(scaled by its presence) carrying its appearance code, on a quarter-resolution grid, and a few 3x3
+convolutions turn the blobs into each 4x4 patch's pixels. Trained together by reconstruction
+(``recon_weight``, ``recon_focus`` so that small moving things count), the keypoints settle on what
+the decoder needs placed: on ``balls``, one per ball colour and a few along the screen.
+
+:class:`ObjectPredictor` keeps one GRU state per keypoint. At every step the tokens first attend to
+each other (what each object does depends on the others), the GRU updates, and then an interaction
+layer passes a message along every ordered pair of keypoints from both states and their offset
+(where two balls meet, the offset decides the bounce); each token's change is read from its state.
+A ball behind a screen is a zero token, and its state carries where it is.
+
+Why: a latent map trained by mean squared error smears a ball it is unsure about over several cells,
+and two meeting balls into one blob (BENCHMARKS.md). Keypoint coordinates average instead, and each
+ball keeps its own token through occlusion and contact.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import WmkitError
+from .encoders import image_input
+from .predictors import ActionEncoder
+
+SIGMA = 0.1  # a blob's spread in [-1, 1] image units (a ball's radius is 0.1-0.16 of them on balls)
+
+
+def _ramp(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell-centre coordinates of an ``n x n`` grid over [-1, 1]: ``(x, y)`` maps ``(n, n)``."""
+    r = torch.linspace(-1.0, 1.0, n)
+    gy, gx = torch.meshgrid(r, r, indexing="ij")
+    return gx.contiguous(), gy.contiguous()
+
+
+def token_size(appearance: int) -> int:
+    return 3 + appearance
+
+
+def unpack(z: torch.Tensor, num: int, appearance: int):
+    """Latents ``(N, K * (3 + A))`` -> position ``x``, ``y`` ``(N, K)``, presence ``g`` ``(N, K)`` and
+    appearance ``(N, K, A)``, undoing the presence scaling (a token with ``g`` below 0.05 is read at ``g`` = 0.05)."""
+    d = token_size(appearance)
+    if z.shape[-1] != num * d:
+        raise WmkitError(f"an object latent of {num} keypoints with {appearance} appearance numbers has {num * d} numbers, "
+                         f"got {z.shape[-1]}")
+    tok = z.reshape(-1, num, d)
+    g = tok[..., 2].clamp(0.0, 1.0)
+    scale = tok[..., 2:3].clamp_min(0.05)
+    xy = tok[..., :2] / scale
+    return xy[..., 0], xy[..., 1], g, tok[..., 3:] / scale
+
+
+class ObjectEncoder(nn.Module):
+    """Frames -> ``(N, K * (3 + A))`` object tokens (see the module docstring)."""
+
+    def __init__(self, image_size: int, num: int, appearance: int, keys: tuple[str, ...], width: int = 32):
+        super().__init__()
+        if num < 1 or appearance < 0:
+            raise WmkitError(f"model.objects must be >= 1 and model.object_appearance >= 0, got {num} and {appearance}")
+        if image_size % 4:
+            raise WmkitError(f"the objects encoder needs an image size divisible by 4, got {image_size}")
+        if tuple(keys) != ("rgb",):
+            raise WmkitError(f"the objects encoder reads rgb alone; set obs_keys=rgb (got {list(keys)})")
+        self.keys, self.num, self.appearance = tuple(keys), num, appearance
+        self.body = nn.Sequential(nn.Conv2d(3, width // 2, 3, 2, 1), nn.GELU(), nn.Conv2d(width // 2, width, 3, 1, 1), nn.GELU(),
+                                  nn.Conv2d(width, width, 3, 1, 1), nn.GELU())
+        self.score = nn.Conv2d(width, num, 1)
+        self.look = nn.Conv2d(width, appearance, 1) if appearance else None
+        gx, gy = _ramp(image_size // 2)
+        self.register_buffer("gx", gx.flatten(), persistent=False)
+        self.register_buffer("gy", gy.flatten(), persistent=False)
+        self.channels_last = False  # set by the trainer
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = image_input(obs, self.keys)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        f = self.body(x)
+        logits = self.score(f).float().flatten(2)  # (N, K, cells)
+        p = logits.softmax(-1)
+        g = torch.sigmoid(logits.amax(-1))
+        parts = [g * (p * self.gx).sum(-1), g * (p * self.gy).sum(-1), g]
+        tok = torch.stack(parts, -1)
+        if self.look is not None:
+            look = torch.tanh(torch.einsum("nkc,nac->nka", p, self.look(f).float().flatten(2)))
+            tok = torch.cat([tok, g[..., None] * look], -1)
+        return tok.flatten(1)
+
+
+class BlobDecoder(nn.Module):
+    """Object latent ``(N, K * (3 + A))`` -> RGB frame in [-1, 1] (see the module docstring)."""
+
+    def __init__(self, image_size: int, num: int, appearance: int, width: int = 48):
+        super().__init__()
+        if image_size % 4:
+            raise WmkitError(f"the blob decoder needs an image size divisible by 4, got {image_size}")
+        self.num, self.appearance, self.side = num, appearance, image_size // 4
+        c_in = num * (1 + appearance) + 2
+        self.body = nn.Sequential(nn.Conv2d(c_in, width, 3, 1, 1), nn.GELU(), nn.Conv2d(width, width, 3, 1, 1), nn.GELU(),
+                                  nn.Conv2d(width, width, 3, 1, 1), nn.GELU(), nn.Conv2d(width, 3 * 16, 1), nn.PixelShuffle(4))
+        gx, gy = _ramp(self.side)
+        self.register_buffer("gx", gx, persistent=False)
+        self.register_buffer("gy", gy, persistent=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        kx, ky, g, look = unpack(z, self.num, self.appearance)
+        n, s = len(kx), self.side
+        blob = torch.exp(-((self.gx - kx[..., None, None]) ** 2 + (self.gy - ky[..., None, None]) ** 2) / (2 * SIGMA**2))
+        blob = blob * g[..., None, None]  # (N, K, s, s)
+        feats = [blob, (blob[:, :, None] * look[..., None, None]).flatten(1, 2)] if self.appearance else [blob]
+        x = torch.cat([*feats, self.gx.expand(n, 1, s, s), self.gy.expand(n, 1, s, s)], 1)
+        return torch.tanh(self.body(x))
+
+
+class ObjectPredictor(nn.Module):
+    """Next object latent from one GRU state per keypoint (see the module docstring). The same
+    ``run`` / ``step`` interface as the conv-GRU predictor: a window longer than ``history`` is refused
+    by :meth:`WorldModel.predict`, and running a window in two parts gives :meth:`forward`'s outputs."""
+
+    def __init__(self, num: int, appearance: int, action_dim: int, width: int, heads: int, history: int):
+        super().__init__()
+        if width % heads:
+            raise WmkitError(f"model.predictor_width={width} must be divisible by model.predictor_heads={heads}")
+        self.num, self.size, self.width, self.history = num, token_size(appearance), width, int(history)
+        self.inp = nn.Linear(self.size, width)
+        self.ident = nn.Parameter(torch.randn(num, width) * 0.1)  # which keypoint: each has its own role
+        self.actions = ActionEncoder(action_dim, width)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.cell = nn.GRUCell(width, width)
+        # the pair message MLP's first layer, split so that it costs a matrix product per keypoint,
+        # not per pair; its second layer is linear, so it is applied after the mean over partners
+        self.edge_self, self.edge_other = nn.Linear(width, width), nn.Linear(width, width, bias=False)
+        self.edge_offset, self.edge_out = nn.Linear(3, width, bias=False), nn.Linear(width, width)
+        self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, self.size))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def _step(self, z: torch.Tensor, cond: torch.Tensor, h: torch.Tensor | None):
+        b = len(z)
+        tok = z.reshape(b, self.num, self.size)
+        u = self.inp(tok) + self.ident + cond[:, None]
+        if h is not None:
+            u = u + h
+        v = self.norm1(u)
+        u = u + self.attn(v, v, v, need_weights=False)[0]
+        u = u + self.mlp(self.norm2(u))
+        prev = u.new_zeros(b * self.num, self.width) if h is None else h.reshape(-1, self.width)
+        h = self.cell(u.reshape(-1, self.width), prev).view(b, self.num, self.width)
+        q = self.norm3(h)
+        scale = tok[..., 2:3].clamp_min(0.05)
+        xy, g = tok[..., :2] / scale, tok[..., 2]
+        offset = torch.cat([xy[:, :, None] - xy[:, None], (g[:, :, None] * g[:, None])[..., None]], -1)  # (b, K, K, 3)
+        e = F.gelu(self.edge_self(q)[:, :, None] + self.edge_other(q)[:, None] + self.edge_offset(offset))
+        y = h + self.edge_out(e.mean(2))
+        return z + self.out(y).flatten(1), h
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.run(z, actions)[0]
+
+    def run(self, z: torch.Tensor, actions: torch.Tensor, state=None):
+        """The recurrence over a window ``(B, T, K * (3 + A))`` from the states after the steps before
+        (``None`` at the start) -> (next latents ``(B, T, ...)``, the states after the window)."""
+        b, t, d = z.shape
+        if d != self.num * self.size:
+            raise WmkitError(f"the objects predictor takes latents of {self.num} tokens x {self.size} = {self.num * self.size} "
+                             f"numbers, got {d}")
+        cond = self.actions(actions, (b, t))
+        out, h = [], state
+        for i in range(t):
+            nxt, h = self._step(z[:, i], cond[:, i], h)
+            out.append(nxt)
+        return torch.stack(out, 1), h
+
+    def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
+        """One step: latent ``(B, D)`` and action ``(B, A)`` with the states so far -> (next latent, new states)."""
+        out, state = self.run(z[:, None], action[:, None], state)
+        return out[:, 0], state
