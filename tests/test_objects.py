@@ -129,8 +129,8 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     data, run = tmp_path / "balls", tmp_path / "run"
     assert main(["collect", "--preset", "debug", "--env", "balls", "--params", json.dumps({"num_balls": 2}), "--out", str(data)]) == 0
     common = ["model.encoder=objects", "model.predictor=objects", "sigreg_weight=0"]
-    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(run), "max_steps=3", "model.decoder=true", "recon_weight=10",
-                 "recon_focus=20", "recon_frames=2", *common]) == 0
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(run), "max_steps=3", "model.decoder=true",
+                 "recon_weight=10", "recon_focus=20", "recon_frames=2", *common]) == 0
     # the README's second stage: the encoder frozen, its latents stored, the predictor trained on them
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "pred"), "max_steps=3",
                  f"init_from={run}", "freeze_encoder=true", "cache_latents=true", *common]) == 0

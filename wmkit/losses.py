@@ -182,7 +182,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         for pick in picks:
             frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
             err = (model.decode(z[rows, pick]) - frames) ** 2
-            weight = 1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick)[:, None] if cfg.recon_focus > 0 else torch.ones_like(err[:, :1])
+            weight = (1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick)[:, None] if cfg.recon_focus > 0
+                      else torch.ones_like(err[:, :1]))
             total, norm = total + (weight * err).sum(), norm + weight.sum() * err.shape[1]
         terms["recon"] = total / norm
     return terms, z
