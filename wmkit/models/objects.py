@@ -13,7 +13,8 @@ the scene does not hold, or one behind a screen) is all zeros rather than a posi
 (scaled by its presence) carrying its appearance code, on a quarter-resolution grid, and a few 3x3
 convolutions turn the blobs into each 4x4 patch's pixels. Trained together by reconstruction
 (``recon_weight``, ``recon_focus`` so that small moving things count), the keypoints settle on what
-the decoder needs placed: on ``balls``, one per ball colour and a few along the screen.
+the decoder needs placed: on ``balls``, given enough training (BENCHMARKS.md), one per ball colour and a
+few along the screen; with too little, a rarer colour may get none.
 
 :class:`ObjectPredictor` keeps one GRU state per keypoint. At every step the tokens first attend to
 each other (what each object does depends on the others), the GRU updates, and then an interaction
