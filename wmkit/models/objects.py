@@ -164,8 +164,8 @@ class ObjectPredictor(nn.Module):
         prev = u.new_zeros(b * self.num, self.width) if h is None else h.reshape(-1, self.width)
         h = self.cell(u.reshape(-1, self.width), prev).view(b, self.num, self.width)
         q = self.norm3(h)
-        x, y = unpack(z, self.num, self.size - 3)[:2]
-        xy, g = torch.stack([x, y], -1), tok[..., 2]
+        kx, ky = unpack(z, self.num, self.size - 3)[:2]
+        xy, g = torch.stack([kx, ky], -1), tok[..., 2]
         offset = torch.cat([xy[:, :, None] - xy[:, None], (g[:, :, None] * g[:, None])[..., None]], -1)  # (b, K, K, 3)
         e = F.gelu(self.edge_self(q)[:, :, None] + self.edge_other(q)[:, None] + self.edge_offset(offset))
         y = h + self.edge_out(e.mean(2))
