@@ -123,6 +123,36 @@ def test_recon_frames_decodes_several_frames_per_window():
     assert not torch.allclose(one["recon"], terms["recon"])  # the default: one frame per window
 
 
+def test_pred_weight_zero_trains_the_encoder_by_reconstruction_alone():
+    """pred_weight=0 with rollout_weight=0: the prediction error is still reported, but no gradient of it
+    reaches the encoder or the predictor (an autoencoder stage, whose keypoints the prediction loss
+    would pull toward what stands still)."""
+    from wmkit.config import TrainConfig
+    from wmkit.losses import loss_weights, world_model_losses
+
+    torch.manual_seed(0)
+    model = WorldModel(_cfg())
+    rgb = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    batch = {"rgb": rgb, "actions": torch.zeros(2, 4, 0)}
+    for pred_weight, predictor_learns in ((1.0, True), (0.0, False)):
+        cfg = TrainConfig(recon_weight=1.0, sigreg_weight=0.0, rollout_weight=0.0, pred_weight=pred_weight)
+        model.zero_grad()
+        terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+        weights = loss_weights(cfg)
+        assert terms["pred"] > 0
+        sum(weights[k] * v for k, v in terms.items()).backward()
+        moved = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.predictor.parameters()]
+        assert any(moved) == predictor_learns
+        assert all(p.grad is not None for p in model.encoder.parameters())
+    # with the prediction term off, the encoder's gradient is the reconstruction's alone
+    grads = [p.grad.clone() for p in model.encoder.parameters()]
+    model.zero_grad()
+    terms, _ = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+    terms["recon"].backward()
+    for a, p in zip(grads, model.encoder.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
 def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, capsys):
     from wmkit.cli import main
 
@@ -130,7 +160,7 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["collect", "--preset", "debug", "--env", "balls", "--params", json.dumps({"num_balls": 2}), "--out", str(data)]) == 0
     common = ["model.encoder=objects", "model.predictor=objects", "sigreg_weight=0"]
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(run), "max_steps=3", "model.decoder=true",
-                 "recon_weight=10", "recon_focus=20", "recon_frames=2", *common]) == 0
+                 "recon_weight=10", "recon_focus=20", "recon_frames=2", "pred_weight=0", "rollout_weight=0", *common]) == 0
     # the README's second stage: the encoder frozen, its latents stored, the predictor trained on them
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "pred"), "max_steps=3",
                  f"init_from={run}", "freeze_encoder=true", "cache_latents=true", *common]) == 0
@@ -142,3 +172,6 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "temporal_weight=1", *common]) == 2
     assert "set temporal_weight=0 appearance_channels=0" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "pred_weight=-1", *common]) == 2
+    assert "'pred_weight' = -1.0: a loss weight must be >= 0" in capsys.readouterr().err

@@ -335,7 +335,7 @@ class WorldModelObjective(torch.nn.Module):
 
 def loss_weights(cfg) -> dict[str, float]:
     """The weight of every term :func:`world_model_losses` can return."""
-    return {"pred": 1.0, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
+    return {"pred": cfg.pred_weight, "rollout": cfg.rollout_weight, "sigreg": cfg.sigreg_weight,
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
             "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
             "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0,
