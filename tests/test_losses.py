@@ -286,6 +286,17 @@ def test_recon_focus_weighs_the_pixels_that_move():
     rgb[0, :, 2, 6, 6] = 250  # a still bright pixel is not moving
     mask = moving_pixels(rgb, torch.tensor([1]))[0]
     assert mask[2:4, 0:4].all() and mask.sum() == 8 and mask[6, 6] == 0
+    # from the window's median frame: in 3 frames the slow square covers columns 1 and 2 in 2 of them, so it
+    # sits in the median there, and frame 0 is marked where it is alone (column 0) and where it is not (column 2)
+    median = moving_pixels(rgb, torch.tensor([0]), reference="median")[0]
+    assert median[2:4, 0].all() and median[2:4, 2].all() and median.sum() == 4 and median[6, 6] == 0
+    long = torch.zeros(1, 8, 3, 8, 8, dtype=torch.uint8)
+    for t in range(8):  # a 2x2 square passing over in 8 frames: each pixel is covered in at most 2 of them
+        long[0, t, 0, 2:4, t // 2 * 2 : t // 2 * 2 + 2] = 200
+    assert moving_pixels(long, torch.tensor([5]), reference="median")[0][2:4, 4:6].all()
+    assert moving_pixels(long, torch.tensor([5]), reference="median").sum() == 4
+    with pytest.raises(ValueError, match="'window' or 'median'"):
+        moving_pixels(rgb, torch.tensor([0]), reference="mean")
 
     model = WorldModel(ModelConfig(action_dim=0, decoder=True, grid=4, embed_dim=4, predictor="conv", image_size=32,
                                    channels=8, predictor_width=8, predictor_depth=1, history=2))
@@ -306,6 +317,8 @@ def test_recon_focus_weighs_the_pixels_that_move():
     assert recon(recon_focus=3.0) == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(WmkitError, match="recon_focus"):
         check_train_config(TrainConfig(recon_focus=-1.0))
+    with pytest.raises(WmkitError, match="'recon_focus_from' = 'episode': expected 'window' or 'median'"):
+        check_train_config(TrainConfig(recon_focus_from="episode"))
 
 
 def test_decoded_prediction_error_weighs_what_moves_and_reaches_only_the_prediction():

@@ -166,6 +166,8 @@ class TrainConfig:
     """Frames of each window the reconstruction decodes (different ones, drawn at random): 1 keeps the decoder's cost a fraction of the encoder's; more suits a decoder as cheap as the encoder (the objects encoder's blobs), whose training is mostly reconstruction."""
     recon_focus: float = 0.0
     """Extra weight, in the reconstruction, of the pixels that change within the window (what moves): each such pixel counts 1 + recon_focus times a still one, so a few small moving things are not outweighed by a large still background; 0 weighs all pixels alike."""
+    recon_focus_from: str = "window"
+    """Which pixels recon_focus weighs: 'window', those that differ from the same pixel in some frame of the window (a moving thing's edges in short windows, and where it is at other times); 'median', those that differ from the window's per-pixel median frame: the whole of each moving thing where it is now, in windows long enough (about 8 frames on balls) that it leaves the pixels it covers."""
     state_weight: float = 0.0
     """Weight of the predicted-state term: a readout head learns the recorded state from the target latents (their
     gradient stops there: the representation is not changed by it), and the predictor's latents, one step ahead and

@@ -182,7 +182,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         for pick in picks:
             frames = pixels(obs["rgb"][rows, pick])  # (B, 3, H, W)
             err = (model.decode(z[rows, pick]) - frames) ** 2
-            weight = (1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick)[:, None] if cfg.recon_focus > 0
+            weight = (1.0 + cfg.recon_focus * moving_pixels(obs["rgb"], pick, reference=cfg.recon_focus_from)[:, None]
+                      if cfg.recon_focus > 0
                       else torch.ones_like(err[:, :1]))
             total, norm = total + (weight * err).sum(), norm + weight.sum() * err.shape[1]
         terms["recon"] = total / norm
@@ -227,13 +228,21 @@ def temporal_deviations(z: torch.Tensor, cell: int, channels: int) -> torch.Tens
     return (zm - zm.mean(1, keepdim=True)).reshape(-1, channels)
 
 
-def moving_pixels(rgb: torch.Tensor, pick: torch.Tensor, threshold: int = 16) -> torch.Tensor:
+def moving_pixels(rgb: torch.Tensor, pick: torch.Tensor, threshold: int = 16, reference: str = "window") -> torch.Tensor:
     """``(B, H, W)`` float mask of the pixels of frame ``pick[b]`` of each window ``rgb`` (B, T, 3, H, W)
-    uint8 whose value changes within the window: some channel differs by more than ``threshold``
-    (of 255) from the same pixel in some frame of the window."""
+    uint8 that belong to what moves: some channel differs by more than ``threshold`` (of 255) from the
+    same pixel in some frame of the window (``reference="window"``: a moving thing's leading and trailing
+    edges, and where it is in the other frames), or from the window's per-pixel median frame
+    (``"median"``: the whole of each moving thing where it is in that frame, once the window is long
+    enough for it to leave the pixels it covers)."""
     rgb = rgb.to(torch.int16)
     rows = torch.arange(rgb.shape[0], device=rgb.device)
-    diff = (rgb - rgb[rows, pick][:, None]).abs().amax(dim=(1, 2))  # over frames and channels
+    frame = rgb[rows, pick]  # (B, 3, H, W)
+    if reference == "median":
+        return ((frame - rgb.median(dim=1).values).abs().amax(1) > threshold).float()
+    if reference != "window":
+        raise ValueError(f"moving_pixels: reference must be 'window' or 'median', got {reference!r}")
+    diff = (rgb - frame[:, None]).abs().amax(dim=(1, 2))  # over frames and channels
     return (diff > threshold).float()
 
 

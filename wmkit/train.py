@@ -89,6 +89,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         check_cache_config(cfg)
     if cfg.recon_frames < 1:
         raise WmkitError(f"train config 'recon_frames' = {cfg.recon_frames}: the reconstruction decodes at least 1 frame per window")
+    if cfg.recon_focus_from not in ("window", "median"):
+        raise WmkitError(f"train config 'recon_focus_from' = {cfg.recon_focus_from!r}: expected 'window' or 'median'")
     if cfg.recon_focus < 0:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
     for name in ("pred_weight", "pred_decoded_weight"):
