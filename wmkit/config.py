@@ -145,7 +145,7 @@ class TrainConfig:
     ema_decay: float = 0.996
     """Decay of the EMA target encoder (regularizer='ema')."""
     pred_weight: float = 1.0
-    """Weight of the one-step prediction loss. 0, with rollout_weight=0, trains an encoder by its other terms alone: an autoencoder stage (recon_weight > 0, sigreg_weight=0) whose latents the prediction loss would otherwise pull toward what does not move (the objects encoder's keypoints then settle on still places instead of the balls; BENCHMARKS.md). The predictor is still run, so its error is logged, but it does not learn."""
+    """Weight of the one-step prediction loss. 0, with rollout_weight=0, trains an encoder by its other terms alone: an autoencoder stage (recon_weight > 0, sigreg_weight=0) whose latents the prediction loss would otherwise pull toward what does not move (the objects encoder's keypoints then settle on still places instead of the balls; BENCHMARKS.md). The predictor is then neither run nor trained (the validation still reports its error)."""
     rollout_steps: int = 2
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5

@@ -273,6 +273,15 @@ def rollout_context(cfg, generator: torch.Generator) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=generator))
 
 
+def predictor_learns(cfg) -> bool:
+    """Whether some term learns from the predictor's output: with ``pred_weight=0`` and no rollout,
+    state readout or decoded prediction term, training is an autoencoder stage and the predictor is
+    neither run nor trained."""
+    rolling = cfg.rollout_weight > 0 and cfg.rollout_steps >= 2
+    return (cfg.objective == "pixel" or cfg.pred_weight > 0 or rolling or cfg.state_weight > 0
+            or cfg.pred_decoded_weight > 0)
+
+
 def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: torch.Generator, state=None) -> dict:
     """The terms the predictor and the heads on the latent learn from: ``pred``, ``pred_decoded``, ``rollout``,
     ``inverse``, ``state_read`` and ``state``."""
@@ -284,9 +293,12 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
     rolling = k >= 2 and cfg.rollout_weight > 0
     if rolling:  # one pass where the predictor is recurrent (the rollout goes on from the teacher-forced state)
         pred, imagined = model.predict_and_rollout(z[:, :-1], actions[:, :-1], c, k)
-    else:
+    elif predictor_learns(cfg):
         pred = model.predict(z[:, :-1], actions[:, :-1])
-    terms["pred"] = prediction_loss(pred, target[:, 1:])
+    else:  # an autoencoder stage: the predictor is not run
+        pred = None
+    if pred is not None:
+        terms["pred"] = prediction_loss(pred, target[:, 1:])
     read = _state_terms(model, target, pred, state, terms, cfg.state_scale) if cfg.state_weight > 0 else None
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,

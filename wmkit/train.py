@@ -31,7 +31,7 @@ from .data.windows import WindowDataset, make_loader
 from .errors import DatasetError, WmkitError
 from .latent_cache import attach_store_latents, check_cache_config
 from .log import MetricsWriter, logger, progress
-from .losses import WorldModelObjective, effective_rank, loss_weights, prediction_loss
+from .losses import WorldModelObjective, effective_rank, loss_weights, prediction_loss, predictor_learns
 from .models import WorldModel, model_size
 from .readout import fit_state_statistics, state_readout
 from .warm_start import init_weights, set_train_mode
@@ -237,6 +237,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     target_encoder = None
     if tcfg.regularizer == "ema":  # V-JEPA-style target: an EMA copy whose encoder gives the targets, no gradient
         target_encoder = copy.deepcopy(model).requires_grad_(False)
+    if not predictor_learns(tcfg):  # an autoencoder stage: its predictor is not run, so it is not optimised
+        model.predictor.requires_grad_(False)
     optimizer = make_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tcfg))
     fingerprint = dataset_fingerprint(store)
@@ -272,6 +274,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         objective = torch.compile(objective)
     autocast_on = tcfg.amp == "auto" and ctx.device.type == "cuda"
     weights = loss_weights(tcfg)
+    # only a prediction loss that reaches the encoder pulls its latent toward a constant (an autoencoder stage's
+    # or a frozen encoder's latent is not collapsing, however little of it varies: mostly absent keypoints)
+    pulled = not tcfg.freeze_encoder and predictor_learns(tcfg)
 
     def save(reason: str) -> None:
         if not ctx.is_main:
@@ -378,9 +383,9 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
                 val_stats = validate(model, val_loader, tcfg, ctx.device)
                 if ctx.is_main:
                     metrics.write(event="val", step=step, **val_stats)
-                    if collapsed(val_stats):
+                    if collapsed(val_stats) and pulled:
                         logger.warning(f"!!! REPRESENTATION COLLAPSE at step {step}: mean per-dim std {val_stats['std_mean']:.3g}, "
-                                       f"effective rank {val_stats['erank']:.1f} of {mcfg.embed_dim}. Raise the regulariser weight "
+                                       f"effective rank {val_stats['erank']:.1f} of {model.latent_dim}. Raise the regulariser weight "
                                        f"or lower the learning rate !!!")
                         metrics.write(event="collapse", step=step, **val_stats)
             if step % tcfg.ckpt_every == 0 or step == tcfg.max_steps:
