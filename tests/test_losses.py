@@ -317,7 +317,7 @@ def test_recon_focus_weighs_the_pixels_that_move():
     assert recon(recon_focus=3.0) == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(WmkitError, match="recon_focus"):
         check_train_config(TrainConfig(recon_focus=-1.0))
-    with pytest.raises(WmkitError, match="'recon_focus_from' = 'episode': expected 'window' or 'median'"):
+    with pytest.raises(WmkitError, match=r"'recon_focus_from' = 'episode'; expected one of \('window', 'median'\)"):
         check_train_config(TrainConfig(recon_focus_from="episode"))
 
 

@@ -9,7 +9,8 @@ from .latent_cache import check_cache_config
 
 
 def check_train_config(cfg: TrainConfig) -> None:
-    choices = {"objective": ("jepa", "pixel"), "regularizer": ("sigreg", "vicreg", "ema"), "amp": ("auto", "off")}
+    choices = {"objective": ("jepa", "pixel"), "regularizer": ("sigreg", "vicreg", "ema"), "amp": ("auto", "off"),
+               "recon_focus_from": ("window", "median")}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise WmkitError(f"train config '{name}' = {getattr(cfg, name)!r}; expected one of {allowed}")
@@ -23,8 +24,6 @@ def check_train_config(cfg: TrainConfig) -> None:
         check_cache_config(cfg)
     if cfg.recon_frames < 1:
         raise WmkitError(f"train config 'recon_frames' = {cfg.recon_frames}: the reconstruction decodes at least 1 frame per window")
-    if cfg.recon_focus_from not in ("window", "median"):
-        raise WmkitError(f"train config 'recon_focus_from' = {cfg.recon_focus_from!r}: expected 'window' or 'median'")
     if cfg.recon_focus < 0:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
     for name in ("pred_weight", "pred_decoded_weight"):
