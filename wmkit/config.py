@@ -72,6 +72,8 @@ class ModelConfig:
     """Keypoints of the 'objects' encoder (enough for every kind of object in the data, plus a few that settle on still parts of the scene)."""
     object_appearance: int = 4
     """Appearance numbers per keypoint of the 'objects' encoder (colour, shape, size)."""
+    object_pairs: str = "offset"
+    """The 'objects' predictor's message between keypoints: 'offset' (from both states and their offset, averaged over partners) or 'relative' (from each pair's offset, distance and approach since the last frame, through two layers, gated by both presences and carried on in the state: the terms a collision depends on)."""
     channels: int = 32
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128
@@ -146,6 +148,8 @@ class TrainConfig:
     """Decay of the EMA target encoder (regularizer='ema')."""
     pred_weight: float = 1.0
     """Weight of the one-step prediction loss. 0, with rollout_weight=0, trains an encoder by its other terms alone: an autoencoder stage (recon_weight > 0, sigreg_weight=0) whose latents the prediction loss would otherwise pull toward what does not move (the objects encoder's keypoints then settle on still places instead of the balls; BENCHMARKS.md). The predictor is then neither run nor trained (the validation still reports its error)."""
+    presence_change_weight: float = 1.0
+    """Objects latents: the weight, in the prediction and rollout losses, of a keypoint whose presence changes between the frame a prediction starts from and the one it predicts (a ball coming out from behind a screen or going in). Such a token's error is of order 1, a frame's motion a few thousandths; below 1 the motion (collisions included) is what the predictor learns first (BENCHMARKS.md). 1 weighs every token alike."""
     rollout_steps: int = 2
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5

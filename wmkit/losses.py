@@ -89,9 +89,25 @@ def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torc
     return var_loss, cov_loss
 
 
-def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between predicted and target latents (any matching shapes)."""
-    return F.mse_loss(pred.float(), target.float())
+def prediction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error between predicted and target latents (any matching shapes), each number's
+    error times its ``weights`` when given (broadcast to the same shape)."""
+    if weights is None:
+        return F.mse_loss(pred.float(), target.float())
+    return (weights * (pred.float() - target.float()).square()).mean()
+
+
+def presence_change_weights(before: torch.Tensor, after: torch.Tensor, num: int, weight: float) -> torch.Tensor:
+    """Per-number weights of object latents ``after`` ``(..., K * d)`` predicted from the frames ``before``:
+    every number of a keypoint whose presence changes by more than 0.5 between the two (a ball coming out
+    from behind the screen, or going in) weighs ``weight``, the rest 1. Such a token's error is of order 1,
+    against a few thousandths for a frame of motion, and left at 1 it outweighs the motion (collisions
+    included) that the rest of the latent must learn (``presence_change_weight``, BENCHMARKS.md)."""
+    d = after.shape[-1] // num
+    g0 = before.reshape(*before.shape[:-1], num, d)[..., 2]
+    g1 = after.reshape(*after.shape[:-1], num, d)[..., 2]
+    w = torch.where((g1 - g0).abs() > 0.5, weight, 1.0).to(after.dtype)
+    return w[..., None].expand(*w.shape, d).reshape(after.shape)
 
 
 def effective_rank(z: torch.Tensor) -> float:
@@ -297,14 +313,22 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
         pred = model.predict(z[:, :-1], actions[:, :-1])
     else:  # an autoencoder stage: the predictor is not run
         pred = None
+
+    def weigh(first: int, n: int) -> torch.Tensor | None:
+        """presence_change_weight's weights of the target frames first .. first + n - 1 (object latents only)."""
+        if cfg.presence_change_weight == 1.0:
+            return None
+        return presence_change_weights(target[:, first - 1 : first - 1 + n], target[:, first : first + n],
+                                       model.cfg.objects, cfg.presence_change_weight)
+
     if pred is not None:
-        terms["pred"] = prediction_loss(pred, target[:, 1:])
+        terms["pred"] = prediction_loss(pred, target[:, 1:], weigh(1, t - 1))
     read = _state_terms(model, target, pred, state, terms, cfg.state_scale) if cfg.state_weight > 0 else None
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
                                                         decoded_pick)
     if rolling:
-        terms["rollout"] = prediction_loss(imagined, target[:, c : c + k])
+        terms["rollout"] = prediction_loss(imagined, target[:, c : c + k], weigh(c, k))
         if read is not None:  # the rollout's latents read as the states that came, as the one-step ones do
             terms["state"] = 0.5 * (terms["state"] + read(imagined, c))
     if cfg.inverse_weight > 0:

@@ -22,6 +22,13 @@ layer passes a message along every ordered pair of keypoints from both states an
 (where two balls meet, the offset decides the bounce); each token's change is read from its state.
 A ball behind a screen is a zero token, and its state carries where it is.
 
+With ``pairs="relative"`` (``model.object_pairs=relative``) the pair message is built instead from what
+decides a collision in relative terms: each pair's offset, distance and change of offset since the
+last frame (their approach), through two layers, gated by both keypoints' presences and summed over
+partners; the message is added to the state that is carried on, so a bounce changes the state that
+later steps read. A small network learns collisions from such relative features and not from
+coordinates (BENCHMARKS.md, seventeenth session).
+
 Why: a latent map trained by mean squared error smears a ball it is unsure about over several cells,
 and two meeting balls into one blob (BENCHMARKS.md). Keypoint coordinates average instead, and each
 ball keeps its own token through occlusion and contact.
@@ -37,6 +44,9 @@ from ..errors import WmkitError
 from .encoders import image_input
 from .predictors import ActionEncoder
 
+PAIR_MESSAGES = ("offset", "relative")
+POSITION_BOUND = 1.2  # keypoints lie in [-1, 1]; the relative message reads positions clamped to a little beyond
+CHANGE_SCALE = 10.0  # a frame's change of offset (a few hundredths of the image) scaled to about the offsets' size
 SIGMA = 0.1  # a blob's spread in [-1, 1] image units (a ball's radius is 0.1-0.16 of them on balls)
 
 
@@ -132,8 +142,11 @@ class ObjectPredictor(nn.Module):
     ``run`` / ``step`` interface as the conv-GRU predictor: a window longer than ``history`` is refused
     by :meth:`WorldModel.predict`, and running a window in two parts gives :meth:`forward`'s outputs."""
 
-    def __init__(self, num: int, appearance: int, action_dim: int, width: int, heads: int, history: int):
+    def __init__(self, num: int, appearance: int, action_dim: int, width: int, heads: int, history: int,
+                 pairs: str = "offset"):
         super().__init__()
+        if pairs not in PAIR_MESSAGES:
+            raise WmkitError(f"model.object_pairs={pairs!r}; expected one of {', '.join(PAIR_MESSAGES)}")
         if width % heads:
             raise WmkitError(f"model.predictor_width={width} must be divisible by model.predictor_heads={heads}")
         self.num, self.size, self.width, self.history = num, token_size(appearance), width, int(history)
@@ -146,15 +159,21 @@ class ObjectPredictor(nn.Module):
         self.cell = nn.GRUCell(width, width)
         # the pair message MLP's first layer, split so that it costs a matrix product per keypoint,
         # not per pair; its second layer is linear, so it is applied after the mean over partners
+        self.pairs = pairs
         self.edge_self, self.edge_other = nn.Linear(width, width), nn.Linear(width, width, bias=False)
-        self.edge_offset, self.edge_out = nn.Linear(3, width, bias=False), nn.Linear(width, width)
+        if pairs == "offset":
+            self.edge_offset, self.edge_out = nn.Linear(3, width, bias=False), nn.Linear(width, width)
+        else:  # offset, distance and change of offset, two layers per pair
+            self.edge_offset, self.edge_mid = nn.Linear(5, width, bias=False), nn.Linear(width, width)
+            self.edge_out = nn.Linear(width, width)
         self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, self.size))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def _step(self, z: torch.Tensor, cond: torch.Tensor, h: torch.Tensor | None):
+    def _step(self, z: torch.Tensor, cond: torch.Tensor, state):
         b = len(z)
         tok = z.reshape(b, self.num, self.size)
+        h, last = (state, None) if self.pairs == "offset" or state is None else (state[0], state[1:])
         u = self.inp(tok) + self.ident + cond[:, None]
         if h is not None:
             u = u + h
@@ -166,10 +185,33 @@ class ObjectPredictor(nn.Module):
         q = self.norm3(h)
         kx, ky = unpack(z, self.num, self.size - 3)[:2]
         xy, g = torch.stack([kx, ky], -1), tok[..., 2]
+        if self.pairs == "relative":
+            return self._relative(z, q, h, xy, g, last)
         offset = torch.cat([xy[:, :, None] - xy[:, None], (g[:, :, None] * g[:, None])[..., None]], -1)  # (b, K, K, 3)
         e = F.gelu(self.edge_self(q)[:, :, None] + self.edge_other(q)[:, None] + self.edge_offset(offset))
         y = h + self.edge_out(e.mean(2))
         return z + self.out(y).flatten(1), h
+
+    def _relative(self, z, q, h, xy, g, last):
+        """The relative pair message (``pairs="relative"``); the state carried on is ``(h, xy, g)``."""
+        # an imagined token with a presence near 0 reads as a position far outside the image (unpack divides
+        # by the presence): held to the image, it cannot blow up the messages over a long rollout;
+        # likewise its presence, which gates the message: unbounded, a gate above 1 feeds a larger message into the
+        # state, a larger change into the next latent and a larger gate again, until the rollout overflows
+        xy, g = xy.clamp(-POSITION_BOUND, POSITION_BOUND), g.clamp(0.0, 1.0)
+        off = xy[:, :, None] - xy[:, None]  # (b, K, K, 2)
+        dist = (off.square().sum(-1, keepdim=True) + 1e-6).sqrt()
+        gate = (g[:, :, None] * g[:, None]) * (1.0 - torch.eye(self.num, dtype=g.dtype, device=g.device))
+        if last is None:  # the first frame: no motion seen yet
+            change = torch.zeros_like(off)
+        else:  # where either keypoint was absent a frame ago, its change is unknown: 0
+            xy0, g0 = last
+            change = (off - (xy0[:, :, None] - xy0[:, None])) * (g0[:, :, None] * g0[:, None])[..., None]
+        feats = torch.cat([off, dist, CHANGE_SCALE * change], -1)
+        e = F.gelu(self.edge_self(q)[:, :, None] + self.edge_other(q)[:, None] + self.edge_offset(feats))
+        e = F.gelu(self.edge_mid(e))
+        h = h + self.edge_out((gate[..., None] * e).sum(2))
+        return z + self.out(h).flatten(1), (h, xy, g)
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.run(z, actions)[0]

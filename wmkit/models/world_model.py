@@ -56,6 +56,9 @@ class WorldModel(nn.Module):
         if (cfg.encoder == "objects") != (cfg.predictor == "objects"):
             raise WmkitError(f"model.encoder=objects and model.predictor=objects go together (an object latent is a set of "
                              f"keypoint tokens), got encoder={cfg.encoder!r} and predictor={cfg.predictor!r}")
+        if cfg.object_pairs != "offset" and cfg.predictor != "objects":
+            raise WmkitError(f"model.object_pairs={cfg.object_pairs!r} sets the objects predictor's pair message, but "
+                             f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
         # the projector maps each cell's feature alike; the BatchNorm's statistics pool over cells.
         # An object latent is used as the encoder gives it: its numbers are positions and presences
         self.projector = (nn.Sequential() if cfg.encoder == "objects" else
@@ -82,7 +85,8 @@ class WorldModel(nn.Module):
         elif cfg.predictor == "convgru":
             self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         elif cfg.predictor == "objects":
-            self.predictor = ObjectPredictor(cfg.objects, cfg.object_appearance, a, w, cfg.predictor_heads, cfg.history)
+            self.predictor = ObjectPredictor(cfg.objects, cfg.object_appearance, a, w, cfg.predictor_heads, cfg.history,
+                                            cfg.object_pairs)
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv', 'convgru' or 'objects'")
         if not cfg.decoder:
