@@ -73,7 +73,7 @@ class ModelConfig:
     object_appearance: int = 4
     """Appearance numbers per keypoint of the 'objects' encoder (colour, shape, size)."""
     object_pairs: str = "offset"
-    """The 'objects' predictor's message between keypoints: 'offset' (from both states and their offset, averaged over partners) or 'relative' (from each pair's offset, distance and approach since the last frame, through two layers, gated by both presences and carried on in the state: the terms a collision depends on)."""
+    """The 'objects' predictor's message between keypoints: 'offset' (from both states and their offset, averaged over partners) or 'relative' (from each pair's offset, distance and approach since the last frame, through two layers, gated by both presences and carried on in the state: the terms a collision depends on). On balls keypoints it scored as 'offset' does, collisions included (BENCHMARKS.md)."""
     channels: int = 32
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128

@@ -158,7 +158,7 @@ class ObjectPredictor(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
         self.cell = nn.GRUCell(width, width)
         # the pair message MLP's first layer, split so that it costs a matrix product per keypoint,
-        # not per pair; its second layer is linear, so it is applied after the mean over partners
+        # not per pair; with "offset" its second layer is linear, so it is applied after the mean over partners
         self.pairs = pairs
         self.edge_self, self.edge_other = nn.Linear(width, width), nn.Linear(width, width, bias=False)
         if pairs == "offset":
