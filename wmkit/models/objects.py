@@ -166,6 +166,7 @@ class ObjectPredictor(nn.Module):
         else:  # offset, distance and change of offset, two layers per pair
             self.edge_offset, self.edge_mid = nn.Linear(5, width, bias=False), nn.Linear(width, width)
             self.edge_out = nn.Linear(width, width)
+            self.register_buffer("others", 1.0 - torch.eye(num), persistent=False)  # a keypoint sends itself no message
         self.out = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, self.size))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
@@ -201,7 +202,7 @@ class ObjectPredictor(nn.Module):
         xy, g = xy.clamp(-POSITION_BOUND, POSITION_BOUND), g.clamp(0.0, 1.0)
         off = xy[:, :, None] - xy[:, None]  # (b, K, K, 2)
         dist = (off.square().sum(-1, keepdim=True) + 1e-6).sqrt()
-        gate = (g[:, :, None] * g[:, None]) * (1.0 - torch.eye(self.num, dtype=g.dtype, device=g.device))
+        gate = g[:, :, None] * g[:, None] * self.others
         if last is None:  # the first frame: no motion seen yet
             change = torch.zeros_like(off)
         else:  # where either keypoint was absent a frame ago, its change is unknown: 0
