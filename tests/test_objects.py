@@ -36,10 +36,10 @@ def test_tokens_are_scaled_by_presence_and_decode_back():
         unpack(z[:, :-1], 3, 2)
 
 
-@pytest.mark.parametrize("pairs", ["offset", "relative"])
-def test_predictor_runs_in_parts_as_a_whole_and_starts_as_copy_last(pairs):
+@pytest.mark.parametrize("pairs,motion", [("offset", False), ("relative", False), ("offset", True)])
+def test_predictor_runs_in_parts_as_a_whole_and_starts_as_copy_last(pairs, motion):
     torch.manual_seed(0)
-    pred = ObjectPredictor(3, 2, action_dim=2, width=16, heads=2, history=8, pairs=pairs)
+    pred = ObjectPredictor(3, 2, action_dim=2, width=16, heads=2, history=8, pairs=pairs, motion=motion)
     z, a = torch.randn(4, 7, 15), torch.randn(4, 7, 2)
     assert torch.equal(pred(z, a), z)  # a fresh predictor's output layer is zero: it predicts no change
     for p in pred.out[-1].parameters():
@@ -75,6 +75,53 @@ def test_relative_pair_message_reads_the_approach():
         ObjectPredictor(2, 0, action_dim=0, width=16, heads=2, history=8, pairs="near")
     with pytest.raises(WmkitError, match="model.predictor='gru'"):
         WorldModel(_cfg(encoder="cnn", predictor="gru", object_pairs="relative"))
+
+
+def test_motion_input_reads_each_keypoints_velocity():
+    """model.object_motion=true: one keypoint seen at the same place after two different last places is
+    predicted differently through the motion input; with that input silenced, the two histories reach the
+    prediction through the GRU state alone and differ far less. Refused with another predictor."""
+    torch.manual_seed(0)
+    pred = ObjectPredictor(1, 0, action_dim=0, width=16, heads=2, history=8, motion=True)
+    for p in pred.out[-1].parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    torch.nn.init.normal_(pred.motion_in.weight, std=1.0)
+    a = torch.zeros(1, 2, 0)
+    now = torch.tensor([[0.0, 0.0, 1.0]])
+    left = torch.stack([torch.tensor([[-0.1, 0.0, 1.0]]), now], 1)  # moving right
+    right = torch.stack([torch.tensor([[0.1, 0.0, 1.0]]), now], 1)  # moving left
+    gap = (pred(left, a)[:, 1] - pred(right, a)[:, 1]).abs().sum()
+    assert gap > 1e-3
+    torch.nn.init.zeros_(pred.motion_in.weight)
+    assert (pred(left, a)[:, 1] - pred(right, a)[:, 1]).abs().sum() < 0.5 * gap
+    with pytest.raises(WmkitError, match="object_motion=true"):
+        WorldModel(_cfg(encoder="cnn", predictor="gru", object_motion=True))
+
+
+@pytest.mark.parametrize("pairs", ["offset", "relative"])
+def test_a_hidden_keypoint_is_dead_reckoned_and_reappears_where_believed(pairs):
+    """With motion, a keypoint seen moving 0.05 a frame and then hidden is believed to move on at that speed
+    (plus the acceleration the state gives: gravity pulls a ball hidden behind the screen); once seen again, the
+    belief is where it is seen."""
+    torch.manual_seed(0)
+    pred = ObjectPredictor(2, 1, action_dim=0, width=16, heads=2, history=12, pairs=pairs, motion=True)
+    a = torch.zeros(1, 0)
+    seen = [torch.tensor([[0.05 * i, 0.1, 1.0, 0.5, 0.9, 0.9, 1.0, 0.2]]) for i in range(3)]
+    hidden = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.9, 0.9, 1.0, 0.2]])  # the first keypoint behind the screen
+    state = None
+    for z in seen + [hidden] * 4:
+        _, state = pred.step(z, a, state)
+    xb, vb = state[-2], state[-1]
+    torch.testing.assert_close(xb[0, 0], torch.tensor([0.1 + 4 * 0.05, 0.1]))  # moved on four frames while hidden
+    torch.testing.assert_close(vb[0, 0], torch.tensor([0.05, 0.0]))
+    torch.testing.assert_close(xb[0, 1], torch.tensor([0.9, 0.9]))  # the other keypoint stands still, in view
+    torch.nn.init.constant_(pred.accel.bias, 0.3)  # a state that says "falling": 0.03 a frame faster each frame
+    state = None
+    for z in seen + [hidden] * 4:
+        _, state = pred.step(z, a, state)
+    assert state[-2][0, 0, 1] > 0.1 + 0.05 and state[-1][0, 0, 1] > 0.1
+    _, state = pred.step(torch.tensor([[0.5, -0.5, 1.0, 0.5, 0.9, 0.9, 1.0, 0.2]]), a, state)  # seen again
+    torch.testing.assert_close(state[-2][0, 0], torch.tensor([0.5, -0.5]))
 
 
 def test_a_long_relative_rollout_stays_finite():
@@ -208,6 +255,25 @@ def test_pred_weight_zero_trains_the_encoder_by_reconstruction_alone():
         assert predictor_learns(TrainConfig(pred_weight=0.0, **{"rollout_weight": 0.0, **kw}))
 
 
+def test_presence_weight_prices_every_present_keypoint():
+    """presence_weight: a term that is the latent's mean keypoint presence, whose gradient lowers every
+    keypoint's score (a keypoint stays present only where the reconstruction needs it)."""
+    from wmkit.config import TrainConfig
+    from wmkit.losses import loss_weights, world_model_losses
+
+    torch.manual_seed(0)
+    model = WorldModel(_cfg())
+    batch = {"rgb": torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8), "actions": torch.zeros(2, 4, 0)}
+    cfg = TrainConfig(recon_weight=1.0, sigreg_weight=0.0, rollout_weight=0.0, pred_weight=0.0, presence_weight=0.5)
+    terms, z = world_model_losses(model, batch, cfg, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(terms["presence"], z.view(2, 4, 3, 5)[..., 2].mean())
+    assert loss_weights(cfg)["presence"] == 0.5
+    terms["presence"].backward()
+    assert bool((model.encoder.score.bias.grad > 0).all())  # descending it lowers every keypoint's score
+    off, _ = world_model_losses(model, batch, TrainConfig(recon_weight=1.0, sigreg_weight=0.0), torch.Generator())
+    assert "presence" not in off
+
+
 def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, capsys):
     from wmkit.cli import main
 
@@ -232,3 +298,6 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "pred_weight=-1", *common]) == 2
     assert "'pred_weight' = -1.0: a loss weight must be >= 0" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "presence_weight=0.1"]) == 2
+    assert "'presence_weight' = 0.1 weighs keypoints of an object latent, but model.encoder='cnn'" in capsys.readouterr().err

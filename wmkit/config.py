@@ -74,6 +74,8 @@ class ModelConfig:
     """Appearance numbers per keypoint of the 'objects' encoder (colour, shape, size)."""
     object_pairs: str = "offset"
     """The 'objects' predictor's message between keypoints: 'offset' (from both states and their offset, averaged over partners) or 'relative' (from each pair's offset, distance and approach since the last frame, through two layers, gated by both presences and carried on in the state: the terms a collision depends on). On balls keypoints it scored as 'offset' does, collisions included (BENCHMARKS.md)."""
+    object_motion: bool = False
+    """Give the 'objects' predictor each keypoint's motion as an input of its own: where it is believed to be and how fast it moves, by dead reckoning (a hidden keypoint moves on from where it was last seen, at the velocity last seen, changed by an acceleration the predictor learns), and its change of presence. Without it the predictor's state alone carries a ball behind the screen (BENCHMARKS.md)."""
     channels: int = 32
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128
@@ -150,6 +152,8 @@ class TrainConfig:
     """Weight of the one-step prediction loss. 0, with rollout_weight=0, trains an encoder by its other terms alone: an autoencoder stage (recon_weight > 0, sigreg_weight=0) whose latents the prediction loss would otherwise pull toward what does not move (the objects encoder's keypoints then settle on still places instead of the balls; BENCHMARKS.md). The predictor is then neither run nor trained (the validation still reports its error)."""
     presence_change_weight: float = 1.0
     """Objects latents: the weight, in the prediction and rollout losses, of a keypoint whose presence changes between the frame a prediction starts from and the one it predicts (a ball coming out from behind a screen or going in). Such a token's error is of order 1, a frame's motion a few thousandths; below 1 the motion (collisions included) is what the predictor learns first (BENCHMARKS.md). 1 weighs every token alike."""
+    presence_weight: float = 0.0
+    """Objects latents: weight of the keypoints' mean presence in the loss, a price on every keypoint that is present. A keypoint then stays present only where the redrawn frame needs it, so when its ball goes behind the screen it vanishes instead of moving onto the other ball or a place on the screen, which is what it did on balls in two frames of three (BENCHMARKS.md). 0 turns it off."""
     rollout_steps: int = 2
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5

@@ -144,6 +144,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     - ``appearance``: slowness and spread of the appearance channels, when ``cfg.appearance_channels > 0``
       (:func:`appearance_loss`); ``sigreg`` and ``temporal`` then leave those channels out;
     - ``recon``: one frame per window decoded from its latent vs the frame, when ``cfg.recon_weight > 0``;
+    - ``presence``: the object latent's mean keypoint presence, when ``cfg.presence_weight > 0``;
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
     actions = batch["actions"]
@@ -203,6 +204,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
                       else torch.ones_like(err[:, :1]))
             total, norm = total + (weight * err).sum(), norm + weight.sum() * err.shape[1]
         terms["recon"] = total / norm
+    if cfg.presence_weight > 0:  # objects latents: the keypoints' mean presence (see TrainConfig.presence_weight)
+        terms["presence"] = z.reshape(*z.shape[:2], model.cfg.objects, -1)[..., 2].mean()
     return terms, z
 
 
@@ -384,4 +387,5 @@ def loss_weights(cfg) -> dict[str, float]:
             "vic_var": cfg.vicreg_var_weight, "vic_cov": cfg.vicreg_cov_weight,
             "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
             "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0,
-            "state_read": 1.0, "state": cfg.state_weight}
+            "state_read": 1.0, "state": cfg.state_weight,
+            "presence": cfg.presence_weight}

@@ -155,9 +155,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.appearance_channels >= mcfg.embed_dim:
         raise WmkitError(f"train config 'appearance_channels' = {tcfg.appearance_channels} leaves no channel of the "
                          f"model.embed_dim = {mcfg.embed_dim} for motion; choose fewer than {mcfg.embed_dim} (0 turns it off)")
-    if tcfg.presence_change_weight != 1.0 and mcfg.encoder != "objects":
-        raise WmkitError(f"train config 'presence_change_weight' = {tcfg.presence_change_weight} weighs keypoints of an "
-                         f"object latent, but model.encoder={mcfg.encoder!r}; drop it or use model.encoder=objects")
+    for name, off in (("presence_change_weight", 1.0), ("presence_weight", 0.0)):
+        if getattr(tcfg, name) != off and mcfg.encoder != "objects":
+            raise WmkitError(f"train config '{name}' = {getattr(tcfg, name)} weighs keypoints of an object latent, but "
+                             f"model.encoder={mcfg.encoder!r}; drop it or use model.encoder=objects")
     if mcfg.encoder == "objects" and (tcfg.temporal_weight > 0 or tcfg.appearance_channels):
         raise WmkitError("temporal_weight and appearance_channels treat the latent as cells of model.embed_dim channels; an "
                          "object latent (model.encoder=objects) is keypoint tokens: set temporal_weight=0 appearance_channels=0")

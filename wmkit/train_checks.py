@@ -26,7 +26,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'recon_frames' = {cfg.recon_frames}: the reconstruction decodes at least 1 frame per window")
     if cfg.recon_focus < 0:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
-    for name in ("pred_weight", "pred_decoded_weight", "presence_change_weight"):
+    for name in ("pred_weight", "pred_decoded_weight", "presence_change_weight", "presence_weight"):
         if getattr(cfg, name) < 0:
             raise WmkitError(f"train config '{name}' = {getattr(cfg, name)}: a loss weight must be >= 0")
     if cfg.state_warmup < 0:

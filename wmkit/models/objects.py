@@ -29,6 +29,13 @@ partners; the message is added to the state that is carried on, so a bounce chan
 later steps read. A small network learns collisions from such relative features and not from
 coordinates (BENCHMARKS.md, seventeenth session).
 
+With ``motion=True`` (``model.object_motion=true``) every keypoint also carries a belief of where it is
+and how fast it moves: where it is seen while in view, its change since the last frame as its velocity, and
+while hidden (presence 0) the last belief moved on by that velocity, which an acceleration read from the
+state changes (a ball falls behind the screen too). The belief and the change of presence are an input of
+each step. Without it a ball that passes behind the screen is carried by the GRU state alone, and comes
+out late (BENCHMARKS.md).
+
 Why: a latent map trained by mean squared error smears a ball it is unsure about over several cells,
 and two meeting balls into one blob (BENCHMARKS.md). Keypoint coordinates average instead, and each
 ball keeps its own token through occlusion and contact.
@@ -46,6 +53,7 @@ from .predictors import ActionEncoder
 
 PAIR_MESSAGES = ("offset", "relative")
 POSITION_BOUND = 1.2  # keypoints lie in [-1, 1]; the relative message reads positions clamped to a little beyond
+SPEED_BOUND = 0.5  # a believed velocity per frame (balls move at most ~0.2 image units a frame)
 CHANGE_SCALE = 10.0  # a frame's change of offset (a few hundredths of the image) scaled to about the offsets' size
 SIGMA = 0.1  # a blob's spread in [-1, 1] image units (a ball's radius is 0.1-0.16 of them on balls)
 
@@ -143,7 +151,7 @@ class ObjectPredictor(nn.Module):
     by :meth:`WorldModel.predict`, and running a window in two parts gives :meth:`forward`'s outputs."""
 
     def __init__(self, num: int, appearance: int, action_dim: int, width: int, heads: int, history: int,
-                 pairs: str = "offset"):
+                 pairs: str = "offset", motion: bool = False):
         super().__init__()
         if pairs not in PAIR_MESSAGES:
             raise WmkitError(f"model.object_pairs={pairs!r}; expected one of {', '.join(PAIR_MESSAGES)}")
@@ -159,7 +167,14 @@ class ObjectPredictor(nn.Module):
         self.cell = nn.GRUCell(width, width)
         # the pair message MLP's first layer, split so that it costs a matrix product per keypoint,
         # not per pair; with "offset" its second layer is linear, so it is applied after the mean over partners
-        self.pairs = pairs
+        self.pairs, self.motion = pairs, bool(motion)
+        # motion: each keypoint's dead-reckoned place and velocity and its change of presence, an input of its own
+        # (see _belief); accel, from the state, is the change of velocity that dead reckoning adds (gravity, say)
+        self.motion_in = nn.Linear(5, width, bias=False) if self.motion else None
+        self.accel = nn.Linear(width, 2) if self.motion else None
+        if self.motion:
+            nn.init.zeros_(self.accel.weight)
+            nn.init.zeros_(self.accel.bias)
         self.edge_self, self.edge_other = nn.Linear(width, width), nn.Linear(width, width, bias=False)
         if pairs == "offset":
             self.edge_offset, self.edge_out = nn.Linear(3, width, bias=False), nn.Linear(width, width)
@@ -174,8 +189,19 @@ class ObjectPredictor(nn.Module):
     def _step(self, z: torch.Tensor, cond: torch.Tensor, state):
         b = len(z)
         tok = z.reshape(b, self.num, self.size)
-        h, last = (state, None) if self.pairs == "offset" or state is None else (state[0], state[1:])
+        # the state: h alone, or (h, xy, g) with the last frame's positions and presences, + (xb, vb) with motion
+        carried = self.pairs == "relative" or self.motion
+        h, last, belief = None, None, None
+        if state is not None:
+            h, last, belief = (state, None, None) if not carried else (state[0], state[1:3], state[3:] or None)
+        kx, ky = unpack(z, self.num, self.size - 3)[:2]
+        xy, g = torch.stack([kx, ky], -1), tok[..., 2]
+        if carried:  # held to the image (see _relative): an imagined near-absent token reads far outside it
+            xy, g = xy.clamp(-POSITION_BOUND, POSITION_BOUND), g.clamp(0.0, 1.0)
         u = self.inp(tok) + self.ident + cond[:, None]
+        if self.motion:
+            feats, belief = self._belief(xy, g, last, belief)
+            u = u + self.motion_in(feats)
         if h is not None:
             u = u + h
         v = self.norm1(u)
@@ -184,22 +210,41 @@ class ObjectPredictor(nn.Module):
         prev = u.new_zeros(b * self.num, self.width) if h is None else h.reshape(-1, self.width)
         h = self.cell(u.reshape(-1, self.width), prev).view(b, self.num, self.width)
         q = self.norm3(h)
-        kx, ky = unpack(z, self.num, self.size - 3)[:2]
-        xy, g = torch.stack([kx, ky], -1), tok[..., 2]
+        if self.motion:  # the velocity dead reckoning carries into the next frame changes as the state says
+            belief = (belief[0], (belief[1] + self.accel(h) / CHANGE_SCALE).clamp(-SPEED_BOUND, SPEED_BOUND))
         if self.pairs == "relative":
-            return self._relative(z, q, h, xy, g, last)
+            out, carry = self._relative(z, q, h, xy, g, last)
+            return out, (carry + belief if self.motion else carry)
         offset = torch.cat([xy[:, :, None] - xy[:, None], (g[:, :, None] * g[:, None])[..., None]], -1)  # (b, K, K, 3)
         e = F.gelu(self.edge_self(q)[:, :, None] + self.edge_other(q)[:, None] + self.edge_offset(offset))
         y = h + self.edge_out(e.mean(2))
-        return z + self.out(y).flatten(1), h
+        return z + self.out(y).flatten(1), ((h, xy, g, *belief) if self.motion else h)
+
+    def _belief(self, xy, g, last, belief):
+        """Dead reckoning (``motion``): where each keypoint is believed to be, ``xb``, and how fast it moves per
+        frame, ``vb``, from what the frame shows and the belief a frame ago. A keypoint in view is where it is seen,
+        moving by its change since the last frame where it was in view then too; a hidden one (presence 0) moves
+        on from where it was believed to be, by the velocity believed, which the state's acceleration changes
+        (soft, by the presences). Without this the state alone has to carry a hidden ball, and ten frames on
+        it lagged two frames of motion behind (BENCHMARKS.md). -> (the input features, (xb, vb))."""
+        seen = g[..., None]
+        if last is None:  # the first frame: no motion seen yet
+            xb, vb, dg = seen * xy, torch.zeros_like(xy), torch.zeros_like(g)
+        else:
+            (xy0, g0), (xb0, vb0) = last, belief
+            both = seen * g0[..., None]
+            vb = both * (xy - xy0) + (1.0 - both) * vb0
+            xb = seen * xy + (1.0 - seen) * (xb0 + vb0)
+            dg = g - g0
+        xb, vb = xb.clamp(-POSITION_BOUND, POSITION_BOUND), vb.clamp(-SPEED_BOUND, SPEED_BOUND)
+        return torch.cat([xb, CHANGE_SCALE * vb, dg[..., None]], -1), (xb, vb)
 
     def _relative(self, z, q, h, xy, g, last):
         """The relative pair message (``pairs="relative"``); the state carried on is ``(h, xy, g)``."""
-        # an imagined token with a presence near 0 reads as a position far outside the image (unpack divides
-        # by the presence): held to the image, it cannot blow up the messages over a long rollout;
-        # likewise its presence, which gates the message: unbounded, a gate above 1 feeds a larger message into the
+        # xy and g come held to the image by _step: an imagined token with a presence near 0 reads as a position
+        # far outside it (unpack divides by the presence), and unbounded it would blow up the messages over a long
+        # rollout; likewise its presence, which gates the message: above 1 it feeds a larger message into the
         # state, a larger change into the next latent and a larger gate again, until the rollout overflows
-        xy, g = xy.clamp(-POSITION_BOUND, POSITION_BOUND), g.clamp(0.0, 1.0)
         off = xy[:, :, None] - xy[:, None]  # (b, K, K, 2)
         dist = (off.square().sum(-1, keepdim=True) + 1e-6).sqrt()
         gate = g[:, :, None] * g[:, None] * self.others

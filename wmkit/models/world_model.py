@@ -59,6 +59,9 @@ class WorldModel(nn.Module):
         if cfg.object_pairs != "offset" and cfg.predictor != "objects":
             raise WmkitError(f"model.object_pairs={cfg.object_pairs!r} sets the objects predictor's pair message, but "
                              f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
+        if cfg.object_motion and cfg.predictor != "objects":
+            raise WmkitError(f"model.object_motion=true gives the objects predictor its keypoints' motion, but "
+                             f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
         # the projector maps each cell's feature alike; the BatchNorm's statistics pool over cells.
         # An object latent is used as the encoder gives it: its numbers are positions and presences
         self.projector = (nn.Sequential() if cfg.encoder == "objects" else
@@ -86,7 +89,7 @@ class WorldModel(nn.Module):
             self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         elif cfg.predictor == "objects":
             self.predictor = ObjectPredictor(cfg.objects, cfg.object_appearance, a, w, cfg.predictor_heads, cfg.history,
-                                            cfg.object_pairs)
+                                            cfg.object_pairs, cfg.object_motion)
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv', 'convgru' or 'objects'")
         if not cfg.decoder:
