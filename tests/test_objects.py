@@ -301,3 +301,6 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "presence_weight=0.1"]) == 2
     assert "'presence_weight' = 0.1 weighs keypoints of an object latent, but model.encoder='cnn'" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "presence_weight=0.1", f"init_from={run}", "freeze_encoder=true", *common]) == 2
+    assert "freeze_encoder=true keeps the encoder fixed" in capsys.readouterr().err

@@ -29,6 +29,9 @@ def check_train_config(cfg: TrainConfig) -> None:
     for name in ("pred_weight", "pred_decoded_weight", "presence_change_weight", "presence_weight"):
         if getattr(cfg, name) < 0:
             raise WmkitError(f"train config '{name}' = {getattr(cfg, name)}: a loss weight must be >= 0")
+    if cfg.presence_weight > 0 and cfg.freeze_encoder:
+        raise WmkitError(f"train config 'presence_weight' = {cfg.presence_weight} prices the keypoints an encoder learns, but "
+                         f"freeze_encoder=true keeps the encoder fixed; set it in the first (autoencoder) stage instead")
     if cfg.state_warmup < 0:
         raise WmkitError(f"train config 'state_warmup' = {cfg.state_warmup}: a number of steps must be >= 0")
     if cfg.state_weight < 0:
