@@ -408,3 +408,53 @@ def test_moving_cells_keep_what_moves_and_leave_the_still_screen_out():
     w = moving_cells(rgb, 2)  # in every frame, 12 pixels in the top-left cell and 4 in the bottom-right
     torch.testing.assert_close(w[0], torch.tensor([[0.75, 0.0, 0.0, 0.25]]).expand(3, 4))
     assert (moving_cells(torch.zeros(1, 3, 3, 16, 16, dtype=torch.uint8), 2) == 0).all()  # nothing moves: no weight
+
+
+def test_absolute_prediction_error_learns_the_future_most_windows_agree_on():
+    """prediction_error: fitted to futures that differ (7 of 10 at 0, 3 at 1), the squared error's best
+    prediction is their mean, 0.3, which none of them is; the absolute error's is their median, 0, the
+    future most of them agree on. The world-model losses use the chosen error for both prediction terms."""
+    from wmkit.config import ModelConfig, TrainConfig
+    from wmkit.losses import world_model_losses
+    from wmkit.models import WorldModel
+
+    targets = torch.tensor([0.0] * 7 + [1.0] * 3)[:, None]
+    fitted = {}
+    for error in ("squared", "absolute"):
+        guess = torch.zeros(1, requires_grad=True)
+        with torch.no_grad():
+            guess.fill_(0.5)
+        opt = torch.optim.SGD([guess], lr=0.01)
+        for _ in range(2000):
+            opt.zero_grad()
+            prediction_loss(guess.expand_as(targets), targets, error=error).backward()
+            opt.step()
+        fitted[error] = guess.item()
+    assert fitted["squared"] == pytest.approx(0.3, abs=0.01)
+    assert abs(fitted["absolute"]) < 0.02
+    w = torch.tensor([2.0, 0.0, 1.0])
+    assert prediction_loss(torch.tensor([1.0, 5.0, -2.0]), torch.zeros(3), w, "absolute").item() == pytest.approx(4.0 / 3)
+    with pytest.raises(ValueError, match="'cubic'"):
+        prediction_loss(torch.ones(2), torch.zeros(2), error="cubic")
+
+    # an untrained GRU predictor copies its last input: on z_t = t^2 each term's value names the error used
+    model = WorldModel(ModelConfig(action_dim=0, predictor="gru", embed_dim=4, history=6, image_size=32, channels=8,
+                                   predictor_width=16, predictor_depth=1))
+    z = (torch.arange(6.0) ** 2)[None, :, None].expand(2, 6, 4)
+    batch = {"latents": z, "actions": torch.zeros(2, 6, 0)}
+    steps = torch.arange(1.0, 6.0) ** 2 - torch.arange(0.0, 5.0) ** 2  # 1, 3, 5, 7, 9
+    for error, expected in (("squared", steps.square().mean()), ("absolute", steps.mean())):
+        cfg = TrainConfig(rollout_steps=2, rollout_weight=1.0, rollout_context=1, prediction_error=error)
+        terms, _ = world_model_losses(model, batch, cfg, gen(0))
+        assert terms["pred"].item() == pytest.approx(expected.item())
+        assert terms["rollout"].item() == pytest.approx((1.0 + 16.0) / 2 if error == "squared" else (1.0 + 4.0) / 2)
+
+
+def test_an_unknown_prediction_error_is_refused():
+    from wmkit.config import TrainConfig
+    from wmkit.errors import WmkitError
+    from wmkit.train import check_train_config
+
+    with pytest.raises(WmkitError, match=r"'prediction_error' = 'l1': expected one of 'squared', 'absolute'"):
+        check_train_config(TrainConfig(prediction_error="l1"))
+    check_train_config(TrainConfig(prediction_error="absolute"))

@@ -274,6 +274,78 @@ def test_presence_weight_prices_every_present_keypoint():
     assert "presence" not in off
 
 
+def test_each_imagined_future_continues_the_context_its_own_way():
+    """object_futures: every future starts from the same first prediction (from the context alone) and then
+    goes its own way; rollout() gives their mean, futures=True each, the same as training's rollout."""
+    torch.manual_seed(0)
+    model = WorldModel(_cfg(object_futures=3, history=12)).eval()
+    for layer in model.predictor.modules():  # a trained-looking predictor: no zero output layer
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    z = torch.randn(2, 10, model.latent_dim) * 0.3
+    none = torch.zeros(2, 10, 0)
+    with torch.no_grad():
+        pred, imagined = model.predict_and_rollout(z, none, 4, 5)
+        each = model.rollout(z[:, :4], none[:, :5], futures=True)
+        mean = model.rollout(z[:, :4], none[:, :5])
+    assert model.futures == 3 and imagined.shape == each.shape == (2, 3, 5, model.latent_dim)
+    assert torch.allclose(each, imagined, atol=1e-6) and torch.allclose(mean, each.mean(1), atol=1e-6)
+    assert torch.allclose(each[:, 0, 0], each[:, 1, 0]) and torch.allclose(each[:, 0, 0], pred[:, 3], atol=1e-6)
+    assert (each[:, 0, 1:] - each[:, 1, 1:]).abs().min() > 0  # conditioned on which future, they differ
+    with pytest.raises(WmkitError, match="rolls out only within its history of 12"):
+        model.rollout(z[:, :8], torch.zeros(2, 6, 0))
+    with pytest.raises(WmkitError, match="model.object_futures=2 lets the objects predictor imagine several"):
+        WorldModel(ModelConfig(object_futures=2, image_size=32, channels=8))
+    with pytest.raises(WmkitError, match="model.object_futures=0"):
+        WorldModel(_cfg(object_futures=0))
+    with pytest.raises(WmkitError, match="pass no future index"):
+        WorldModel(_cfg()).predictor.step(z[:, 0], none[:, 0], None, torch.zeros(2, dtype=torch.long))
+
+
+def test_the_nearest_future_loss_spreads_futures_over_what_can_follow():
+    """Fitted to windows that go one of two ways (up or down a unit), one future by squared error learns
+    their mean, which neither is; two futures scored by the nearest learn one way each."""
+    from wmkit.losses import nearest_future_loss
+
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.where(torch.rand(64, 1, 1, generator=gen) < 0.5, 1.0, -1.0).expand(64, 3, 2)
+    fitted = {}
+    for n in (1, 2):
+        futures = torch.nn.Parameter(torch.tensor([0.1, -0.1][:n])[:, None, None].expand(n, 3, 2).clone())
+        opt = torch.optim.Adam([futures], lr=0.05)
+        for _ in range(300):
+            opt.zero_grad()
+            loss, nearest = nearest_future_loss(futures[None].expand(64, -1, -1, -1), targets)
+            loss.backward()
+            opt.step()
+        fitted[n] = futures.detach()
+    assert fitted[1].abs().max() < 0.1  # the mean of up and down: neither
+    assert torch.allclose(fitted[2][0], torch.ones(3, 2), atol=0.1) and torch.allclose(fitted[2][1], -torch.ones(3, 2), atol=0.1)
+    loss, nearest = nearest_future_loss(fitted[2][None].expand(64, -1, -1, -1), targets)
+    assert torch.equal(nearest, fitted[2][(targets[:, 0, 0] < 0).long()])  # each window's nearest is the one of its way
+    assert loss.item() < 0.1 and nearest_future_loss(fitted[1][None].expand(64, -1, -1, -1), targets)[0].item() > 0.9
+
+
+def test_surprise_is_the_error_of_the_nearest_imagined_future():
+    from wmkit.eval.scorers import ModelScorer, nearest_error
+
+    pred = np.array([[[0.0, 0.0], [1.0, 1.0]]])  # one prediction, two futures
+    assert nearest_error(pred, np.array([[0.9, 1.0]]))[0] == pytest.approx(0.005)
+    assert nearest_error(pred[:, 0], np.array([[0.9, 1.0]]))[0] == pytest.approx(0.905)
+    torch.manual_seed(0)
+    model = WorldModel(_cfg(object_futures=2, history=8, decoder=False)).eval()
+    for layer in model.predictor.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
+    frames = np.random.default_rng(0).integers(0, 256, (2, 8, 32, 32, 3), dtype=np.uint8)
+    scorer = ModelScorer(model, "futures", contexts=(3,), ahead=3)
+    pred, rep, scored = scorer.forecasts(frames, None, 3)
+    assert pred.shape == (2, len(scored), 2, model.latent_dim)
+    err = scorer.errors(frames, None, 3)
+    each = ((pred - rep[:, scored, None]) ** 2).mean(-1).numpy()
+    assert np.allclose(err[:, scored], each.min(-1)) and (each[..., 0] != each[..., 1]).all()
+
+
 def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, capsys):
     from wmkit.cli import main
 
@@ -292,6 +364,12 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
                  "--properties", "permanence", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["results"][0]["name"] == str(tmp_path / "pred") and result["results"][0]["contexts"]
+    # several imagined futures, each rollout scored by the nearest; the suite's surprise is the nearest's error
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "futures"), "max_steps=3",
+                 f"init_from={run}", "freeze_encoder=true", "model.object_futures=2", "rollout_steps=3",
+                 "prediction_error=absolute", *common]) == 0
+    assert main(["eval", "physics", "--ckpt", str(tmp_path / "futures"), "--sets", "2", "--length", "12", "--bootstrap", "0",
+                 "--properties", "permanence", "--ahead", "2", "--contexts", "1,2", "--json", str(out)]) == 0
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "temporal_weight=1", *common]) == 2
     assert "set temporal_weight=0 appearance_channels=0" in capsys.readouterr().err

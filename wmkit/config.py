@@ -76,6 +76,8 @@ class ModelConfig:
     """The 'objects' predictor's message between keypoints: 'offset' (from both states and their offset, averaged over partners) or 'relative' (from each pair's offset, distance and approach since the last frame, through two layers, gated by both presences and carried on in the state: the terms a collision depends on). On balls keypoints it scored as 'offset' does, collisions included (BENCHMARKS.md)."""
     object_motion: bool = False
     """Give the 'objects' predictor each keypoint's motion as an input of its own: where it is believed to be and how fast it moves, by dead reckoning (a hidden keypoint moves on from where it was last seen, at the velocity last seen, changed by an acceleration the predictor learns), and its change of presence. Without it the predictor's state alone carries a ball behind the screen (BENCHMARKS.md)."""
+    object_futures: int = 1
+    """How many futures the 'objects' predictor imagines from one context (each open-loop step conditioned on which). Trained, the rollout loss scores the one nearest to what came (with a small share for the others); the physics suite's surprise is the error of the nearest. One future predicted by squared error is the mean of those that can follow, and a hidden ball's keypoint (back on the ball, or still where it waited) came out two frames late (BENCHMARKS.md). Other rollouts (probes, planning) read the mean of the futures."""
     channels: int = 32
     """Width of the first CNN stage (doubles per stage), or the ViT token width / 4."""
     embed_dim: int = 128
@@ -154,6 +156,8 @@ class TrainConfig:
     """Objects latents: the weight, in the prediction and rollout losses, of a keypoint whose presence changes between the frame a prediction starts from and the one it predicts (a ball coming out from behind a screen or going in). Such a token's error is of order 1, a frame's motion a few thousandths; below 1 the motion (collisions included) is what the predictor learns first (BENCHMARKS.md). 1 weighs every token alike."""
     presence_weight: float = 0.0
     """Objects latents: weight of the keypoints' mean presence in the loss, a price on every keypoint that is present. A keypoint then stays present only where the redrawn frame needs it, so when its ball goes behind the screen it vanishes instead of moving onto the other ball or a place on the screen, which is what it did on balls in two frames of three (BENCHMARKS.md). 0 turns it off."""
+    prediction_error: str = "squared"
+    """How the prediction and rollout losses score each predicted number: 'squared' (mean squared error) or 'absolute' (mean absolute error). A squared error over futures that differ (a hidden ball's keypoint back on the ball, or still on the screen where it waited) is least at their mean, which lies between them; an absolute error is least at their median, one of the futures when most of them agree (BENCHMARKS.md). Validation reports the squared error either way."""
     rollout_steps: int = 2
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5

@@ -89,12 +89,43 @@ def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torc
     return var_loss, cov_loss
 
 
-def prediction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error between predicted and target latents (any matching shapes), each number's
-    error times its ``weights`` when given (broadcast to the same shape)."""
-    if weights is None:
-        return F.mse_loss(pred.float(), target.float())
-    return (weights * (pred.float() - target.float()).square()).mean()
+PREDICTION_ERRORS = ("squared", "absolute")
+
+
+def prediction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                    error: str = "squared") -> torch.Tensor:
+    """Mean error between predicted and target latents (any matching shapes), each number's
+    error times its ``weights`` when given (broadcast to the same shape). ``error``: 'squared' or
+    'absolute' (``TrainConfig.prediction_error``)."""
+    if error not in PREDICTION_ERRORS:
+        raise ValueError(f"prediction error {error!r}; expected one of {PREDICTION_ERRORS}")
+    diff = pred.float() - target.float()
+    each = diff.square() if error == "squared" else diff.abs()
+    return each.mean() if weights is None else (weights * each).mean()
+
+
+OTHER_FUTURES_SHARE = 0.05
+
+
+def nearest_future_loss(imagined: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+                        error: str = "squared") -> tuple[torch.Tensor, torch.Tensor]:
+    """The rollout loss of a predictor that imagines several futures, ``imagined`` ``(B, F, H, D)``, of what
+    came, ``target`` ``(B, H, D)`` (``weights`` as :func:`prediction_loss`'s): each window's error is that of
+    its nearest future, plus ``OTHER_FUTURES_SHARE`` of the mean over all of them, so a future that is never
+    nearest still learns (and can become so). One future by squared error is least at the mean of what can
+    follow, which none of them need be; the nearest of several is least when they spread over what can
+    follow. -> (the loss, the nearest future of each window ``(B, H, D)``)."""
+    if error not in PREDICTION_ERRORS:
+        raise ValueError(f"prediction error {error!r}; expected one of {PREDICTION_ERRORS}")
+    diff = imagined.float() - target.float()[:, None]
+    each = diff.square() if error == "squared" else diff.abs()
+    if weights is not None:
+        each = weights[:, None] * each
+    per_future = each.flatten(2).mean(-1)  # (B, F)
+    best = per_future.argmin(1)
+    loss = ((1.0 - OTHER_FUTURES_SHARE) * per_future.gather(1, best[:, None]).squeeze(1)
+            + OTHER_FUTURES_SHARE * per_future.mean(1)).mean()
+    return loss, imagined[torch.arange(len(imagined)), best]
 
 
 def presence_change_weights(before: torch.Tensor, after: torch.Tensor, num: int, weight: float) -> torch.Tensor:
@@ -325,13 +356,16 @@ def _predictor_terms(model, z, target, actions, cfg, terms: dict, generator: tor
                                        model.cfg.objects, cfg.presence_change_weight)
 
     if pred is not None:
-        terms["pred"] = prediction_loss(pred, target[:, 1:], weigh(1, t - 1))
+        terms["pred"] = prediction_loss(pred, target[:, 1:], weigh(1, t - 1), cfg.prediction_error)
     read = _state_terms(model, target, pred, state, terms, cfg.state_scale) if cfg.state_weight > 0 else None
     if cfg.pred_decoded_weight > 0:
         terms["pred_decoded"] = decoded_prediction_loss(model.decode, z[:, :-1], pred, target[:, 1:], cfg.recon_focus,
                                                         decoded_pick)
     if rolling:
-        terms["rollout"] = prediction_loss(imagined, target[:, c : c + k], weigh(c, k))
+        if imagined.ndim == 4:  # several imagined futures: scored by the nearest (see nearest_future_loss)
+            terms["rollout"], imagined = nearest_future_loss(imagined, target[:, c : c + k], weigh(c, k), cfg.prediction_error)
+        else:
+            terms["rollout"] = prediction_loss(imagined, target[:, c : c + k], weigh(c, k), cfg.prediction_error)
         if read is not None:  # the rollout's latents read as the states that came, as the one-step ones do
             terms["state"] = 0.5 * (terms["state"] + read(imagined, c))
     if cfg.inverse_weight > 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .config import TrainConfig
 from .errors import WmkitError
 from .latent_cache import check_cache_config
+from .losses import PREDICTION_ERRORS
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -32,6 +33,9 @@ def check_train_config(cfg: TrainConfig) -> None:
     if cfg.presence_weight > 0 and cfg.freeze_encoder:
         raise WmkitError(f"train config 'presence_weight' = {cfg.presence_weight} prices the keypoints an encoder learns, but "
                          f"freeze_encoder=true keeps the encoder fixed; set it in the first (autoencoder) stage instead")
+    if cfg.prediction_error not in PREDICTION_ERRORS:
+        raise WmkitError(f"train config 'prediction_error' = {cfg.prediction_error!r}: expected one of "
+                         f"{', '.join(repr(e) for e in PREDICTION_ERRORS)}")
     if cfg.state_warmup < 0:
         raise WmkitError(f"train config 'state_warmup' = {cfg.state_warmup}: a number of steps must be >= 0")
     if cfg.state_weight < 0:

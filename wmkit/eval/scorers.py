@@ -32,7 +32,7 @@ class Scorer:
         """The mean squared difference of each forecast from what it is compared with (torch tensors or arrays)."""
         pred, rep, scored = self.forecasts(frames, states, context)
         out = np.full(frames.shape[:2], np.nan)
-        out[:, scored] = np.asarray(((pred - rep[:, scored]) ** 2).mean(-1))
+        out[:, scored] = np.asarray(nearest_error(pred, rep[:, scored]))
         return out
 
     def representation(self, frames: np.ndarray) -> np.ndarray | None:
@@ -85,13 +85,23 @@ def expectation(pred, rep, scored, ahead: int, frames: np.ndarray, pairs: np.nda
             seen = slice(max(0, t - ahead - context + 1), t - ahead + 1)
             if q >= 0 and np.array_equal(frames[p, seen], frames[q, seen]):
                 continue  # the context does not tell the two possible worlds apart
-            near_possible = float(((pred[p, j] - rep[p, t]) ** 2).mean())
-            near_impossible = float(((pred[p, j] - rep[i, t]) ** 2).mean())
+            near_possible = float(nearest_error(pred[p, j], rep[p, t]))
+            near_impossible = float(nearest_error(pred[p, j], rep[i, t]))
             votes.append(0.5 if near_possible == near_impossible else float(near_possible < near_impossible))
         if votes:
             shares.append(np.mean(votes))
             count += len(votes)
     return (float(np.mean(shares)) if shares else math.nan), count
+
+
+def nearest_error(pred, rep):
+    """The mean squared difference over the last axis of predictions ``pred`` from ``rep``; where ``pred`` has
+    one axis more (the futures a model imagines, second to last), that of the nearest future: an observation is
+    as surprising as its distance from the nearest thing the model expected."""
+    pred, rep = np.asarray(pred), np.asarray(rep)
+    if pred.ndim == rep.ndim + 1:
+        return ((pred - rep[..., None, :]) ** 2).mean(-1).min(-1)
+    return ((pred - rep) ** 2).mean(-1)
 
 
 def separation(rep: np.ndarray, pairs: np.ndarray, violation: np.ndarray, possible: np.ndarray) -> float:
@@ -169,9 +179,12 @@ class ModelScorer(Scorer):
         if k == 1:
             parts = [self.model.predictor(flat[i : i + 4096], no_actions[i : i + 4096])[:, -1] for i in range(0, len(flat), 4096)]
         else:  # open loop: the model imagines k frames from the context and sees none of them
+            # a model that imagines several futures is compared by the nearest (nearest_error): (N, S, F, D)
+            several = self.model.futures > 1
             parts = [self.model.rollout(flat[i : i + 4096], flat.new_zeros(len(flat[i : i + 4096]), k, 0),
-                                        past_actions=no_actions[i : i + 4096, 1:])[:, -1] for i in range(0, len(flat), 4096)]
-        pred = torch.cat(parts).view(n, len(starts), -1)
+                                        past_actions=no_actions[i : i + 4096, 1:], futures=several)[..., -1, :]
+                     for i in range(0, len(flat), 4096)]
+        pred = torch.cat(parts).view(n, len(starts), *parts[0].shape[1:])
         scored = np.array([s + k - 1 for s in starts])
         if self.pixel_space:  # the pixel baseline: compared in pixel space
             rep = pixels(torch.from_numpy(frames).permute(0, 1, 4, 2, 3)).flatten(2)

@@ -151,8 +151,10 @@ class ObjectPredictor(nn.Module):
     by :meth:`WorldModel.predict`, and running a window in two parts gives :meth:`forward`'s outputs."""
 
     def __init__(self, num: int, appearance: int, action_dim: int, width: int, heads: int, history: int,
-                 pairs: str = "offset", motion: bool = False):
+                 pairs: str = "offset", motion: bool = False, futures: int = 1):
         super().__init__()
+        if int(futures) < 1:
+            raise WmkitError(f"model.object_futures={futures}: the predictor imagines at least 1 future")
         if pairs not in PAIR_MESSAGES:
             raise WmkitError(f"model.object_pairs={pairs!r}; expected one of {', '.join(PAIR_MESSAGES)}")
         if width % heads:
@@ -161,6 +163,9 @@ class ObjectPredictor(nn.Module):
         self.inp = nn.Linear(self.size, width)
         self.ident = nn.Parameter(torch.randn(num, width) * 0.1)  # which keypoint: each has its own role
         self.actions = ActionEncoder(action_dim, width)
+        # futures: which of several imagined futures an open-loop step continues, a conditioning of its own (see run)
+        self.futures = int(futures)
+        self.future = nn.Parameter(torch.randn(self.futures, width) * 0.3) if self.futures > 1 else None
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
@@ -262,21 +267,27 @@ class ObjectPredictor(nn.Module):
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.run(z, actions)[0]
 
-    def run(self, z: torch.Tensor, actions: torch.Tensor, state=None):
+    def run(self, z: torch.Tensor, actions: torch.Tensor, state=None, future: torch.Tensor | None = None):
         """The recurrence over a window ``(B, T, K * (3 + A))`` from the states after the steps before
-        (``None`` at the start) -> (next latents ``(B, T, ...)``, the states after the window)."""
+        (``None`` at the start) -> (next latents ``(B, T, ...)``, the states after the window). ``future``
+        (``object_futures`` > 1): per window, the index of the imagined future its open-loop steps continue
+        (``None``: read from frames, no future chosen)."""
         b, t, d = z.shape
         if d != self.num * self.size:
             raise WmkitError(f"the objects predictor takes latents of {self.num} tokens x {self.size} = {self.num * self.size} "
                              f"numbers, got {d}")
         cond = self.actions(actions, (b, t))
+        if future is not None:
+            if self.future is None:
+                raise WmkitError("this objects predictor imagines one future (model.object_futures=1); pass no future index")
+            cond = cond + self.future[future][:, None]
         out, h = [], state
         for i in range(t):
             nxt, h = self._step(z[:, i], cond[:, i], h)
             out.append(nxt)
         return torch.stack(out, 1), h
 
-    def step(self, z: torch.Tensor, action: torch.Tensor, state=None):
+    def step(self, z: torch.Tensor, action: torch.Tensor, state=None, future: torch.Tensor | None = None):
         """One step: latent ``(B, D)`` and action ``(B, A)`` with the states so far -> (next latent, new states)."""
-        out, state = self.run(z[:, None], action[:, None], state)
+        out, state = self.run(z[:, None], action[:, None], state, future)
         return out[:, 0], state

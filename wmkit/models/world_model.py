@@ -26,6 +26,13 @@ from .objects import BlobDecoder, ObjectEncoder, ObjectPredictor
 from .predictors import ConvGRUPredictor, ConvPredictor, GRUPredictor, MLPPredictor, TransformerPredictor
 
 
+def _repeat_state(state, times: int):
+    """A recurrent predictor's state (a tensor, or a tuple of them, batch first) with each window's repeated ``times``."""
+    if isinstance(state, tuple):
+        return tuple(_repeat_state(s, times) for s in state)
+    return state.repeat_interleave(times, 0)
+
+
 def _check(name: str, x: torch.Tensor, ndim: tuple[int, ...], what: str) -> None:
     if x.ndim not in ndim:
         raise WmkitError(f"{name} must be {what}, got shape {tuple(x.shape)}")
@@ -59,6 +66,9 @@ class WorldModel(nn.Module):
         if cfg.object_pairs != "offset" and cfg.predictor != "objects":
             raise WmkitError(f"model.object_pairs={cfg.object_pairs!r} sets the objects predictor's pair message, but "
                              f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
+        if cfg.object_futures != 1 and cfg.predictor != "objects":
+            raise WmkitError(f"model.object_futures={cfg.object_futures} lets the objects predictor imagine several futures, "
+                             f"but model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
         if cfg.object_motion and cfg.predictor != "objects":
             raise WmkitError(f"model.object_motion=true gives the objects predictor its keypoints' motion, but "
                              f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
@@ -89,7 +99,7 @@ class WorldModel(nn.Module):
             self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         elif cfg.predictor == "objects":
             self.predictor = ObjectPredictor(cfg.objects, cfg.object_appearance, a, w, cfg.predictor_heads, cfg.history,
-                                            cfg.object_pairs, cfg.object_motion)
+                                            cfg.object_pairs, cfg.object_motion, cfg.object_futures)
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv', 'convgru' or 'objects'")
         if not cfg.decoder:
@@ -181,26 +191,38 @@ class WorldModel(nn.Module):
             raise WmkitError(f"the predictor attends to at most history={self.history} steps, got {z.shape[1]}; "
                              f"pass the last {self.history} latents, or use rollout()")
 
-    def rollout(self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def futures(self) -> int:
+        """How many futures the predictor imagines from one context (``model.object_futures``; 1 for most)."""
+        return getattr(self.predictor, "futures", 1)
+
+    def rollout(self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None,
+                futures: bool = False) -> torch.Tensor:
         """Open-loop imagination. ``z``: context latents (B, D) or (B, T0, D); ``past_actions``:
         the (B, T0-1, A) actions between them (zeros if omitted); ``actions``: (B, H, A) to apply
-        from the last context latent. Returns the H imagined latents (B, H, D)."""
+        from the last context latent. Returns the H imagined latents (B, H, D). A predictor that imagines
+        several futures (:attr:`futures` > 1) returns their mean, or with ``futures=True`` each of them,
+        (B, F, H, D)."""
         if z.ndim == 2:
             z = z[:, None]
         b, t0, _ = z.shape
         if past_actions is None:
             past_actions = actions.new_zeros(b, t0 - 1, actions.shape[-1])
+        f = self.futures
         if getattr(self.predictor, "step", None) is not None and t0 + actions.shape[1] - 1 <= self.history:
             # a recurrent predictor whose window never outgrows its history: carry its state instead
             # of re-reading the window at every step (the same numbers, one step of work per latent)
             state, steps = None, list(past_actions.unbind(1)) + [actions[:, 0]]
             for i in range(t0):
                 nxt, state = self.predictor.step(z[:, i], steps[i], state)
-            out = [nxt]
-            for h in range(1, actions.shape[1]):
-                nxt, state = self.predictor.step(nxt, actions[:, h], state)
-                out.append(nxt)
-            return torch.stack(out, 1)
+            imagined = self._imagine(nxt, state, actions[:, 1:])
+            if f == 1:
+                return imagined[:, None] if futures else imagined
+            imagined = imagined.view(b, f, *imagined.shape[1:])
+            return imagined if futures else imagined.mean(1)
+        if f > 1:
+            raise WmkitError(f"a predictor that imagines {f} futures rolls out only within its history of {self.history} "
+                             f"latents, got {t0} of context and {actions.shape[1]} steps; shorten one of them")
         zs, acts = list(z.unbind(1)), list(past_actions.unbind(1))
         out = []
         k = self.history
@@ -210,12 +232,33 @@ class WorldModel(nn.Module):
             nxt = self.predictor(z_win, a_win)[:, -1]
             zs.append(nxt)
             out.append(nxt)
+        imagined = torch.stack(out, 1)
+        return imagined[:, None] if futures else imagined
+
+    def _imagine(self, first: torch.Tensor, state, actions: torch.Tensor) -> torch.Tensor:
+        """The open-loop steps of a recurrent predictor after its first prediction ``first`` (B, D) from
+        ``state``, one per action of ``actions`` (B, H - 1, A) -> (B, H, D); with :attr:`futures` = F > 1 each
+        window continues F ways, each conditioned on its future's index -> (B * F, H, D), window-major. The
+        first prediction, from the context alone, is the same in all."""
+        f = self.futures
+        which = None
+        if f > 1:
+            first = first.repeat_interleave(f, 0)
+            state = _repeat_state(state, f)
+            actions = actions.repeat_interleave(f, 0)
+            which = torch.arange(f, device=first.device).repeat(len(first) // f)
+        nxt, out = first, [first]
+        for h in range(actions.shape[1]):
+            nxt, state = self.predictor.step(nxt, actions[:, h], state, which) if f > 1 else \
+                self.predictor.step(nxt, actions[:, h], state)
+            out.append(nxt)
         return torch.stack(out, 1)
 
     def predict_and_rollout(self, z: torch.Tensor, actions: torch.Tensor, context: int, steps: int):
         """What training asks of the predictor on one window, in one pass where it can:
         ``predict(z, actions)`` and ``rollout(z[:, :context], actions[:, context - 1 : context - 1 + steps],
-        past_actions=actions[:, :context - 1])``, as ``(predictions (B, T, D), imagined (B, steps, D))``.
+        past_actions=actions[:, :context - 1])``, as ``(predictions (B, T, D), imagined (B, steps, D))``;
+        a predictor that imagines F > 1 futures gives each, ``imagined`` (B, F, steps, D).
 
         A recurrent predictor reaches the same state at ``context`` in both, and its teacher-forced
         prediction there is the rollout's first latent; so the window is run in two parts, and the
@@ -228,14 +271,16 @@ class WorldModel(nn.Module):
                              f"steps <= T - context + 1 for a window of T = {t}")
         run = getattr(self.predictor, "run", None)
         if run is None or getattr(self.predictor, "step", None) is None or context + steps - 1 > self.history:
+            if self.futures > 1:
+                raise WmkitError(f"a predictor that imagines {self.futures} futures rolls out only within its history of "
+                                 f"{self.history} latents; lower rollout_context or rollout_steps")
             return self._predict_then_rollout(z, actions, context, steps)
         first, state = run(z[:, :context], actions[:, :context])
         rest = run(z[:, context:], actions[:, context:], state)[0]
-        nxt, out = first[:, -1], [first[:, -1]]
-        for h in range(1, steps):
-            nxt, state = self.predictor.step(nxt, actions[:, context - 1 + h], state)
-            out.append(nxt)
-        return torch.cat([first, rest], 1), torch.stack(out, 1)
+        imagined = self._imagine(first[:, -1], state, actions[:, context : context - 1 + steps])
+        if self.futures > 1:
+            imagined = imagined.view(len(z), self.futures, *imagined.shape[1:])
+        return torch.cat([first, rest], 1), imagined
 
     def _predict_then_rollout(self, z: torch.Tensor, actions: torch.Tensor, context: int, steps: int):
         """:meth:`predict_and_rollout` as two separate calls (any predictor; the rollout runs its context again)."""
