@@ -346,6 +346,36 @@ def test_surprise_is_the_error_of_the_nearest_imagined_future():
     assert np.allclose(err[:, scored], each.min(-1)) and (each[..., 0] != each[..., 1]).all()
 
 
+def _tokens(xy, g, appearance=2):
+    """Object latents (B, T, K * (3 + A)) from positions (B, T, K, 2) and presences (B, T, K)."""
+    look = torch.zeros(*g.shape, appearance)
+    return torch.cat([g[..., None] * xy, g[..., None], g[..., None] * look], -1).flatten(2)
+
+
+def test_jump_weight_prices_a_keypoint_that_jumps_and_not_one_that_moves_on_or_bounces():
+    """jump_weight: a keypoint moving steadily, or bouncing (its velocity 0.1 turned into -0.1, a change of 0.2),
+    costs nothing; one that jumps 0.7 onto another object costs its change beyond jump_size, squared; the price
+    falls as its presence does, so vanishing is a way out."""
+    from wmkit.losses import keypoint_jumps
+
+    steps = torch.arange(4.0)[:, None]
+    steady = torch.cat([0.1 * steps - 0.5, torch.zeros(4, 1)], -1)            # moves on at 0.1 a frame
+    bounce = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.1, 0.0]])     # off a wall at 0.2
+    jump = steady.clone()
+    jump[2:, 0] += 0.7                                                           # onto something 0.7 away
+    g = torch.full((1, 4, 3), 0.9)
+    z = _tokens(torch.stack([steady, bounce, jump], 1)[None], g)
+    price = keypoint_jumps(z, 3, 2, 0.35)
+    # the jump keypoint's changes of velocity: 0.7 then -0.7 (0.35 beyond the size, twice), over 2 frames x 3 keypoints
+    assert price.item() == pytest.approx(0.9**3 * 2 * 0.35**2 / 6, rel=1e-4)
+    assert keypoint_jumps(z, 3, 2, 0.8).item() == 0.0
+    g = g.requires_grad_()
+    keypoint_jumps(_tokens(torch.stack([steady, bounce, jump], 1)[None], g), 3, 2, 0.35).backward()
+    assert (g.grad[0, :, 2] > 0).all() and (g.grad[0, :, :2] == 0).all()  # only the jumping keypoint's presence is priced
+    vanished = _tokens(torch.stack([steady, bounce, jump], 1)[None], torch.tensor([0.9, 0.9, 0.0])[None, None].repeat(1, 4, 1))
+    assert keypoint_jumps(vanished, 3, 2, 0.35).item() == 0.0
+
+
 def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, capsys):
     from wmkit.cli import main
 
@@ -382,3 +412,12 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "presence_weight=0.1", f"init_from={run}", "freeze_encoder=true", *common]) == 2
     assert "freeze_encoder=true keeps the encoder fixed" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "jump_weight=1"]) == 2
+    assert "'jump_weight' = 1.0 weighs keypoints of an object latent, but model.encoder='cnn'" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "jump_weight=1", f"init_from={run}", "freeze_encoder=true", *common]) == 2
+    assert "'jump_weight' = 1.0 prices the keypoints an encoder learns" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "jumps"), "max_steps=2",
+                 "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "jump_weight=5", *common]) == 0
+    assert '"jump"' in (tmp_path / "jumps" / "metrics.jsonl").read_text()

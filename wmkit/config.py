@@ -158,6 +158,10 @@ class TrainConfig:
     """Objects latents: weight of the keypoints' mean presence in the loss, a price on every keypoint that is present. A keypoint then stays present only where the redrawn frame needs it, so when its ball goes behind the screen it vanishes instead of moving onto the other ball or a place on the screen, which is what it did on balls in two frames of three (BENCHMARKS.md). 0 turns it off."""
     prediction_error: str = "squared"
     """How the prediction and rollout losses score each predicted number: 'squared' (mean squared error) or 'absolute' (mean absolute error). A squared error over futures that differ (a hidden ball's keypoint back on the ball, or still on the screen where it waited) is least at their mean, which lies between them; an absolute error is least at their median, one of the futures when most of them agree (BENCHMARKS.md). Validation reports the squared error either way."""
+    jump_weight: float = 0.0
+    """Objects latents: weight of a price on keypoint jumps, the squared part of each present keypoint's change of velocity between consecutive frames (its second difference, in image half-widths) beyond jump_size, weighed by its presence in the three frames. A ball that moves on, or bounces, costs nothing; a keypoint whose ball goes behind the screen then vanishes (presence 0) instead of jumping onto the other ball or the screen, which it did in two hidings of three, and which left the predictor to carry the hidden ball in its state alone (BENCHMARKS.md). 0 turns it off."""
+    jump_size: float = 0.35
+    """The change of velocity per frame, in image half-widths, above which jump_weight prices a keypoint (a ball on balls moves at most ~0.14 a frame, so a bounce changes its velocity by at most ~0.3)."""
     rollout_steps: int = 2
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5

@@ -237,7 +237,23 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         terms["recon"] = total / norm
     if cfg.presence_weight > 0:  # objects latents: the keypoints' mean presence (see TrainConfig.presence_weight)
         terms["presence"] = z.reshape(*z.shape[:2], model.cfg.objects, -1)[..., 2].mean()
+    if cfg.jump_weight > 0 and z.shape[1] >= 3:  # objects latents: a price on keypoint jumps (TrainConfig.jump_weight)
+        terms["jump"] = keypoint_jumps(z, model.cfg.objects, model.cfg.object_appearance, cfg.jump_size)
     return terms, z
+
+
+def keypoint_jumps(z: torch.Tensor, num: int, appearance: int, size: float) -> torch.Tensor:
+    """Object latents ``z`` (B, T, K * (3 + A)) with T >= 3: the mean over keypoints and frames of the squared
+    part beyond ``size`` of each keypoint's change of velocity (``xy[t+1] - 2 xy[t] + xy[t-1]``, its length),
+    times its presence in the three frames. Steady motion and bounces below ``size`` cost nothing; a jump onto
+    another object costs its excess squared, which a keypoint can also escape by vanishing."""
+    from .models.objects import unpack
+
+    b, t = z.shape[:2]
+    x, y, g, _ = unpack(z.reshape(b * t, -1), num, appearance)
+    xy, g = torch.stack([x, y], -1).view(b, t, num, 2), g.view(b, t, num)
+    change = (xy[:, 2:] - 2.0 * xy[:, 1:-1] + xy[:, :-2]).square().sum(-1).add(1e-12).sqrt()
+    return (g[:, 2:] * g[:, 1:-1] * g[:, :-2] * F.relu(change - size).square()).mean()
 
 
 def appearance_loss(z: torch.Tensor, cell: int, channels: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -422,4 +438,4 @@ def loss_weights(cfg) -> dict[str, float]:
             "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
             "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0,
             "state_read": 1.0, "state": cfg.state_weight,
-            "presence": cfg.presence_weight}
+            "presence": cfg.presence_weight, "jump": cfg.jump_weight}
