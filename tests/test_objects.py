@@ -36,11 +36,10 @@ def test_tokens_are_scaled_by_presence_and_decode_back():
         unpack(z[:, :-1], 3, 2)
 
 
-@pytest.mark.parametrize("pairs,motion,gate", [("offset", False, 0.0), ("relative", False, 0.0), ("offset", True, 0.0),
-                                               ("relative", True, 0.3)])
-def test_predictor_runs_in_parts_as_a_whole_and_starts_as_copy_last(pairs, motion, gate):
+@pytest.mark.parametrize("pairs,motion", [("offset", False), ("relative", False), ("offset", True)])
+def test_predictor_runs_in_parts_as_a_whole_and_starts_as_copy_last(pairs, motion):
     torch.manual_seed(0)
-    pred = ObjectPredictor(3, 2, action_dim=2, width=16, heads=2, history=8, pairs=pairs, motion=motion, gate=gate)
+    pred = ObjectPredictor(3, 2, action_dim=2, width=16, heads=2, history=8, pairs=pairs, motion=motion)
     z, a = torch.randn(4, 7, 15), torch.randn(4, 7, 2)
     assert torch.equal(pred(z, a), z)  # a fresh predictor's output layer is zero: it predicts no change
     for p in pred.out[-1].parameters():
@@ -123,42 +122,6 @@ def test_a_hidden_keypoint_is_dead_reckoned_and_reappears_where_believed(pairs):
     assert state[-2][0, 0, 1] > 0.1 + 0.05 and state[-1][0, 0, 1] > 0.1
     _, state = pred.step(torch.tensor([[0.5, -0.5, 1.0, 0.5, 0.9, 0.9, 1.0, 0.2]]), a, state)  # seen again
     torch.testing.assert_close(state[-2][0, 0], torch.tensor([0.5, -0.5]))
-
-
-def test_a_gated_belief_is_not_taken_onto_what_a_keypoint_jumps_to():
-    """object_gate: a keypoint seen moving 0.05 a frame jumps 0.7 onto something else (its ball went behind the
-    screen) and stays there, present: the belief moves on by dead reckoning, and is taken up again when the
-    keypoint is seen near it; a belief that leaves the image is given up for where the keypoint is seen."""
-    torch.manual_seed(0)
-    pred = ObjectPredictor(2, 1, action_dim=0, width=16, heads=2, history=12, motion=True, gate=0.3)
-    a = torch.zeros(1, 0)
-    tok = lambda x, y: torch.tensor([[x, y, 1.0, 0.5, 0.9, 0.9, 1.0, 0.2]])
-    state = None
-    for i in range(3):
-        _, state = pred.step(tok(0.05 * i, 0.1), a, state)
-    for i in range(3, 6):  # latched 0.7 away, drifting a little
-        _, state = pred.step(tok(0.8 + 0.01 * i, 0.1), a, state)
-    xb, vb, taken = state[3:]
-    torch.testing.assert_close(xb[0, 0], torch.tensor([0.25, 0.1]))  # moved on three frames at 0.05
-    torch.testing.assert_close(vb[0, 0], torch.tensor([0.05, 0.0]))
-    assert taken[0, 0, 0] == 0 and taken[0, 1, 0] == 1  # the other keypoint, standing still, is taken every frame
-    _, state = pred.step(tok(0.32, 0.1), a, state)  # out again, near where believed: taken up
-    torch.testing.assert_close(state[3][0, 0], torch.tensor([0.32, 0.1]))
-    assert state[5][0, 0, 0] == 1
-    torch.testing.assert_close(state[4][0, 0], torch.tensor([0.05, 0.0]))  # no velocity read across the gap
-    _, state = pred.step(tok(0.36, 0.1), a, state)
-    torch.testing.assert_close(state[4][0, 0], torch.tensor([0.04, 0.0]))  # two frames taken: the velocity read
-    ungated = ObjectPredictor(2, 1, action_dim=0, width=16, heads=2, history=12, motion=True)
-    state = None
-    for z in [tok(0.0, 0.1), tok(0.05, 0.1), tok(0.8, 0.1)]:
-        _, state = ungated.step(z, a, state)
-    torch.testing.assert_close(state[3][0, 0], torch.tensor([0.8, 0.1]))  # without a gate: taken onto the jump
-    state = None  # a belief that runs out of the image: the keypoint follows something else for good
-    for z in [tok(0.8, 0.1), tok(0.9, 0.1), tok(0.2, 0.1), tok(0.2, 0.1)]:
-        _, state = pred.step(z, a, state)
-    torch.testing.assert_close(state[3][0, 0], torch.tensor([0.2, 0.1]))
-    with pytest.raises(WmkitError, match="set model.object_motion=true"):
-        ObjectPredictor(2, 1, action_dim=0, width=16, heads=2, history=12, gate=0.3)
 
 
 def test_a_long_relative_rollout_stays_finite():

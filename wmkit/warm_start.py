@@ -35,13 +35,13 @@ def set_train_mode(model: WorldModel, cfg: TrainConfig) -> None:
 PREDICTOR_FIELDS = frozenset({"predictor", "predictor_width", "predictor_depth", "predictor_heads", "history",
                               "mlp_history", "dropout", "predictor_deltas", "predictor_coords", "inverse_frames",
                               "inverse_head", "decoder", "state_names", "state_angles", "object_pairs",
-                              "object_motion", "object_futures", "object_gate"})
+                              "object_motion", "object_futures"})
 
 
 # predictor settings under which weights of the same names and shapes would mean something else
 # (attention heads regrouped, other inputs): such a predictor starts afresh
 REGROUPING_FIELDS = frozenset({"predictor", "predictor_heads", "predictor_deltas", "predictor_coords", "object_pairs",
-                               "object_motion", "object_gate"})
+                               "object_motion"})
 
 
 def init_weights(model: WorldModel, cfg: TrainConfig) -> None:

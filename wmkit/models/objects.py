@@ -151,12 +151,8 @@ class ObjectPredictor(nn.Module):
     by :meth:`WorldModel.predict`, and running a window in two parts gives :meth:`forward`'s outputs."""
 
     def __init__(self, num: int, appearance: int, action_dim: int, width: int, heads: int, history: int,
-                 pairs: str = "offset", motion: bool = False, futures: int = 1, gate: float = 0.0):
+                 pairs: str = "offset", motion: bool = False, futures: int = 1):
         super().__init__()
-        if gate < 0 or (gate > 0 and not motion):
-            raise WmkitError(f"model.object_gate={gate}: the distance beyond which a keypoint seen is not taken as the one "
-                             f"believed must be >= 0, and it gates object_motion's belief (set model.object_motion=true)")
-        self.gate = float(gate)
         if int(futures) < 1:
             raise WmkitError(f"model.object_futures={futures}: the predictor imagines at least 1 future")
         if pairs not in PAIR_MESSAGES:
@@ -220,7 +216,7 @@ class ObjectPredictor(nn.Module):
         h = self.cell(u.reshape(-1, self.width), prev).view(b, self.num, self.width)
         q = self.norm3(h)
         if self.motion:  # the velocity dead reckoning carries into the next frame changes as the state says
-            belief = (belief[0], (belief[1] + self.accel(h) / CHANGE_SCALE).clamp(-SPEED_BOUND, SPEED_BOUND), *belief[2:])
+            belief = (belief[0], (belief[1] + self.accel(h) / CHANGE_SCALE).clamp(-SPEED_BOUND, SPEED_BOUND))
         if self.pairs == "relative":
             out, carry = self._relative(z, q, h, xy, g, last)
             return out, (carry + belief if self.motion else carry)
@@ -235,36 +231,18 @@ class ObjectPredictor(nn.Module):
         moving by its change since the last frame where it was in view then too; a hidden one (presence 0) moves
         on from where it was believed to be, by the velocity believed, which the state's acceleration changes
         (soft, by the presences). Without this the state alone has to carry a hidden ball, and ten frames on
-        it lagged two frames of motion behind (BENCHMARKS.md).
-
-        With ``gate`` > 0 a keypoint seen further than ``gate`` from where dead reckoning puts it is not taken
-        as the one believed (its ball went behind the screen and the keypoint jumped onto something else, which
-        it did in two hidings of three): the belief moves on as for a hidden one, and is taken up again where the
-        keypoint is seen near it, or where the belief leaves the image (no ball does; the keypoint followed
-        another object for good). The velocity is then read only between two frames both taken, and a third
-        number of the belief says whether the last frame was. -> (the input features, the belief)."""
+        it lagged two frames of motion behind (BENCHMARKS.md). -> (the input features, (xb, vb))."""
         seen = g[..., None]
         if last is None:  # the first frame: no motion seen yet
             xb, vb, dg = seen * xy, torch.zeros_like(xy), torch.zeros_like(g)
-            taken = (seen,) if self.gate > 0 else ()
         else:
-            (xy0, g0), (xb0, vb0, *taken0) = last, belief
+            (xy0, g0), (xb0, vb0) = last, belief
             both = seen * g0[..., None]
-            ahead = xb0 + vb0
-            if self.gate > 0:
-                near = (xy - ahead).square().sum(-1, keepdim=True) < self.gate**2
-                lost = (ahead.abs() > 1.0).any(-1, keepdim=True)
-                seen = seen * (near | lost).to(seen.dtype)
-                both = seen * taken0[0]
-                vb = both * (xy - xb0) + (1.0 - both) * vb0
-                taken = (seen,)
-            else:
-                vb = both * (xy - xy0) + (1.0 - both) * vb0
-                taken = ()
-            xb = seen * xy + (1.0 - seen) * ahead
+            vb = both * (xy - xy0) + (1.0 - both) * vb0
+            xb = seen * xy + (1.0 - seen) * (xb0 + vb0)
             dg = g - g0
         xb, vb = xb.clamp(-POSITION_BOUND, POSITION_BOUND), vb.clamp(-SPEED_BOUND, SPEED_BOUND)
-        return torch.cat([xb, CHANGE_SCALE * vb, dg[..., None]], -1), (xb, vb, *taken)
+        return torch.cat([xb, CHANGE_SCALE * vb, dg[..., None]], -1), (xb, vb)
 
     def _relative(self, z, q, h, xy, g, last):
         """The relative pair message (``pairs="relative"``); the state carried on is ``(h, xy, g)``."""

@@ -69,9 +69,6 @@ class WorldModel(nn.Module):
         if cfg.object_futures != 1 and cfg.predictor != "objects":
             raise WmkitError(f"model.object_futures={cfg.object_futures} lets the objects predictor imagine several futures, "
                              f"but model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
-        if cfg.object_gate and cfg.predictor != "objects":
-            raise WmkitError(f"model.object_gate={cfg.object_gate} gates the objects predictor's belief, but "
-                             f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
         if cfg.object_motion and cfg.predictor != "objects":
             raise WmkitError(f"model.object_motion=true gives the objects predictor its keypoints' motion, but "
                              f"model.predictor={cfg.predictor!r}; drop it or use model.predictor=objects")
@@ -102,7 +99,7 @@ class WorldModel(nn.Module):
             self.predictor = ConvGRUPredictor(cfg.embed_dim, cfg.grid, a, w, cfg.predictor_depth, cfg.history)
         elif cfg.predictor == "objects":
             self.predictor = ObjectPredictor(cfg.objects, cfg.object_appearance, a, w, cfg.predictor_heads, cfg.history,
-                                            cfg.object_pairs, cfg.object_motion, cfg.object_futures, cfg.object_gate)
+                                            cfg.object_pairs, cfg.object_motion, cfg.object_futures)
         else:
             raise WmkitError(f"unknown predictor {cfg.predictor!r}; expected 'transformer', 'mlp', 'gru', 'conv', 'convgru' or 'objects'")
         if not cfg.decoder:
