@@ -6,7 +6,7 @@ from __future__ import annotations
 from .config import TrainConfig
 from .errors import WmkitError
 from .latent_cache import check_cache_config
-from .losses import PREDICTION_ERRORS
+from .prediction_errors import PREDICTION_ERRORS
 
 
 def check_train_config(cfg: TrainConfig) -> None:
