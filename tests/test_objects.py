@@ -398,6 +398,9 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "futures"), "max_steps=3",
                  f"init_from={run}", "freeze_encoder=true", "model.object_futures=2", "rollout_steps=3",
                  "prediction_error=absolute", *common]) == 0
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 f"init_from={run}", "freeze_encoder=true", "model.object_futures=2", "rollout_weight=0", *common]) == 2
+    assert "imagines futures that only the rollout loss trains" in capsys.readouterr().err
     assert main(["eval", "physics", "--ckpt", str(tmp_path / "futures"), "--sets", "2", "--length", "12", "--bootstrap", "0",
                  "--properties", "permanence", "--ahead", "2", "--contexts", "1,2", "--json", str(out)]) == 0
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",

@@ -159,6 +159,10 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
         if getattr(tcfg, name) != off and mcfg.encoder != "objects":
             raise WmkitError(f"train config '{name}' = {getattr(tcfg, name)} weighs keypoints of an object latent, but "
                              f"model.encoder={mcfg.encoder!r}; drop it or use model.encoder=objects")
+    if mcfg.object_futures > 1 and not (tcfg.rollout_weight > 0 and tcfg.rollout_steps >= 2):
+        raise WmkitError(f"model.object_futures={mcfg.object_futures} imagines futures that only the rollout loss trains, but "
+                         f"rollout_weight={tcfg.rollout_weight} and rollout_steps={tcfg.rollout_steps}; set rollout_weight > 0 "
+                         f"and rollout_steps >= 2, or model.object_futures=1")
     if mcfg.encoder == "objects" and (tcfg.temporal_weight > 0 or tcfg.appearance_channels):
         raise WmkitError("temporal_weight and appearance_channels treat the latent as cells of model.embed_dim channels; an "
                          "object latent (model.encoder=objects) is keypoint tokens: set temporal_weight=0 appearance_channels=0")
