@@ -17,6 +17,7 @@ from .dist import all_reduce_sum
 from .prediction_errors import (PREDICTION_ERRORS, nearest_future_loss, prediction_loss,  # noqa: F401 (re-exported)
                                 presence_change_weights)
 from .models.encoders import pixels
+from .models.objects import unpack
 
 
 def sigreg(z: torch.Tensor, num_projections: int = 256, num_knots: int = 17, generator: torch.Generator | None = None,
@@ -197,8 +198,6 @@ def keypoint_jumps(z: torch.Tensor, num: int, appearance: int, size: float) -> t
     part beyond ``size`` of each keypoint's change of velocity (``xy[t+1] - 2 xy[t] + xy[t-1]``, its length),
     times its presence in the three frames. Steady motion and bounces below ``size`` cost nothing; a jump onto
     another object costs its excess squared, which a keypoint can also escape by vanishing."""
-    from .models.objects import unpack
-
     b, t = z.shape[:2]
     x, y, g, _ = unpack(z.reshape(b * t, -1), num, appearance)
     xy, g = torch.stack([x, y], -1).view(b, t, num, 2), g.view(b, t, num)
