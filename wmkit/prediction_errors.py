@@ -9,15 +9,19 @@ import torch
 PREDICTION_ERRORS = ("squared", "absolute")
 
 
+def _errors(diff: torch.Tensor, error: str) -> torch.Tensor:
+    """Each number's error from its difference: squared or absolute (one of ``PREDICTION_ERRORS``)."""
+    if error not in PREDICTION_ERRORS:
+        raise ValueError(f"prediction error {error!r}; expected one of {PREDICTION_ERRORS}")
+    return diff.square() if error == "squared" else diff.abs()
+
+
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
                     error: str = "squared") -> torch.Tensor:
     """Mean error between predicted and target latents (any matching shapes), each number's
     error times its ``weights`` when given (broadcast to the same shape). ``error``: 'squared' or
     'absolute' (``TrainConfig.prediction_error``)."""
-    if error not in PREDICTION_ERRORS:
-        raise ValueError(f"prediction error {error!r}; expected one of {PREDICTION_ERRORS}")
-    diff = pred.float() - target.float()
-    each = diff.square() if error == "squared" else diff.abs()
+    each = _errors(pred.float() - target.float(), error)
     return each.mean() if weights is None else (weights * each).mean()
 
 
@@ -32,10 +36,7 @@ def nearest_future_loss(imagined: torch.Tensor, target: torch.Tensor, weights: t
     nearest still learns (and can become so). One future by squared error is least at the mean of what can
     follow, which none of them need be; the nearest of several is least when they spread over what can
     follow. -> (the loss, the nearest future of each window ``(B, H, D)``)."""
-    if error not in PREDICTION_ERRORS:
-        raise ValueError(f"prediction error {error!r}; expected one of {PREDICTION_ERRORS}")
-    diff = imagined.float() - target.float()[:, None]
-    each = diff.square() if error == "squared" else diff.abs()
+    each = _errors(imagined.float() - target.float()[:, None], error)
     if weights is not None:
         each = weights[:, None] * each
     per_future = each.flatten(2).mean(-1)  # (B, F)
