@@ -424,3 +424,15 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "jumps"), "max_steps=2",
                  "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "jump_weight=5", *common]) == 0
     assert '"jump"' in (tmp_path / "jumps" / "metrics.jsonl").read_text()
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "occluded"), "max_steps=2",
+                 "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "occlude_weight=1", *common]) == 0
+    assert '"occlude"' in (tmp_path / "occluded" / "metrics.jsonl").read_text()
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "occlude_weight=1"]) == 2
+    assert "'occlude_weight' = 1.0 weighs keypoints of an object latent, but model.encoder='cnn'" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "occlude_weight=1", f"init_from={run}", "freeze_encoder=true", *common]) == 2
+    assert "'occlude_weight' = 1.0 prices the keypoints an encoder learns" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "occlude_weight=1", "occlude_radius=0", *common]) == 2
+    assert "'occlude_radius' = 0.0: an object's radius must be > 0" in capsys.readouterr().err

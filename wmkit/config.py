@@ -162,6 +162,10 @@ class TrainConfig:
     """Objects latents: weight of a price on keypoint jumps, the squared part of each present keypoint's change of velocity between consecutive frames (its second difference, in image half-widths) beyond jump_size, weighed by its presence in the three frames. A ball that moves on, or bounces, costs nothing; a keypoint whose ball goes behind the screen then vanishes (presence 0) instead of jumping onto the other ball or the screen, which it did in two hidings of three, and which left the predictor to carry the hidden ball in its state alone (BENCHMARKS.md). 0 turns it off."""
     jump_size: float = 0.35
     """The change of velocity per frame, in image half-widths, above which jump_weight prices a keypoint (a ball on balls moves at most ~0.14 a frame, so a bounce changes its velocity by at most ~0.3)."""
+    occlude_weight: float = 0.0
+    """Objects latents, first stage: weight of occlusion consistency. Every frame is drawn again with a rectangle of a random colour over part of one of its objects, and the keypoints of that frame are pulled toward the frame's own (held fixed), position and presence, by how much of their object stays in view (in full from a quarter up, not at all once wholly hidden). Without it a keypoint follows the part of a ball still in view as the ball goes in behind a screen, and falls behind its centre (wmkit/occlusion.py, BENCHMARKS.md). 0 turns it off."""
+    occlude_radius: float = 0.13
+    """The radius of an object around its keypoint, in image half-widths, that occlude_weight places its rectangles by and counts the share in view of (a ball on balls is 0.10-0.16)."""
     rollout_steps: int = 2
     """Open-loop steps of the multi-step rollout loss (0 turns it off)."""
     rollout_weight: float = 0.5

@@ -18,6 +18,7 @@ from .prediction_errors import (PREDICTION_ERRORS, nearest_future_loss, predicti
                                 presence_change_weights)
 from .models.encoders import pixels
 from .models.objects import unpack
+from .occlusion import occlusion_consistency
 
 
 def sigreg(z: torch.Tensor, num_projections: int = 256, num_knots: int = 17, generator: torch.Generator | None = None,
@@ -127,6 +128,9 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
       (:func:`appearance_loss`); ``sigreg`` and ``temporal`` then leave those channels out;
     - ``recon``: one frame per window decoded from its latent vs the frame, when ``cfg.recon_weight > 0``;
     - ``presence``: the object latent's mean keypoint presence, when ``cfg.presence_weight > 0``;
+    - ``jump``: a price on keypoint jumps, when ``cfg.jump_weight > 0``;
+    - ``occlude``: occlusion consistency of the keypoints, when ``cfg.occlude_weight > 0``
+      (:func:`~wmkit.occlusion.occlusion_consistency`);
     - ``pixel`` (objective='pixel'): decoded prediction vs next frame, plus reconstruction.
     """
     actions = batch["actions"]
@@ -190,6 +194,9 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         terms["presence"] = z.reshape(*z.shape[:2], model.cfg.objects, -1)[..., 2].mean()
     if cfg.jump_weight > 0 and z.shape[1] >= 3:  # objects latents: a price on keypoint jumps (TrainConfig.jump_weight)
         terms["jump"] = keypoint_jumps(z, model.cfg.objects, model.cfg.object_appearance, cfg.jump_size)
+    if cfg.occlude_weight > 0:  # objects latents: occlusion consistency (TrainConfig.occlude_weight)
+        terms["occlude"] = occlusion_consistency(model.encoder, obs["rgb"], z, model.cfg.objects,
+                                                 model.cfg.object_appearance, cfg.occlude_radius, generator)
     return terms, z
 
 
@@ -387,4 +394,4 @@ def loss_weights(cfg) -> dict[str, float]:
             "inverse": cfg.inverse_weight, "temporal": cfg.temporal_weight, "recon": cfg.recon_weight,
             "appearance": cfg.appearance_weight, "pred_decoded": cfg.pred_decoded_weight, "pixel": 1.0,
             "state_read": 1.0, "state": cfg.state_weight,
-            "presence": cfg.presence_weight, "jump": cfg.jump_weight}
+            "presence": cfg.presence_weight, "jump": cfg.jump_weight, "occlude": cfg.occlude_weight}

@@ -155,7 +155,8 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: str, out: str, resume: boo
     if tcfg.appearance_channels >= mcfg.embed_dim:
         raise WmkitError(f"train config 'appearance_channels' = {tcfg.appearance_channels} leaves no channel of the "
                          f"model.embed_dim = {mcfg.embed_dim} for motion; choose fewer than {mcfg.embed_dim} (0 turns it off)")
-    for name, off in (("presence_change_weight", 1.0), ("presence_weight", 0.0), ("jump_weight", 0.0)):
+    for name, off in (("presence_change_weight", 1.0), ("presence_weight", 0.0), ("jump_weight", 0.0),
+                      ("occlude_weight", 0.0)):
         if getattr(tcfg, name) != off and mcfg.encoder != "objects":
             raise WmkitError(f"train config '{name}' = {getattr(tcfg, name)} weighs keypoints of an object latent, but "
                              f"model.encoder={mcfg.encoder!r}; drop it or use model.encoder=objects")

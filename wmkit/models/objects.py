@@ -104,7 +104,9 @@ class ObjectEncoder(nn.Module):
         self.register_buffer("gy", gy.flatten(), persistent=False)
         self.channels_last = False  # set by the trainer
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def keypoints(self, obs: dict[str, torch.Tensor]):
+        """Frames -> each keypoint's position ``x``, ``y`` and presence ``g`` ``(N, K)``, and its appearance
+        ``(N, K, A)`` (``None`` with ``A`` = 0), before the presence scales them into tokens."""
         x = image_input(obs, self.keys)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -112,10 +114,15 @@ class ObjectEncoder(nn.Module):
         logits = self.score(f).float().flatten(2)  # (N, K, cells)
         p = logits.softmax(-1)
         g = torch.sigmoid(logits.amax(-1))
-        parts = [g * (p * self.gx).sum(-1), g * (p * self.gy).sum(-1), g]
-        tok = torch.stack(parts, -1)
+        look = None
         if self.look is not None:
             look = torch.tanh(torch.einsum("nkc,nac->nka", p, self.look(f).float().flatten(2)))
+        return (p * self.gx).sum(-1), (p * self.gy).sum(-1), g, look
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x, y, g, look = self.keypoints(obs)
+        tok = torch.stack([g * x, g * y, g], -1)
+        if look is not None:
             tok = torch.cat([tok, g[..., None] * look], -1)
         return tok.flatten(1)
 
