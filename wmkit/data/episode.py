@@ -4,7 +4,7 @@ store writes. An episode of ``T`` steps holds ``T + 1`` observations and ``T`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

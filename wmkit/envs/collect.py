@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import CollectConfig
-from ..data.store import META_FILE, chunk_path, obs_layout, write_chunk, write_json_atomic
+from ..data.store import META_FILE, chunk_path, write_chunk, write_json_atomic
 from ..errors import DatasetError, OutputExistsError
 from ..log import MetricsWriter, logger, progress
 from .sources import default_policy, episode_seed, make_source
