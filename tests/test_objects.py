@@ -425,7 +425,8 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
                  "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "jump_weight=5", *common]) == 0
     assert '"jump"' in (tmp_path / "jumps" / "metrics.jsonl").read_text()
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "occluded"), "max_steps=2",
-                 "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "occlude_weight=1", *common]) == 0
+                 "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "occlude_weight=1",
+                 "occlude_colour=150,150,150", *common]) == 0
     assert '"occlude"' in (tmp_path / "occluded" / "metrics.jsonl").read_text()
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "occlude_weight=1"]) == 2
@@ -436,3 +437,6 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "occlude_weight=1", "occlude_radius=0", *common]) == 2
     assert "'occlude_radius' = 0.0: an object's radius must be > 0" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "occlude_weight=1", "occlude_colour=grey", *common]) == 2
+    assert "'occlude_colour' = 'grey'; expected 'random' or three numbers" in capsys.readouterr().err

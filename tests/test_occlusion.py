@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from wmkit.errors import WmkitError
 from wmkit.models.objects import ObjectEncoder
-from wmkit.occlusion import cover, moving, occluders, occlusion_consistency, shown_share
+from wmkit.occlusion import cover, moving, occluders, occlusion_consistency, parse_colour, shown_share
 
 
 def test_cover_paints_the_pixels_inside_the_rectangle_in_one_colour():
@@ -15,6 +16,17 @@ def test_cover_paints_the_pixels_inside_the_rectangle_in_one_colour():
     assert painted[0, :4, :4].all() and painted[0].sum() == 16
     assert painted[1, :, 6:].all() and painted[1].sum() == 16
     assert len(out[0, :, :4, :4].reshape(3, -1).unique(dim=1).T) == 1  # one colour
+
+
+def test_cover_in_the_colour_of_the_scenes_screens_and_bad_colours_refused():
+    rgb = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    rect = torch.tensor([[-1.0, -1.0, 0.0, 0.0]]).expand(3, 4)
+    out = cover(rgb, rect, torch.Generator().manual_seed(0), parse_colour("150,150,150"))
+    assert (out[:, :, :4, :4] == 150).all() and (out[:, :, 4:] == 0).all() and (out[:, :, :, 4:] == 0).all()
+    assert parse_colour("random") is None
+    for bad in ("150,150", "grey", "256,0,0", "-1,0,0"):
+        with pytest.raises(WmkitError, match="expected 'random' or three numbers 0-255 as 'R,G,B'"):
+            parse_colour(bad)
 
 
 def test_shown_share_is_the_part_of_the_disk_outside_the_rectangle():

@@ -18,7 +18,7 @@ from .prediction_errors import (PREDICTION_ERRORS, nearest_future_loss, predicti
                                 presence_change_weights)
 from .models.encoders import pixels
 from .models.objects import unpack
-from .occlusion import occlusion_consistency
+from .occlusion import occlusion_consistency, parse_colour
 
 
 def sigreg(z: torch.Tensor, num_projections: int = 256, num_knots: int = 17, generator: torch.Generator | None = None,
@@ -196,7 +196,8 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
         terms["jump"] = keypoint_jumps(z, model.cfg.objects, model.cfg.object_appearance, cfg.jump_size)
     if cfg.occlude_weight > 0:  # objects latents: occlusion consistency (TrainConfig.occlude_weight)
         terms["occlude"] = occlusion_consistency(model.encoder, obs["rgb"], z, model.cfg.objects,
-                                                 model.cfg.object_appearance, cfg.occlude_radius, generator)
+                                                 model.cfg.object_appearance, cfg.occlude_radius, generator,
+                                                 parse_colour(cfg.occlude_colour))
     return terms, z
 
 

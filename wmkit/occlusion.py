@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from .errors import WmkitError
 from .models.objects import unpack
 
 FULL_FROM = 0.25  # the share of an object in view from which its keypoint counts in full
@@ -74,14 +75,30 @@ def _inside(px: torch.Tensor, py: torch.Tensor, rect: torch.Tensor) -> torch.Ten
     return (px >= r[..., 0]) & (px <= r[..., 2]) & (py >= r[..., 1]) & (py <= r[..., 3])
 
 
-def cover(rgb: torch.Tensor, rect: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def parse_colour(text: str) -> tuple[int, int, int] | None:
+    """``occlude_colour``: 'random' -> ``None``; 'R,G,B' (each 0-255) -> the colour; anything else is refused."""
+    if text == "random":
+        return None
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        raise WmkitError(f"train config 'occlude_colour' = {text!r}; expected 'random' or three numbers 0-255 as 'R,G,B' "
+                         f"(the colour of the scene's screens, e.g. '150,150,150' on balls)")
+    return tuple(int(p) for p in parts)
+
+
+def cover(rgb: torch.Tensor, rect: torch.Tensor, generator: torch.Generator,
+          colour: tuple[int, int, int] | None = None) -> torch.Tensor:
     """Frames ``rgb`` (N, 3, H, W) uint8 with each frame's rectangle ``rect`` (N, 4, in [-1, 1]) painted over
-    them in a colour of its own, drawn from ``generator``: every pixel whose centre lies in it."""
+    them (every pixel whose centre lies in it) in ``colour``, or with ``None`` in a colour of its own drawn
+    from ``generator``."""
     n, _, h, w = rgb.shape
     py = ((torch.arange(h, device=rgb.device) + 0.5) / h * 2.0 - 1.0)[None, :, None].expand(n, h, w)
     px = ((torch.arange(w, device=rgb.device) + 0.5) / w * 2.0 - 1.0)[None, None, :].expand(n, h, w)
-    colour = torch.randint(0, 256, (n, 3, 1, 1), generator=generator, dtype=torch.uint8).to(rgb.device)
-    return torch.where(_inside(px, py, rect)[:, None], colour, rgb)
+    if colour is None:
+        paint = torch.randint(0, 256, (n, 3, 1, 1), generator=generator, dtype=torch.uint8).to(rgb.device)
+    else:
+        paint = torch.tensor(colour, dtype=torch.uint8, device=rgb.device).view(1, 3, 1, 1)
+    return torch.where(_inside(px, py, rect)[:, None], paint, rgb)
 
 
 def shown_share(x: torch.Tensor, y: torch.Tensor, rect: torch.Tensor, radius: float) -> torch.Tensor:
@@ -93,17 +110,17 @@ def shown_share(x: torch.Tensor, y: torch.Tensor, rect: torch.Tensor, radius: fl
 
 
 def occlusion_consistency(encoder, rgb: torch.Tensor, z: torch.Tensor, num: int, appearance: int, radius: float,
-                          generator: torch.Generator) -> torch.Tensor:
+                          generator: torch.Generator, colour: tuple[int, int, int] | None = None) -> torch.Tensor:
     """The term (see the module docstring): windows ``rgb`` (B, T, 3, H, W) uint8 and their object latents ``z``
-    (B, T, K * (3 + A)), held fixed as the target; ``encoder`` is the :class:`~wmkit.models.objects.ObjectEncoder`.
-    Each frame's rectangle covers part of something that moves in its window (:func:`moving`; a still screen
+    (B, T, K * (3 + A)), held fixed as the target; ``encoder`` is the :class:`~wmkit.models.objects.ObjectEncoder`;
+    ``colour`` the rectangles' (``None``: each its own, at random). Each frame's rectangle covers part of something that moves in its window (:func:`moving`; a still screen
     would otherwise draw most of them). -> the weighted mean over keypoints of the squared distance between
     the covered frame's keypoint and the frame's, plus the squared difference of their presences."""
     b, t = z.shape[:2]
     x, y, g, _ = unpack(z.detach().reshape(b * t, -1), num, appearance)
     pick = moving(*(v.view(b, t, num) for v in (x, y, g))).reshape(b * t, num) + 1e-3 * g
     rect = occluders(x, y, pick, radius, generator)
-    xo, yo, go, _ = encoder.keypoints({"rgb": cover(rgb.flatten(0, 1), rect, generator)})
+    xo, yo, go, _ = encoder.keypoints({"rgb": cover(rgb.flatten(0, 1), rect, generator, colour)})
     weight = g * (shown_share(x, y, rect, radius) / FULL_FROM).clamp_max(1.0)
     err = (xo - x).square() + (yo - y).square() + (go - g).square()
     return (weight * err).sum() / weight.sum().clamp_min(1e-6)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .config import TrainConfig
 from .errors import WmkitError
 from .latent_cache import check_cache_config
+from .occlusion import parse_colour
 from .prediction_errors import PREDICTION_ERRORS
 
 
@@ -34,6 +35,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         if getattr(cfg, name) > 0 and cfg.freeze_encoder:
             raise WmkitError(f"train config '{name}' = {getattr(cfg, name)} prices the keypoints an encoder learns, but "
                              f"freeze_encoder=true keeps the encoder fixed; set it in the first (autoencoder) stage instead")
+    parse_colour(cfg.occlude_colour)
     if cfg.occlude_radius <= 0:
         raise WmkitError(f"train config 'occlude_radius' = {cfg.occlude_radius}: an object's radius must be > 0")
     if cfg.jump_size < 0:
