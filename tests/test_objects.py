@@ -428,6 +428,13 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
                  "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "occlude_weight=1",
                  "occlude_colour=150,150,150", *common]) == 0
     assert '"occlude"' in (tmp_path / "occluded" / "metrics.jsonl").read_text()
+    # cells that vote where their object is, turned on over a first stage trained without them; not turned off again
+    first = ["model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", *common]
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "voting"), "max_steps=2",
+                 f"init_from={run}", "model.object_offsets=true", "occlude_weight=1", *first]) == 0
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 f"init_from={tmp_path / 'voting'}", *first]) == 2
+    assert "object_offsets (True there, False here)" in capsys.readouterr().err
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "occlude_weight=1"]) == 2
     assert "'occlude_weight' = 1.0 weighs keypoints of an object latent, but model.encoder='cnn'" in capsys.readouterr().err

@@ -72,6 +72,8 @@ class ModelConfig:
     """Keypoints of the 'objects' encoder (enough for every kind of object in the data, plus a few that settle on still parts of the scene)."""
     object_appearance: int = 4
     """Appearance numbers per keypoint of the 'objects' encoder (colour, shape, size)."""
+    object_offsets: bool = False
+    """Let every cell of the 'objects' encoder vote where its keypoint's object is: the keypoint is the softmax mean of each cell's place plus an offset it reads (at most 0.3 image half-widths), not of the places alone, so the visible part of a ball half behind a screen can place its centre there. Starts at zero offsets (the same keypoints as without), so init_from may turn it on over a first stage trained without it."""
     object_pairs: str = "offset"
     """The 'objects' predictor's message between keypoints: 'offset' (from both states and their offset, averaged over partners) or 'relative' (from each pair's offset, distance and approach since the last frame, through two layers, gated by both presences and carried on in the state: the terms a collision depends on). On balls keypoints it scored as 'offset' does, collisions included (BENCHMARKS.md)."""
     object_motion: bool = False

@@ -7,13 +7,13 @@ less, and its steps there are erratic. A predictor then starts the hidden ball o
 the wrong speed, and it comes out late (BENCHMARKS.md).
 
 The term teaches the encoder to place a partly hidden object's keypoint where its centre is, with no labels:
-every training frame is drawn a second time with a rectangle of a random colour over part of one of its
-objects (:func:`occluders`: one edge of the rectangle cuts through the object of a keypoint that moves, at a
+every training frame is drawn a second time with a rectangle (of a random colour, or the scene's screens'
+colour: ``occlude_colour``) over part of one of its objects (:func:`occluders`: one edge of the rectangle cuts through the object of a keypoint that moves, at a
 random depth), and the keypoints of the covered frame are pulled toward those of the frame itself (held fixed),
 position and presence. A keypoint counts by its presence in the frame and by how much of its object the
 rectangle leaves in view (:func:`shown_share`, of a disk of ``radius`` around it): in full from a quarter
-up, less below, and not at all once wholly covered, where the frame has nothing to place it by and the
-reconstruction decides (a hidden ball's keypoint then vanishes).
+up, less below, and not at all once wholly covered, where the frame has nothing to place it by. On ``balls``
+grey rectangles (the screen's colour) carry over to the screen a little; random colours do not (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ REGROUPING_FIELDS = frozenset({"predictor", "predictor_heads", "predictor_deltas
                                "object_motion"})
 
 
+# encoder settings that add a part starting at zero (the model computes what it did without it): a run may turn
+# them on over a source trained without them, which continues from the source's weights with the part new
+GROWING_FIELDS = frozenset({"object_offsets"})
+
+
 def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     """``init_from`` and ``freeze_encoder``: start from a trained model, optionally freezing its
     representation so that only the predictor (and heads) learn."""
@@ -51,7 +56,9 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
         source = WorldModel.from_checkpoint(cfg.init_from)
         differ = {k: (v, getattr(model.cfg, k)) for k, v in dataclasses.asdict(source.cfg).items() if getattr(model.cfg, k) != v}
         # a frozen representation may get a new predictor (and heads): only what makes the latent must match
-        blocking = {k: v for k, v in differ.items() if not (cfg.freeze_encoder and k in PREDICTOR_FIELDS)}
+        growing = {k for k, (a, b) in differ.items() if k in GROWING_FIELDS and not a and b}
+        blocking = {k: v for k, v in differ.items()
+                    if not (cfg.freeze_encoder and k in PREDICTOR_FIELDS) and k not in growing}
         if blocking:
             raise WmkitError(f"init_from={cfg.init_from}: its model config differs from this run's in "
                              + ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in blocking.items())
@@ -67,8 +74,8 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
             # another dropout) continues from the source's weights instead of starting afresh
             if _same_shapes(model.predictor, source.predictor) and not set(differ) & REGROUPING_FIELDS:
                 parts += ("predictor",)
-            for part in parts:
-                getattr(model, part).load_state_dict(getattr(source, part).state_dict())
+            for part in parts:  # a growing setting's new part keeps its zero start (the only keys the source lacks)
+                _load(getattr(model, part), getattr(source, part).state_dict(), part == "encoder" and bool(growing))
             fresh = "the heads start afresh" if "predictor" in parts else "the predictor and heads start afresh"
             logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; {fresh} "
                         f"(the model settings differ in {', '.join(sorted(differ))})")
@@ -82,6 +89,13 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     if cfg.pred_decoded_weight > 0:
         model.decoder.requires_grad_(False)
     set_train_mode(model, cfg)
+
+
+def _load(module: torch.nn.Module, state: dict, growing: bool) -> None:
+    """Load ``state`` into ``module``; with ``growing``, the keys the source lacks may stay as they are, none other."""
+    unexpected = module.load_state_dict(state, strict=not growing).unexpected_keys
+    if unexpected:
+        raise WmkitError(f"init_from: the source holds weights this model has no place for: {unexpected}")
 
 
 def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:

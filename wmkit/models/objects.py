@@ -55,6 +55,7 @@ PAIR_MESSAGES = ("offset", "relative")
 POSITION_BOUND = 1.2  # keypoints lie in [-1, 1]; the relative message reads positions clamped to a little beyond
 SPEED_BOUND = 0.5  # a believed velocity per frame (balls move at most ~0.2 image units a frame)
 CHANGE_SCALE = 10.0  # a frame's change of offset (a few hundredths of the image) scaled to about the offsets' size
+OFFSET_BOUND = 0.3  # the farthest a cell votes its keypoint's object from itself (object_offsets), in image half-widths
 SIGMA = 0.1  # a blob's spread in [-1, 1] image units (a ball's radius is 0.1-0.16 of them on balls)
 
 
@@ -86,7 +87,8 @@ def unpack(z: torch.Tensor, num: int, appearance: int):
 class ObjectEncoder(nn.Module):
     """Frames -> ``(N, K * (3 + A))`` object tokens (see the module docstring)."""
 
-    def __init__(self, image_size: int, num: int, appearance: int, keys: tuple[str, ...], width: int = 32):
+    def __init__(self, image_size: int, num: int, appearance: int, keys: tuple[str, ...], width: int = 32,
+                 offsets: bool = False):
         super().__init__()
         if num < 1 or appearance < 0:
             raise WmkitError(f"model.objects must be >= 1 and model.object_appearance >= 0, got {num} and {appearance}")
@@ -99,6 +101,12 @@ class ObjectEncoder(nn.Module):
                                   nn.Conv2d(width, width, 3, 1, 1), nn.GELU())
         self.score = nn.Conv2d(width, num, 1)
         self.look = nn.Conv2d(width, appearance, 1) if appearance else None
+        # offsets: each cell's vote of where its keypoint's object is, relative to the cell (model.object_offsets);
+        # zero at the start, so the keypoints are the places' softmax mean until training moves them
+        self.offset = nn.Conv2d(width, 2 * num, 1) if offsets else None
+        if self.offset is not None:
+            nn.init.zeros_(self.offset.weight)
+            nn.init.zeros_(self.offset.bias)
         gx, gy = _ramp(image_size // 2)
         self.register_buffer("gx", gx.flatten(), persistent=False)
         self.register_buffer("gy", gy.flatten(), persistent=False)
@@ -117,7 +125,11 @@ class ObjectEncoder(nn.Module):
         look = None
         if self.look is not None:
             look = torch.tanh(torch.einsum("nkc,nac->nka", p, self.look(f).float().flatten(2)))
-        return (p * self.gx).sum(-1), (p * self.gy).sum(-1), g, look
+        gx, gy = self.gx, self.gy
+        if self.offset is not None:  # each cell's place moved by its vote
+            vote = OFFSET_BOUND * torch.tanh(self.offset(f).float().flatten(2)).view(len(p), self.num, 2, -1)
+            gx, gy = gx + vote[:, :, 0], gy + vote[:, :, 1]
+        return (p * gx).sum(-1), (p * gy).sum(-1), g, look
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         x, y, g, look = self.keypoints(obs)

@@ -56,7 +56,8 @@ class WorldModel(nn.Module):
         elif cfg.encoder == "vit":
             self.encoder = ViTEncoder(cfg.image_size, cfg.patch_size, cfg.channels * 4, cfg.vit_depth, feat, keys, cfg.proprio_dim)
         elif cfg.encoder == "objects":
-            self.encoder = ObjectEncoder(cfg.image_size, cfg.objects, cfg.object_appearance, keys, cfg.channels)
+            self.encoder = ObjectEncoder(cfg.image_size, cfg.objects, cfg.object_appearance, keys, cfg.channels,
+                                         offsets=cfg.object_offsets)
         else:
             raise WmkitError(f"unknown encoder {cfg.encoder!r}; expected 'cnn', 'vit' or 'objects'")
         if cfg.keypoints and cfg.encoder != "cnn":
