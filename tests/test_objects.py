@@ -8,7 +8,6 @@ import torch
 
 from wmkit.config import ModelConfig
 from wmkit.errors import WmkitError
-from wmkit.losses import moving_pixels
 from wmkit.models import WorldModel
 from wmkit.models.encoders import pixels
 from wmkit.models.objects import BlobDecoder, ObjectEncoder, ObjectPredictor, unpack
