@@ -391,6 +391,15 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     out = tmp_path / "physics.json"
     assert main(["eval", "physics", "--ckpt", str(tmp_path / "pred"), "--sets", "2", "--length", "12", "--bootstrap", "0",
                  "--properties", "permanence", "--json", str(out)]) == 0
+    # where the keypoints are against the true balls: in view, going in behind the screen, under a drawn rectangle
+    report = tmp_path / "keypoints.json"
+    assert main(["eval", "keypoints", "--ckpt", str(run), "--data", str(data), "--episodes", "3", "--colour", "150,150,150",
+                 "--json", str(report)]) == 0
+    kp = json.loads(report.read_text())
+    assert kp["episodes"] >= 1 and kp["in_view"]["balls"] > 0 and 0 <= kp["in_view"]["found"] <= 1
+    assert [r["shown"] for r in kp["going_in"]] == [[0.66, 0.99], [0.33, 0.66], [0.01, 0.33]] and len(kp["covered"]) == 5
+    assert main(["eval", "keypoints", "--ckpt", str(run), "--data", str(data), "--colour", "grey"]) == 2
+    assert "--colour = 'grey'; expected 'random' or three numbers" in capsys.readouterr().err
     result = json.loads(out.read_text())
     assert result["results"][0]["name"] == str(tmp_path / "pred") and result["results"][0]["contexts"]
     # several imagined futures, each rollout scored by the nearest; the suite's surprise is the nearest's error
@@ -446,3 +455,12 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "occlude_weight=1", "occlude_colour=grey", *common]) == 2
     assert "'occlude_colour' = 'grey'; expected 'random' or three numbers" in capsys.readouterr().err
+
+
+def test_keypoint_report_refuses_a_latent_without_keypoints_and_data_without_balls(two_room_data):
+    from wmkit.eval.keypoints import keypoint_report
+
+    with pytest.raises(WmkitError, match="reads an object latent, but this model's encoder is 'cnn'"):
+        keypoint_report(WorldModel(ModelConfig(image_size=64)), two_room_data)
+    with pytest.raises(WmkitError, match="needs a balls dataset .* got env 'two-room'"):
+        keypoint_report(WorldModel(_cfg(image_size=64)), two_room_data)

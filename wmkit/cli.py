@@ -9,7 +9,7 @@ import json
 import sys
 
 from . import __version__
-from .cli_eval import (cmd_eval_candidates, cmd_eval_physics, cmd_eval_plan, cmd_eval_probe, cmd_eval_response,
+from .cli_eval import (cmd_eval_candidates, cmd_eval_keypoints, cmd_eval_physics, cmd_eval_plan, cmd_eval_probe, cmd_eval_response,
                        cmd_eval_sensitivity, cmd_fit_distance, cmd_fit_dynamics, cmd_plan, write_json)
 from .errors import WmkitError
 
@@ -225,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE.svg", help="write surprise-over-time curves aligned on the violation")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
     p.set_defaults(func=cmd_eval_physics)
+
+    p = esub.add_parser("keypoints", help="where an objects encoder's keypoints are against the true balls: in view, going in "
+                                          "behind the screen, and under a drawn rectangle")
+    p.add_argument("--ckpt", required=True, help="run or checkpoint folder of a model with model.encoder=objects")
+    p.add_argument("--data", required=True, help="a balls dataset (its held-out episodes are read)")
+    p.add_argument("--episodes", type=int, default=100, help="held-out episodes read (default 100)")
+    p.add_argument("--colour", default="random", help="the covering rectangles' colour: random (default) or R,G,B")
+    p.add_argument("--radius", type=float, default=0.13, help="a ball's radius around its keypoint, image half-widths (default 0.13)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results to FILE")
+    p.set_defaults(func=cmd_eval_keypoints)
 
     p = esub.add_parser("plan", help="goal-reaching success of model-predictive control, beside random and oracle baselines")
     p.add_argument("--ckpt", required=True, help="run folder (latest checkpoint) or checkpoint folder")

@@ -1,4 +1,4 @@
-"""Handlers of the ``wmkit`` subcommands that use a trained model: ``eval sensitivity / probe / physics /
+"""Handlers of the ``wmkit`` subcommands that use a trained model: ``eval sensitivity / probe / keypoints / physics /
 plan / candidates``, ``plan``, ``fit-distance`` and ``fit-dynamics``. The parser is in :mod:`wmkit.cli`; as there, heavy
 modules are imported inside the handlers."""
 
@@ -107,6 +107,32 @@ def cmd_eval_probe(args) -> None:
         result["rollout"] = roll
     if args.json:
         write_json(args.json, result)
+
+
+def cmd_eval_keypoints(args) -> None:
+    from .eval.keypoints import keypoint_report
+    from .models import WorldModel
+    from .occlusion import parse_colour
+
+    if args.episodes < 1 or args.radius <= 0:
+        raise WmkitError(f"--episodes must be >= 1 and --radius > 0, got {args.episodes} and {args.radius}")
+    result = keypoint_report(WorldModel.from_checkpoint(args.ckpt), args.data, args.episodes, parse_colour(args.colour, "--colour"),
+                             args.radius)
+    view = result["in_view"]
+    print(f"{result['episodes']} held-out episodes; distances in image half-widths\n"
+          f"in view: {view['balls']} balls, found within 0.1: {view['found']:.3f}, median distance {view['median_distance']:.3f}")
+    print("going in behind the screen: share in view, frames, keypoint from the centre, its step / the ball's (medians)")
+    for row in result["going_in"]:
+        print(f"  {row['shown'][0]:.2f}-{row['shown'][1]:.2f}  {row['n']:>5}  {_num(row['distance'])}  {_num(row['step_ratio'])}")
+    print(f"under a rectangle ({args.colour}): share of the disk in view, keypoints, how far each moves (median)")
+    for row in result["covered"]:
+        print(f"  {row['shown'][0]:.2f}-{row['shown'][1]:.2f}  {row['n']:>5}  {_num(row['distance'])}")
+    if args.json:
+        write_json(args.json, {"ckpt": str(args.ckpt), "data": str(args.data), "colour": args.colour, **result})
+
+
+def _num(value) -> str:
+    return "    -" if value is None else f"{value:.3f}"
 
 
 def cmd_eval_physics(args) -> None:

@@ -75,13 +75,14 @@ def _inside(px: torch.Tensor, py: torch.Tensor, rect: torch.Tensor) -> torch.Ten
     return (px >= r[..., 0]) & (px <= r[..., 2]) & (py >= r[..., 1]) & (py <= r[..., 3])
 
 
-def parse_colour(text: str) -> tuple[int, int, int] | None:
-    """``occlude_colour``: 'random' -> ``None``; 'R,G,B' (each 0-255) -> the colour; anything else is refused."""
+def parse_colour(text: str, name: str = "train config 'occlude_colour'") -> tuple[int, int, int] | None:
+    """``occlude_colour`` (or the setting ``name``): 'random' -> ``None``; 'R,G,B' (each 0-255) -> the colour; anything
+    else is refused."""
     if text == "random":
         return None
     parts = text.split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) <= 255 for p in parts):
-        raise WmkitError(f"train config 'occlude_colour' = {text!r}; expected 'random' or three numbers 0-255 as 'R,G,B' "
+        raise WmkitError(f"{name} = {text!r}; expected 'random' or three numbers 0-255 as 'R,G,B' "
                          f"(the colour of the scene's screens, e.g. '150,150,150' on balls)")
     return tuple(int(p) for p in parts)
 
