@@ -44,9 +44,9 @@ REGROUPING_FIELDS = frozenset({"predictor", "predictor_heads", "predictor_deltas
                                "object_motion"})
 
 
-# encoder settings that add a part starting at zero (the model computes what it did without it): a run may turn
-# them on over a source trained without them, which continues from the source's weights with the part new
-GROWING_FIELDS = frozenset({"object_offsets"})
+# encoder settings that add a part starting at zero (the model computes what it did without it), by the name of the
+# encoder's part: a run may turn them on over a source trained without them, and continues from its weights
+GROWING_FIELDS = {"object_offsets": "offset"}
 
 
 def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
@@ -75,7 +75,8 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
             if _same_shapes(model.predictor, source.predictor) and not set(differ) & REGROUPING_FIELDS:
                 parts += ("predictor",)
             for part in parts:  # a growing setting's new part keeps its zero start (the only keys the source lacks)
-                _load(getattr(model, part), getattr(source, part).state_dict(), part == "encoder" and bool(growing))
+                new = tuple(f"{GROWING_FIELDS[k]}." for k in growing) if part == "encoder" else ()
+                _load(getattr(model, part), getattr(source, part).state_dict(), new)
             fresh = "the heads start afresh" if "predictor" in parts else "the predictor and heads start afresh"
             logger.info(f"init_from={cfg.init_from}: {', '.join(parts)} copied; {fresh} "
                         f"(the model settings differ in {', '.join(sorted(differ))})")
@@ -91,11 +92,13 @@ def init_weights(model: WorldModel, cfg: TrainConfig) -> None:
     set_train_mode(model, cfg)
 
 
-def _load(module: torch.nn.Module, state: dict, growing: bool) -> None:
-    """Load ``state`` into ``module``; with ``growing``, the keys the source lacks may stay as they are, none other."""
-    unexpected = module.load_state_dict(state, strict=not growing).unexpected_keys
-    if unexpected:
-        raise WmkitError(f"init_from: the source holds weights this model has no place for: {unexpected}")
+def _load(module: torch.nn.Module, state: dict, new: tuple[str, ...]) -> None:
+    """Load ``state`` into ``module``; weights under the prefixes ``new`` (parts a growing setting adds) may be
+    missing from it and keep their zero start, and nothing else may be."""
+    result = module.load_state_dict(state, strict=not new)
+    wrong = result.unexpected_keys + [k for k in result.missing_keys if not k.startswith(new)]
+    if wrong:
+        raise WmkitError(f"init_from: the source's weights do not match this model's in {wrong}")
 
 
 def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -9,6 +9,11 @@ feature map into an appearance code ``a`` of ``A`` numbers in (-1, 1). The laten
 ``K`` tokens ``[g x, g y, g, g a]``, flattened: a keypoint that finds nothing (a ball of a colour
 the scene does not hold, or one behind a screen) is all zeros rather than a position at random.
 
+With ``offsets`` (``model.object_offsets=true``) every cell also votes where its keypoint's object is, a shift of
+at most ``OFFSET_BOUND`` from itself, and the keypoint is the softmax mean of the shifted places: the visible part
+of a ball half behind a screen can then place the ball's centre, which the cells over the screen, scoring what
+they see, do not (BENCHMARKS.md). The votes start at zero.
+
 :class:`BlobDecoder` paints a frame from the latent alone: each keypoint becomes a Gaussian blob
 (scaled by its presence) carrying its appearance code, on a quarter-resolution grid, and a few 3x3
 convolutions turn the blobs into each 4x4 patch's pixels. Trained together by reconstruction
