@@ -120,7 +120,7 @@ def cmd_eval_keypoints(args) -> None:
                              args.radius)
     view = result["in_view"]
     print(f"{result['episodes']} held-out episodes; distances in image half-widths\n"
-          f"in view: {view['balls']} balls, found within 0.1: {view['found']:.3f}, median distance {view['median_distance']:.3f}")
+          f"in view: {view['balls']} balls, found within 0.1: {_num(view['found'])}, median distance {_num(view['median_distance'])}")
     print("going in behind the screen: share in view, frames, keypoint from the centre, its step / the ball's (medians)")
     for row in result["going_in"]:
         print(f"  {row['shown'][0]:.2f}-{row['shown'][1]:.2f}  {row['n']:>5}  {_num(row['distance'])}  {_num(row['step_ratio'])}")

@@ -162,7 +162,7 @@ class TrainConfig:
     jump_size: float = 0.35
     """The change of velocity per frame, in image half-widths, above which jump_weight prices a keypoint (a ball on balls moves at most ~0.14 a frame, so a bounce changes its velocity by at most ~0.3)."""
     occlude_weight: float = 0.0
-    """Objects latents, first stage: weight of occlusion consistency. Every frame is drawn again with a rectangle of a random colour over part of one of its objects, and the keypoints of that frame are pulled toward the frame's own (held fixed), position and presence, by how much of their object stays in view (in full from a quarter up, not at all once wholly hidden). Without it a keypoint follows the part of a ball still in view as the ball goes in behind a screen, and falls behind its centre (wmkit/occlusion.py, BENCHMARKS.md). 0 turns it off."""
+    """Objects latents, first stage: weight of occlusion consistency. Every frame is drawn again with a rectangle (occlude_colour) over part of something that moves in its window, and the keypoints of that frame are pulled toward the frame's own (held fixed), position and presence, by how much of their object stays in view (in full from a quarter up, not at all once wholly hidden). Without it a keypoint follows the part of a ball still in view as the ball goes in behind a screen, and falls behind its centre (wmkit/occlusion.py, BENCHMARKS.md). 0 turns it off."""
     occlude_colour: str = "random"
     """The colour occlude_weight paints its rectangles in: 'random' (each its own) or 'R,G,B' (0-255 each), the colour of the scene's screens. A random colour is told apart from the scene's own screen, so what the encoder learns about it need not carry over (BENCHMARKS.md)."""
     occlude_radius: float = 0.13

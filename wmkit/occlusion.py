@@ -42,6 +42,12 @@ def moving(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return g * (spread / MOVES).clamp_max(1.0)
 
 
+def pick_weights(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``(B, T, K)``: what :func:`occluders` draws a keypoint by in windows ``x``, ``y``, ``g`` (B, T, K): how much
+    it stands for something that moves (:func:`moving`), or, in a frame where nothing does, its presence alone."""
+    return moving(x, y, g) + 1e-3 * g
+
+
 def occluders(x: torch.Tensor, y: torch.Tensor, pick: torch.Tensor, radius: float, generator: torch.Generator) -> torch.Tensor:
     """One rectangle per frame, ``(N, 4)`` as ``(x0, y0, x1, y1)`` in image half-widths ([-1, 1]), from the
     keypoints ``x``, ``y`` ``(N, K)``: around a keypoint drawn by ``pick`` (N, K), one edge
@@ -114,12 +120,13 @@ def occlusion_consistency(encoder, rgb: torch.Tensor, z: torch.Tensor, num: int,
                           generator: torch.Generator, colour: tuple[int, int, int] | None = None) -> torch.Tensor:
     """The term (see the module docstring): windows ``rgb`` (B, T, 3, H, W) uint8 and their object latents ``z``
     (B, T, K * (3 + A)), held fixed as the target; ``encoder`` is the :class:`~wmkit.models.objects.ObjectEncoder`;
-    ``colour`` the rectangles' (``None``: each its own, at random). Each frame's rectangle covers part of something that moves in its window (:func:`moving`; a still screen
-    would otherwise draw most of them). -> the weighted mean over keypoints of the squared distance between
+    ``colour`` the rectangles' (``None``: each its own, at random). Each frame's rectangle covers part of something
+    that moves in its window (:func:`pick_weights`; a still screen would otherwise draw most of them). -> the
+    weighted mean over keypoints of the squared distance between
     the covered frame's keypoint and the frame's, plus the squared difference of their presences."""
     b, t = z.shape[:2]
     x, y, g, _ = unpack(z.detach().reshape(b * t, -1), num, appearance)
-    pick = moving(*(v.view(b, t, num) for v in (x, y, g))).reshape(b * t, num) + 1e-3 * g
+    pick = pick_weights(*(v.view(b, t, num) for v in (x, y, g))).reshape(b * t, num)
     rect = occluders(x, y, pick, radius, generator)
     xo, yo, go, _ = encoder.keypoints({"rgb": cover(rgb.flatten(0, 1), rect, generator, colour)})
     weight = g * (shown_share(x, y, rect, radius) / FULL_FROM).clamp_max(1.0)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from ..data.store import EpisodeStore
-from ..data.windows import split_episodes
+from ..data.windows import frames_as_tensor, split_episodes
 from ..envs.balls import BALL_FIELDS, visible_fraction
 from ..errors import WmkitError
 from ..models.objects import unpack
-from ..occlusion import cover, moving, occluders, shown_share
+from ..occlusion import cover, occluders, pick_weights, shown_share
 
 GOING_IN = ((0.66, 0.99), (0.33, 0.66), (0.01, 0.33))  # shares of a ball in view while it goes in
 COVERED = ((0.99, 1.01), (0.66, 0.99), (0.33, 0.66), (0.10, 0.33), (0.0, 0.10))  # shares of a disk left in view
@@ -63,11 +63,11 @@ def keypoint_report(model, data, episodes: int = 100, colour: tuple[int, int, in
     found, going_in, covered = [], [], []
     for row in rows:
         ep = store.load_episode(int(row))
-        rgb = torch.from_numpy(ep.obs["rgb"]).permute(0, 3, 1, 2).contiguous()
+        rgb = frames_as_tensor("rgb", ep.obs["rgb"])
         with torch.no_grad():
             x, y, g, _ = unpack(model.encode(rgb), k, a)
-            pick = moving(x[None], y[None], g[None])[0]
-            rect = occluders(x, y, pick + 1e-3 * g, radius, gen)
+            pick = pick_weights(x[None], y[None], g[None])[0]  # the episode as one window
+            rect = occluders(x, y, pick, radius, gen)
             xo, yo, _, _ = model.encoder.keypoints({"rgb": cover(rgb, rect, gen, colour)})
         shown = shown_share(x, y, rect, radius)
         mask = pick > 0.5
