@@ -129,3 +129,57 @@ def test_the_target_frame_gets_no_gradient():
     z = enc({"rgb": rgb[:, 0]})[:, None].detach().requires_grad_()
     occlusion_consistency(enc, rgb, z, 2, 1, 0.25, torch.Generator().manual_seed(0)).backward()
     assert z.grad is None and any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+
+
+def _moving_disks(n: int, generator: torch.Generator):
+    """Windows (n, 2, 3, 32, 32) of a white disk of radius 0.25 that moves 0.2 to the right, and its centres (n, 2, 2)."""
+    start = torch.rand(n, 2, generator=generator) * 1.0 - 0.6
+    centre = torch.stack([start, start + torch.tensor([0.2, 0.0])], 1)
+    r = (torch.arange(32) + 0.5) / 16 - 1.0
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    disk = (xx - centre[..., :1, None]) ** 2 + (yy - centre[..., 1:, None]) ** 2 <= 0.25**2  # (n, 2, 32, 32)
+    return (disk[:, :, None].expand(n, 2, 3, 32, 32) * 255).to(torch.uint8), centre
+
+
+def test_vanish_teaches_a_wholly_covered_moving_objects_keypoint_to_find_nothing():
+    """Trained on moving disks in full view, an encoder's keypoint stays present once a grey rectangle hides its disk
+    wholly; with occlude_vanish the occlusion term pulls it toward absence, and a disk in view stays present."""
+    grey = (128, 128, 128)
+    test_rgb, test_centre = _moving_disks(64, torch.Generator().manual_seed(1))
+    c = test_centre[:, 0]
+    hidden = cover(test_rgb[:, 0], torch.cat([c - 0.5, c + 0.5], -1), torch.Generator(), grey)  # a square over the disk
+
+    def presences(vanish: float) -> tuple[float, float]:
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        enc = ObjectEncoder(32, num=1, appearance=0, keys=("rgb",), width=16)
+        opt = torch.optim.Adam(enc.parameters(), lr=3e-3)
+        for _ in range(150):
+            rgb, centre = _moving_disks(16, gen)
+            x, y, g, _ = enc.keypoints({"rgb": rgb.flatten(0, 1)})
+            flat = centre.flatten(0, 1)
+            loss = (x[:, 0] - flat[:, 0]).square().mean() + (y[:, 0] - flat[:, 1]).square().mean() + (1 - g).square().mean()
+            z = torch.cat([centre, torch.ones(16, 2, 1)], -1)  # the target: as the frames' own latents would hold it
+            loss = loss + occlusion_consistency(enc, rgb, z, 1, 0, 0.25, gen, grey, vanish=vanish)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            covered, shown = enc.keypoints({"rgb": hidden})[2], enc.keypoints({"rgb": test_rgb[:, 0]})[2]
+        return covered.median().item(), shown.median().item()
+
+    (kept, _), (vanished, seen) = presences(0.0), presences(1.0)
+    assert kept > 0.5 and vanished < 0.2 and seen > 0.8, (kept, vanished, seen)
+
+
+def test_vanish_leaves_a_still_keypoint_and_one_still_in_view_alone():
+    """The pull toward absence reaches only a keypoint that moves and whose object is wholly covered."""
+    torch.manual_seed(0)
+    enc = ObjectEncoder(32, num=1, appearance=0, keys=("rgb",), width=8)
+    rgb, centre = _moving_disks(32, torch.Generator().manual_seed(0))
+    for window, expect_pull in ((torch.cat([centre, torch.ones(32, 2, 1)], -1), True),
+                                (torch.cat([centre[:, :1].expand(32, 2, 2), torch.ones(32, 2, 1)], -1), False)):
+        # the same rectangles (the same draws, and vanish > 0 in both): the difference is the pull alone
+        once = occlusion_consistency(enc, rgb, window, 1, 0, 0.25, torch.Generator().manual_seed(3), vanish=1.0)
+        twice = occlusion_consistency(enc, rgb, window, 1, 0, 0.25, torch.Generator().manual_seed(3), vanish=2.0)
+        assert (twice > once + 1e-4) == expect_pull, (once.item(), twice.item())

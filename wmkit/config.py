@@ -165,6 +165,8 @@ class TrainConfig:
     """Objects latents, first stage: weight of occlusion consistency. Every frame is drawn again with a rectangle (occlude_colour) over part of something that moves in its window, and the keypoints of that frame are pulled toward the frame's own (held fixed), position and presence, by how much of their object stays in view (in full from a quarter up, not at all once wholly hidden). Without it a keypoint follows the part of a ball still in view as the ball goes in behind a screen, and falls behind its centre (wmkit/occlusion.py, BENCHMARKS.md). 0 turns it off."""
     occlude_colour: str = "random"
     """The colour occlude_weight paints its rectangles in: 'random' (each its own) or 'R,G,B' (0-255 each), the colour of the scene's screens. A random colour is told apart from the scene's own screen, so what the encoder learns about it need not carry over (BENCHMARKS.md)."""
+    occlude_vanish: float = 0.0
+    """With occlude_weight: the weight of a pull toward absence (presence 0) on the keypoint of a moving object that the rectangle wholly covers. Without it such a keypoint is left free, and on balls it stays present behind the screen and moves onto the screen or the other ball (wmkit/occlusion.py, BENCHMARKS.md). 0 turns it off."""
     occlude_radius: float = 0.13
     """The radius of an object around its keypoint, in image half-widths, that occlude_weight places its rectangles by and counts the share in view of (a ball on balls is 0.10-0.16)."""
     rollout_steps: int = 2

@@ -197,7 +197,7 @@ def world_model_losses(model, batch: dict[str, torch.Tensor], cfg, generator: to
     if cfg.occlude_weight > 0:  # objects latents: occlusion consistency (TrainConfig.occlude_weight)
         terms["occlude"] = occlusion_consistency(model.encoder, obs["rgb"], z, model.cfg.objects,
                                                  model.cfg.object_appearance, cfg.occlude_radius, generator,
-                                                 parse_colour(cfg.occlude_colour))
+                                                 parse_colour(cfg.occlude_colour), cfg.occlude_vanish)
     return terms, z
 
 

@@ -14,6 +14,14 @@ position and presence. A keypoint counts by its presence in the frame and by how
 rectangle leaves in view (:func:`shown_share`, of a disk of ``radius`` around it): in full from a quarter
 up, less below, and not at all once wholly covered, where the frame has nothing to place it by. On ``balls``
 grey rectangles (the screen's colour) carry over to the screen a little; random colours do not (BENCHMARKS.md).
+
+With ``vanish`` > 0 a wholly covered object's keypoint is also pulled toward absence (presence 0), weighed by
+``vanish``, its presence in the frame and how much it stands for something that moves (:func:`moving`; a still
+screen under a rectangle of its own colour looks the same, and keeps its keypoint). Without it the keypoint of a
+ball that goes behind the screen stays present on ``balls`` and moves onto the screen or the other ball, which a
+predictor must then foresee (BENCHMARKS.md). Wholly covered means no part of a disk of ``VANISH_REACH`` times the
+radius shows, so that a ball larger than ``radius`` is not taken for hidden while its rim shows; the rectangles'
+edges then reach ``VANISH_EDGE`` radii from the centre instead of ``EDGE_REACH``, so that some cover that much.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from .errors import WmkitError
 from .models.objects import unpack
 
 FULL_FROM = 0.25  # the share of an object in view from which its keypoint counts in full
+EDGE_REACH = 1.2  # a rectangle's edge crosses its object within this many radii of the keypoint
+VANISH_EDGE = 2.0  # ... and with occlude_vanish within this many, so that about one in six hides the object wholly
+VANISH_REACH = 1.3  # occlude_vanish: an object counts as wholly covered once a disk this many radii around it is
 MOVES = 0.1  # a keypoint that strays this far (image half-widths) within a window stands for something that moves
 
 # points spread evenly over the unit disk: the share of them a rectangle leaves is the share of a disk in view
@@ -48,10 +59,11 @@ def pick_weights(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor) -> torch.Ten
     return moving(x, y, g) + 1e-3 * g
 
 
-def occluders(x: torch.Tensor, y: torch.Tensor, pick: torch.Tensor, radius: float, generator: torch.Generator) -> torch.Tensor:
+def occluders(x: torch.Tensor, y: torch.Tensor, pick: torch.Tensor, radius: float, generator: torch.Generator,
+              reach: float = EDGE_REACH) -> torch.Tensor:
     """One rectangle per frame, ``(N, 4)`` as ``(x0, y0, x1, y1)`` in image half-widths ([-1, 1]), from the
     keypoints ``x``, ``y`` ``(N, K)``: around a keypoint drawn by ``pick`` (N, K), one edge
-    (left, right, top or bottom, drawn alike) crosses its object within ``1.2 radius`` of its centre, the
+    (left, right, top or bottom, drawn alike) crosses its object within ``reach`` radii of its centre, the
     rectangle reaching 0.3-1.0 beyond the edge on the object's side and 0.2-1.0 to either side of the centre
     along the edge: the object is hidden anywhere from not at all to wholly. Draws come from ``generator``
     (on the CPU)."""
@@ -67,7 +79,7 @@ def occluders(x: torch.Tensor, y: torch.Tensor, pick: torch.Tensor, radius: floa
     along_x = side < 2
     sign = torch.where(side % 2 == 0, 1.0, -1.0)
     centre_a, centre_p = torch.where(along_x, cx, cy), torch.where(along_x, cy, cx)
-    edge = centre_a + (draw() * 2.4 - 1.2) * radius
+    edge = centre_a + (draw() * 2 - 1) * reach * radius
     far = edge + sign * (0.3 + 0.7 * draw())
     lo_a, hi_a = torch.minimum(edge, far), torch.maximum(edge, far)
     lo_p, hi_p = centre_p - (0.2 + 0.8 * draw()), centre_p + (0.2 + 0.8 * draw())
@@ -117,18 +129,25 @@ def shown_share(x: torch.Tensor, y: torch.Tensor, rect: torch.Tensor, radius: fl
 
 
 def occlusion_consistency(encoder, rgb: torch.Tensor, z: torch.Tensor, num: int, appearance: int, radius: float,
-                          generator: torch.Generator, colour: tuple[int, int, int] | None = None) -> torch.Tensor:
+                          generator: torch.Generator, colour: tuple[int, int, int] | None = None,
+                          vanish: float = 0.0) -> torch.Tensor:
     """The term (see the module docstring): windows ``rgb`` (B, T, 3, H, W) uint8 and their object latents ``z``
     (B, T, K * (3 + A)), held fixed as the target; ``encoder`` is the :class:`~wmkit.models.objects.ObjectEncoder`;
     ``colour`` the rectangles' (``None``: each its own, at random). Each frame's rectangle covers part of something
     that moves in its window (:func:`pick_weights`; a still screen would otherwise draw most of them). -> the
     weighted mean over keypoints of the squared distance between
-    the covered frame's keypoint and the frame's, plus the squared difference of their presences."""
+    the covered frame's keypoint and the frame's, plus the squared difference of their presences; with ``vanish``
+    > 0, plus ``vanish`` times the mean over wholly covered moving keypoints of their squared presence."""
     b, t = z.shape[:2]
     x, y, g, _ = unpack(z.detach().reshape(b * t, -1), num, appearance)
-    pick = pick_weights(*(v.view(b, t, num) for v in (x, y, g))).reshape(b * t, num)
-    rect = occluders(x, y, pick, radius, generator)
+    windows = tuple(v.view(b, t, num) for v in (x, y, g))
+    pick = pick_weights(*windows).reshape(b * t, num)
+    rect = occluders(x, y, pick, radius, generator, VANISH_EDGE if vanish > 0 else EDGE_REACH)
     xo, yo, go, _ = encoder.keypoints({"rgb": cover(rgb.flatten(0, 1), rect, generator, colour)})
     weight = g * (shown_share(x, y, rect, radius) / FULL_FROM).clamp_max(1.0)
     err = (xo - x).square() + (yo - y).square() + (go - g).square()
-    return (weight * err).sum() / weight.sum().clamp_min(1e-6)
+    term = (weight * err).sum() / weight.sum().clamp_min(1e-6)
+    if vanish > 0:  # a wholly covered thing that moves: its keypoint should find nothing
+        hidden = moving(*windows).reshape(b * t, num) * (shown_share(x, y, rect, VANISH_REACH * radius) == 0).float()
+        term = term + vanish * (hidden * go.square()).sum() / hidden.sum().clamp_min(1e-6)
+    return term

@@ -28,7 +28,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise WmkitError(f"train config 'recon_frames' = {cfg.recon_frames}: the reconstruction decodes at least 1 frame per window")
     if cfg.recon_focus < 0:
         raise WmkitError(f"train config 'recon_focus' = {cfg.recon_focus}: the extra weight of moving pixels must be >= 0")
-    for name in ("pred_weight", "pred_decoded_weight", "presence_change_weight", "presence_weight", "jump_weight", "occlude_weight"):
+    for name in ("pred_weight", "pred_decoded_weight", "presence_change_weight", "presence_weight", "jump_weight", "occlude_weight",
+                 "occlude_vanish"):
         if getattr(cfg, name) < 0:
             raise WmkitError(f"train config '{name}' = {getattr(cfg, name)}: a loss weight must be >= 0")
     for name in ("presence_weight", "jump_weight", "occlude_weight"):
@@ -36,6 +37,9 @@ def check_train_config(cfg: TrainConfig) -> None:
             raise WmkitError(f"train config '{name}' = {getattr(cfg, name)} prices the keypoints an encoder learns, but "
                              f"freeze_encoder=true keeps the encoder fixed; set it in the first (autoencoder) stage instead")
     parse_colour(cfg.occlude_colour)
+    if cfg.occlude_vanish > 0 and cfg.occlude_weight == 0:
+        raise WmkitError(f"train config 'occlude_vanish' = {cfg.occlude_vanish} is part of the occlusion term, but "
+                         f"occlude_weight=0 turns that term off; set occlude_weight > 0 (e.g. 10) or occlude_vanish=0")
     if cfg.occlude_radius <= 0:
         raise WmkitError(f"train config 'occlude_radius' = {cfg.occlude_radius}: an object's radius must be > 0")
     if cfg.jump_size < 0:
