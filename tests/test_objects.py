@@ -434,7 +434,7 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert '"jump"' in (tmp_path / "jumps" / "metrics.jsonl").read_text()
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "occluded"), "max_steps=2",
                  "model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", "occlude_weight=1",
-                 "occlude_colour=150,150,150", *common]) == 0
+                 "occlude_colour=150,150,150", "occlude_vanish=1", *common]) == 0
     assert '"occlude"' in (tmp_path / "occluded" / "metrics.jsonl").read_text()
     # cells that vote where their object is, turned on over a first stage trained without them; not turned off again
     first = ["model.decoder=true", "recon_weight=10", "pred_weight=0", "rollout_weight=0", *common]
@@ -455,6 +455,12 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
                  "occlude_weight=1", "occlude_colour=grey", *common]) == 2
     assert "'occlude_colour' = 'grey'; expected 'random' or three numbers" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "occlude_vanish=1", *common]) == 2
+    assert "'occlude_vanish' = 1.0 is part of the occlusion term, but occlude_weight=0" in capsys.readouterr().err
+    assert main(["train", "--preset", "debug", "--data", str(data), "--out", str(tmp_path / "bad"), "max_steps=1",
+                 "occlude_weight=1", "occlude_vanish=-1", *common]) == 2
+    assert "'occlude_vanish' = -1.0: a loss weight must be >= 0" in capsys.readouterr().err
 
 
 def test_keypoint_report_refuses_a_latent_without_keypoints_and_data_without_balls(two_room_data):
