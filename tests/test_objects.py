@@ -398,6 +398,7 @@ def test_train_and_evaluate_an_object_model_from_the_command_line(tmp_path, caps
     kp = json.loads(report.read_text())
     assert kp["episodes"] >= 1 and kp["in_view"]["balls"] > 0 and 0 <= kp["in_view"]["found"] <= 1
     assert [r["shown"] for r in kp["going_in"]] == [[0.66, 0.99], [0.33, 0.66], [0.01, 0.33]] and len(kp["covered"]) == 5
+    assert kp["hidden"]["frames"] == 0 or 0 <= kp["hidden"]["present"] <= 1
     assert main(["eval", "keypoints", "--ckpt", str(run), "--data", str(data), "--colour", "grey"]) == 2
     assert "--colour = 'grey'; expected 'random' or three numbers" in capsys.readouterr().err
     result = json.loads(out.read_text())

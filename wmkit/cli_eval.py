@@ -124,6 +124,9 @@ def cmd_eval_keypoints(args) -> None:
     print("going in behind the screen: share in view, frames, keypoint from the centre, its step / the ball's (medians)")
     for row in result["going_in"]:
         print(f"  {row['shown'][0]:.2f}-{row['shown'][1]:.2f}  {row['n']:>5}  {_num(row['distance'])}  {_num(row['step_ratio'])}")
+    hid = result["hidden"]
+    print(f"wholly behind the screen: {hid['frames']} frames, the keypoint that last found the ball still present in "
+          f"{_num(hid['present'])} of them")
     print(f"under a rectangle ({args.colour}): share of the disk in view, keypoints, how far each moves (median)")
     for row in result["covered"]:
         print(f"  {row['shown'][0]:.2f}-{row['shown'][1]:.2f}  {row['n']:>5}  {_num(row['distance'])}")

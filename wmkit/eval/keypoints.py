@@ -10,6 +10,9 @@ dataset this reads, from the recorded state:
   from the ball's centre, and its step over the ball's (1: it moves with the ball). A keypoint that follows the
   part still in view falls behind the centre, and a predictor then dead-reckons a hidden ball from the wrong
   place (BENCHMARKS.md);
+- **hidden**: while a ball is wholly behind the screen, the share of frames in which the keypoint that last found
+  it in full view is still present (presence 0.5 or more): such a keypoint has moved onto something else, the
+  screen or another ball, and a predictor must foresee that jump (``occlude_vanish`` teaches it to vanish);
 - **covered**: the same frames with a rectangle drawn over part of a moving keypoint's ball as ``occlude_weight``
   draws them (its colour as given), and the median distance that each moving keypoint moves, by the share of a
   disk around it left in view.
@@ -60,7 +63,7 @@ def keypoint_report(model, data, episodes: int = 100, colour: tuple[int, int, in
     model.eval()
     k, a, per = model.cfg.objects, model.cfg.object_appearance, len(BALL_FIELDS)
     gen = torch.Generator().manual_seed(seed)
-    found, going_in, covered = [], [], []
+    found, going_in, covered, hidden = [], [], [], []
     for row in rows:
         ep = store.load_episode(int(row))
         rgb = frames_as_tensor("rgb", ep.obs["rgb"])
@@ -78,23 +81,26 @@ def keypoint_report(model, data, episodes: int = 100, colour: tuple[int, int, in
         for b in range(num_balls):
             bx, by = state[:, b * per] * 2 - 1, state[:, b * per + 1] * 2 - 1
             near = np.where(g > 0.5, np.hypot(x - bx[:, None], y - by[:, None]), np.inf)  # (T, K)
-            follow = None
+            follow = last = None  # the keypoint that followed the ball going in; the one that last found it in view
             for t in range(len(state)):
                 if vis[t, b] > 0.99:
                     found.append(near[t].min())
-                    follow = int(near[t].argmin()) if near[t].min() < FOUND else None
+                    follow = last = int(near[t].argmin()) if near[t].min() < FOUND else None
                 elif follow is not None and t and 0.01 <= vis[t, b] < vis[t - 1, b]:
                     step = np.hypot(bx[t] - bx[t - 1], by[t] - by[t - 1])
                     kp_step = np.hypot(x[t, follow] - x[t - 1, follow], y[t, follow] - y[t - 1, follow])
                     going_in.append((vis[t, b], np.hypot(x[t, follow] - bx[t], y[t, follow] - by[t]), kp_step / max(step, 1e-6)))
                 elif vis[t, b] < 0.01:
                     follow = None
+                    if last is not None:
+                        hidden.append(g[t, last])
     found, going_in, covered = np.array(found), np.array(going_in).reshape(-1, 3), np.array(covered).reshape(-1, 2)
     return {
         "episodes": len(rows),
         "in_view": {"balls": len(found), "found": float((found < FOUND).mean()) if len(found) else None,
                     "median_distance": _median(found)},
         "going_in": [_row(going_in, lo, hi, {"distance": 1, "step_ratio": 2}) for lo, hi in GOING_IN],
+        "hidden": {"frames": len(hidden), "present": float((np.array(hidden) >= 0.5).mean()) if hidden else None},
         "covered": [_row(covered, lo, hi, {"distance": 1}) for lo, hi in COVERED],
     }
 
